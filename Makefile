@@ -1,0 +1,25 @@
+# es_ledger: PGXS build.  `make && make install`, then see README.md.
+EXTENSION = es_ledger
+MODULE_big = es_ledger
+OBJS = \
+	src/es_event.o \
+	src/es_fold.o \
+	src/es_am.o \
+	src/es_guard.o \
+	src/es_store.o \
+	src/es_command.o \
+	src/es_apply.o \
+	src/es_replay.o \
+	src/es_ledger.o
+
+DATA = $(wildcard sql/es_ledger--*.sql)
+
+# pg_regress suite: one file per concern, run in this order in one database.
+REGRESS = setup commands errors idempotency batches shorthands limits \
+	immutability guard roles malformed
+
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-sign-compare -Wno-cast-function-type
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

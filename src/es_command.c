@@ -1,0 +1,527 @@
+/*-------------------------------------------------------------------------
+ *
+ * es_command.c
+ *	  A command's JSON shape, checked and turned into an EsCommand.
+ *
+ * Shape only: the type is known, every field is one that type takes, has
+ * the right JSON type and is in range.  Whether the command is allowed
+ * against the current state (funds, caps, status) is es_apply.c's business.
+ * Every shape error is ES009, an integer out of range 22003; nothing here
+ * reads the database, so a rejected command has written nothing.
+ *
+ * Parsing never recurses into nested values (metadata is kept whole), so no
+ * input, however deep, can exhaust the stack here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "es_ledger.h"
+
+static const char *const EsCommandTypeNames[] = {
+	[ES_CMD_OPEN_ACCOUNT] = "open_account",
+	[ES_CMD_DEPOSIT] = "deposit",
+	[ES_CMD_WITHDRAW] = "withdraw",
+	[ES_CMD_TRANSFER] = "transfer",
+	[ES_CMD_FREEZE_ACCOUNT] = "freeze_account",
+	[ES_CMD_UNFREEZE_ACCOUNT] = "unfreeze_account",
+	[ES_CMD_CLOSE_ACCOUNT] = "close_account",
+	[ES_CMD_SET_LIMITS] = "set_limits",
+};
+
+#define ES_CMD_COUNT lengthof(EsCommandTypeNames)
+
+/* The fields each command type takes besides the common ones. */
+static const char *const EsCommandFields[ES_CMD_COUNT][5] = {
+	[ES_CMD_OPEN_ACCOUNT] = {"account", "currency", "overdraft_limit", "max_balance"},
+	[ES_CMD_DEPOSIT] = {"account", "amount"},
+	[ES_CMD_WITHDRAW] = {"account", "amount"},
+	[ES_CMD_TRANSFER] = {"from", "to", "amount"},
+	[ES_CMD_FREEZE_ACCOUNT] = {"account"},
+	[ES_CMD_UNFREEZE_ACCOUNT] = {"account"},
+	[ES_CMD_CLOSE_ACCOUNT] = {"account"},
+	[ES_CMD_SET_LIMITS] = {"account", "overdraft_limit", "max_balance"},
+};
+
+/* The name of a command type, as in its JSON "type". */
+const char *
+EsCommandTypeName(EsCommandType type)
+{
+	return EsCommandTypeNames[type];
+}
+
+/* "command 3 of the batch: " or "" for a single command. */
+static char *
+Where(int ordinal)
+{
+	return ordinal > 0 ? psprintf("command %d of the batch: ", ordinal) : "";
+}
+
+/* Reject a command's shape with ES009. */
+static void
+pg_attribute_noreturn()
+Invalid(int ordinal, const char *msg, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_INVALID_COMMAND),
+			 errmsg("invalid command: %s%s", Where(ordinal), msg),
+			 detail ? errdetail("%s", detail) : 0));
+}
+
+/* The JSON type of a value, for messages. */
+static const char *
+JsonTypeName(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+		default:
+			return "an array or object";
+	}
+}
+
+/*
+ * Check a name-like text (account, currency, id): 1 to ES_MAX_NAME_CHARS
+ * characters.
+ */
+void
+EsCheckName(const char *what, const char *value, int ordinal)
+{
+	int			len = strlen(value);
+
+	if (len == 0)
+		Invalid(ordinal, psprintf("\"%s\" is empty", what),
+				"Names and ids are texts of 1 to 200 characters.");
+	if (len > ES_MAX_NAME_CHARS &&
+		pg_mbstrlen_with_len(value, len) > ES_MAX_NAME_CHARS)
+		Invalid(ordinal, psprintf("\"%s\" is longer than %d characters", what,
+								  ES_MAX_NAME_CHARS),
+				"Names and ids are texts of 1 to 200 characters.");
+}
+
+/* A name-like text field. */
+static char *
+ParseName(JsonbValue *v, const char *what, int ordinal)
+{
+	char	   *s;
+
+	if (v->type != jbvString)
+		Invalid(ordinal, psprintf("\"%s\" must be a string, not %s", what,
+								  JsonTypeName(v)), NULL);
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+	EsCheckName(what, s, ordinal);
+	return s;
+}
+
+/*
+ * A non-negative integer field: a JSON number without a fraction or a string
+ * of digits.  Zero only when allow_zero; past 2^63-1 fails with 22003.
+ */
+static int64
+ParseInteger(JsonbValue *v, const char *what, bool allow_zero, int ordinal)
+{
+	const char *s;
+	int			len;
+	uint64		n = 0;
+
+	if (v->type == jbvNumeric)
+	{
+		s = DatumGetCString(DirectFunctionCall1(numeric_out,
+												NumericGetDatum(v->val.numeric)));
+		len = strlen(s);
+	}
+	else if (v->type == jbvString)
+	{
+		s = v->val.string.val;
+		len = v->val.string.len;
+	}
+	else
+		Invalid(ordinal, psprintf("\"%s\" must be an integer, not %s", what,
+								  JsonTypeName(v)), NULL);
+
+	if (len == 0)
+		Invalid(ordinal, psprintf("\"%s\" must be %s integer", what,
+								  allow_zero ? "a non-negative" : "a positive"),
+				"An integer is a JSON number without a fraction or a string of digits.");
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			Invalid(ordinal, psprintf("\"%s\" must be %s integer", what,
+									  allow_zero ? "a non-negative" : "a positive"),
+					"An integer is a JSON number without a fraction or a string of digits.");
+		if (n > (uint64) PG_INT64_MAX / 10 ||
+			n * 10 + (s[i] - '0') > (uint64) PG_INT64_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("%s\"%s\" is out of range", Where(ordinal), what),
+					 errdetail("Amounts, limits and versions are at most 9223372036854775807.")));
+		n = n * 10 + (s[i] - '0');
+	}
+	if (n == 0 && !allow_zero)
+		Invalid(ordinal, psprintf("\"%s\" must be a positive integer", what),
+				"Amounts are in minor units and greater than zero.");
+	return (int64) n;
+}
+
+/*
+ * A timestamptz given as text.  Any data exception of the input function
+ * (bad syntax, unknown time zone, out of range) becomes ES009; other errors
+ * (cancel, out of memory) pass through.  The input function runs in a
+ * subtransaction so that its error can be caught safely.
+ */
+static TimestampTz
+ParseTimestamp(JsonbValue *v, const char *what, int ordinal)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *s;
+	TimestampTz ts = 0;
+	ErrorData  *edata = NULL;
+
+	if (v->type != jbvString)
+		Invalid(ordinal, psprintf("\"%s\" must be a timestamp string, not %s",
+								  what, JsonTypeName(v)), NULL);
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+													 CStringGetDatum(s),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			edata->sqlerrcode != ERRCODE_INVALID_PARAMETER_VALUE)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+
+	if (edata != NULL)
+		Invalid(ordinal, psprintf("\"%s\" is not a valid timestamp", what),
+				edata->message);
+	if (TIMESTAMP_NOT_FINITE(ts))
+		Invalid(ordinal, psprintf("\"%s\" must be a finite timestamp", what),
+				NULL);
+	return ts;
+}
+
+/* Is key one of the fields a command of this type takes? */
+static bool
+FieldAllowed(EsCommandType type, const char *key)
+{
+	for (int i = 0; i < lengthof(EsCommandFields[type]); i++)
+		if (EsCommandFields[type][i] && strcmp(EsCommandFields[type][i], key) == 0)
+			return true;
+	return false;
+}
+
+/* Record one field's value in cmd. */
+static void
+ParseField(EsCommand *cmd, const char *key, JsonbValue *v)
+{
+	int			o = cmd->ordinal;
+
+	if (strcmp(key, "type") == 0)
+		return;					/* done first */
+	if (strcmp(key, "id") == 0)
+		cmd->id = ParseName(v, "id", o);
+	else if (strcmp(key, "effective_at") == 0)
+	{
+		cmd->has_effective_at = true;
+		cmd->effective_at = ParseTimestamp(v, "effective_at", o);
+	}
+	else if (strcmp(key, "expected_version") == 0)
+	{
+		if (cmd->type == ES_CMD_TRANSFER)
+			Invalid(o, "\"expected_version\" is for single-account commands",
+					"A transfer touches two accounts; their versions are not checked.");
+		cmd->has_expected_version = true;
+		cmd->expected_version = ParseInteger(v, "expected_version", true, o);
+	}
+	else if (strcmp(key, "metadata") == 0)
+	{
+		if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+			Invalid(o, psprintf("\"metadata\" must be an object, not %s",
+								JsonTypeName(v)), NULL);
+		cmd->metadata = JsonbValueToJsonb(v);
+	}
+	else if (!FieldAllowed(cmd->type, key))
+		Invalid(o, psprintf("unknown field \"%s\" for a command of type %s",
+							key, EsCommandTypeName(cmd->type)), NULL);
+	else if (strcmp(key, "account") == 0 || strcmp(key, "from") == 0)
+		cmd->account = ParseName(v, key, o);
+	else if (strcmp(key, "to") == 0)
+		cmd->to_account = ParseName(v, key, o);
+	else if (strcmp(key, "currency") == 0)
+		cmd->currency = ParseName(v, key, o);
+	else if (strcmp(key, "amount") == 0)
+		cmd->amount = ParseInteger(v, key, false, o);
+	else if (strcmp(key, "overdraft_limit") == 0)
+	{
+		cmd->has_overdraft_limit = true;
+		cmd->overdraft_limit = ParseInteger(v, key, true, o);
+	}
+	else if (strcmp(key, "max_balance") == 0)
+	{
+		cmd->has_max_balance = true;
+		cmd->max_balance_null = v->type == jbvNull;
+		if (!cmd->max_balance_null)
+			cmd->max_balance = ParseInteger(v, key, true, o);
+	}
+}
+
+/* Fail unless a required field was given. */
+static void
+Require(const EsCommand *cmd, bool given, const char *field)
+{
+	if (!given)
+		Invalid(cmd->ordinal,
+				psprintf("a command of type %s needs \"%s\"",
+						 EsCommandTypeName(cmd->type), field), NULL);
+}
+
+/*
+ * Parse one command object.  jb must be a JSON object; ordinal is its
+ * 1-based position in a batch, 0 for a single command.
+ */
+void
+EsParseCommand(Jsonb *jb, int ordinal, EsCommand *cmd)
+{
+	JsonbValue *typev;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *type;
+	int			i;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->ordinal = ordinal;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		Invalid(ordinal, "a command must be a JSON object",
+				"es_apply takes an object, or an array of objects for a batch.");
+
+	typev = getKeyJsonValueFromContainer(&jb->root, "type", 4, NULL);
+	if (typev == NULL)
+		Invalid(ordinal, "\"type\" is missing", NULL);
+	if (typev->type != jbvString)
+		Invalid(ordinal, psprintf("\"type\" must be a string, not %s",
+								  JsonTypeName(typev)), NULL);
+	type = pnstrdup(typev->val.string.val, typev->val.string.len);
+	for (i = 0; i < ES_CMD_COUNT; i++)
+		if (strcmp(type, EsCommandTypeNames[i]) == 0)
+			break;
+	if (i == ES_CMD_COUNT)
+		Invalid(ordinal, psprintf("unknown command type \"%s\"",
+								  type[0] ? type : ""),
+				"Known types: open_account, deposit, withdraw, transfer, freeze_account, unfreeze_account, close_account, set_limits.");
+	cmd->type = (EsCommandType) i;
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+
+			tok = JsonbIteratorNext(&it, &v, true);
+			Assert(tok == WJB_VALUE);
+			ParseField(cmd, key, &v);
+		}
+	}
+
+	switch (cmd->type)
+	{
+		case ES_CMD_OPEN_ACCOUNT:
+			Require(cmd, cmd->account != NULL, "account");
+			Require(cmd, cmd->currency != NULL, "currency");
+			break;
+		case ES_CMD_DEPOSIT:
+		case ES_CMD_WITHDRAW:
+			Require(cmd, cmd->account != NULL, "account");
+			Require(cmd, cmd->amount > 0, "amount");
+			break;
+		case ES_CMD_TRANSFER:
+			Require(cmd, cmd->account != NULL, "from");
+			Require(cmd, cmd->to_account != NULL, "to");
+			Require(cmd, cmd->amount > 0, "amount");
+			if (strcmp(cmd->account, cmd->to_account) == 0)
+				Invalid(ordinal,
+						psprintf("transfer from account \"%s\" to itself",
+								 cmd->account),
+						"A transfer needs two different accounts.");
+			break;
+		case ES_CMD_SET_LIMITS:
+			Require(cmd, cmd->account != NULL, "account");
+			if (!cmd->has_overdraft_limit && !cmd->has_max_balance)
+				Invalid(ordinal, "set_limits needs \"overdraft_limit\" or \"max_balance\"",
+						NULL);
+			break;
+		default:
+			Require(cmd, cmd->account != NULL, "account");
+			break;
+	}
+}
+
+/*
+ * Parse es_apply's argument: one command object, or a non-empty array of
+ * them (a batch).  Returns a List of EsCommand pointers.
+ */
+List *
+EsParseCommands(Jsonb *jb)
+{
+	List	   *cmds = NIL;
+
+	if (JB_ROOT_IS_SCALAR(jb))
+		Invalid(0, "a command must be a JSON object",
+				"es_apply takes an object, or an array of objects for a batch.");
+	if (JB_ROOT_IS_ARRAY(jb))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&jb->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			ordinal = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			EsCommand  *cmd;
+
+			if (tok != WJB_ELEM)
+				continue;
+			ordinal++;
+			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+				Invalid(ordinal, psprintf("a command must be a JSON object, not %s",
+										  JsonTypeName(&v)), NULL);
+			cmd = palloc(sizeof(EsCommand));
+			EsParseCommand(JsonbValueToJsonb(&v), ordinal, cmd);
+			cmds = lappend(cmds, cmd);
+		}
+		if (cmds == NIL)
+			Invalid(0, "the batch is empty", "A batch is a non-empty array of commands.");
+	}
+	else
+	{
+		EsCommand  *cmd = palloc(sizeof(EsCommand));
+
+		EsParseCommand(jb, 0, cmd);
+		cmds = list_make1(cmd);
+	}
+	return cmds;
+}
+
+/* Append ,"key": to a JSON object under construction. */
+static void
+AppendKey(StringInfo buf, const char *key)
+{
+	if (buf->len > 1)
+		appendStringInfoChar(buf, ',');
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+}
+
+/*
+ * The canonical form of a command, the one its idempotency key is recorded
+ * with: its type and fields as parsed (integers as numbers, effective_at as
+ * microseconds since 2000-01-01 UTC, open_account's defaults filled in), so
+ * that the same command compares equal however it was spelt: through
+ * es_apply or a shorthand, with "100" or 100, keys in any order.
+ */
+Jsonb *
+EsCommandCanonical(const EsCommand *cmd)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	AppendKey(&buf, "type");
+	escape_json(&buf, EsCommandTypeName(cmd->type));
+	if (cmd->id)
+	{
+		AppendKey(&buf, "id");
+		escape_json(&buf, cmd->id);
+	}
+	if (cmd->account)
+	{
+		AppendKey(&buf, cmd->type == ES_CMD_TRANSFER ? "from" : "account");
+		escape_json(&buf, cmd->account);
+	}
+	if (cmd->to_account)
+	{
+		AppendKey(&buf, "to");
+		escape_json(&buf, cmd->to_account);
+	}
+	if (cmd->currency)
+	{
+		AppendKey(&buf, "currency");
+		escape_json(&buf, cmd->currency);
+	}
+	if (cmd->amount > 0)
+	{
+		AppendKey(&buf, "amount");
+		appendStringInfo(&buf, INT64_FORMAT, cmd->amount);
+	}
+	if (cmd->has_overdraft_limit || cmd->type == ES_CMD_OPEN_ACCOUNT)
+	{
+		AppendKey(&buf, "overdraft_limit");
+		appendStringInfo(&buf, INT64_FORMAT, cmd->overdraft_limit);
+	}
+	if (cmd->has_max_balance || cmd->type == ES_CMD_OPEN_ACCOUNT)
+	{
+		AppendKey(&buf, "max_balance");
+		if (!cmd->has_max_balance || cmd->max_balance_null)
+			appendStringInfoString(&buf, "null");
+		else
+			appendStringInfo(&buf, INT64_FORMAT, cmd->max_balance);
+	}
+	if (cmd->has_effective_at)
+	{
+		AppendKey(&buf, "effective_at");
+		appendStringInfo(&buf, INT64_FORMAT, (int64) cmd->effective_at);
+	}
+	if (cmd->has_expected_version)
+	{
+		AppendKey(&buf, "expected_version");
+		appendStringInfo(&buf, INT64_FORMAT, cmd->expected_version);
+	}
+	if (cmd->metadata)
+	{
+		AppendKey(&buf, "metadata");
+		appendStringInfoString(&buf, JsonbToCString(NULL, &cmd->metadata->root,
+													VARSIZE(cmd->metadata)));
+	}
+	appendStringInfoChar(&buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}

@@ -1,0 +1,157 @@
+/*-------------------------------------------------------------------------
+ *
+ * es_event.c
+ *	  The bottom layer: an event's type names, its canonical encoding, its
+ *	  checksum and its link in the account's hash chain.
+ *
+ * The canonical encoding is what the checksum and the hash cover.  It must
+ * be a pure function of the event's stored columns so that a verifier can
+ * recompute it from es_events alone, on any machine, at any time:
+ *
+ *	  uint32 magic "ESEV" | uint16 format version
+ *	  int64 seq | int64 account_id | int64 version
+ *	  text type | int64 amount | text data (jsonb's canonical text)
+ *	  uint8 has_command_id [text command_id]
+ *	  int64 recorded_at | int64 effective_at
+ *
+ * Integers are big-endian, texts are a uint32 byte length and the bytes.
+ * jsonb's text output is canonical (keys sorted, no insignificant white
+ * space), so equal data always encodes equally.
+ *
+ *	  checksum = CRC-32C(encoding)
+ *	  hash	   = SHA-256(previous hash of the account || encoding)
+ *
+ * The first event of an account links to the genesis hash, 32 zero bytes.
+ * Changing the encoding means a new ES_EVENT_FORMAT_VERSION; old events keep
+ * verifying under the version they were written with.
+ *
+ * Nothing here touches the database: no locks, no catalog access.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/cryptohash.h"
+#include "port/pg_bswap.h"
+#include "port/pg_crc32c.h"
+
+#include "es_ledger.h"
+
+/* Event type names, indexed by EsEventType; PascalCase past tense. */
+static const char *const EsEventTypeNames[] = {
+	[ES_EV_INVALID] = NULL,
+	[ES_EV_ACCOUNT_OPENED] = "AccountOpened",
+	[ES_EV_DEPOSITED] = "Deposited",
+	[ES_EV_WITHDRAWN] = "Withdrawn",
+	[ES_EV_TRANSFER_SENT] = "TransferSent",
+	[ES_EV_TRANSFER_RECEIVED] = "TransferReceived",
+	[ES_EV_ACCOUNT_FROZEN] = "AccountFrozen",
+	[ES_EV_ACCOUNT_UNFROZEN] = "AccountUnfrozen",
+	[ES_EV_ACCOUNT_CLOSED] = "AccountClosed",
+	[ES_EV_LIMITS_CHANGED] = "LimitsChanged",
+};
+
+static const uint8 EsGenesis[ES_HASH_LEN] = {0};
+
+/* The text name of an event type. */
+const char *
+EsEventTypeName(EsEventType type)
+{
+	if (type <= ES_EV_INVALID || type > ES_EV_LIMITS_CHANGED)
+		elog(ERROR, "invalid es_ledger event type %d", (int) type);
+	return EsEventTypeNames[type];
+}
+
+/* The event type of a name, or ES_EV_INVALID when it is none of ours. */
+EsEventType
+EsEventTypeFromName(const char *name)
+{
+	for (int i = ES_EV_ACCOUNT_OPENED; i <= ES_EV_LIMITS_CHANGED; i++)
+		if (strcmp(EsEventTypeNames[i], name) == 0)
+			return (EsEventType) i;
+	return ES_EV_INVALID;
+}
+
+/* The hash an account's first event links to. */
+const uint8 *
+EsGenesisHash(void)
+{
+	return EsGenesis;
+}
+
+/* Append a big-endian int64. */
+static void
+AppendInt64(StringInfo buf, int64 v)
+{
+	uint64		n = pg_hton64((uint64) v);
+
+	appendBinaryStringInfo(buf, (const char *) &n, sizeof(n));
+}
+
+/* Append a length-prefixed byte string. */
+static void
+AppendText(StringInfo buf, const char *s, size_t len)
+{
+	uint32		n = pg_hton32((uint32) len);
+
+	appendBinaryStringInfo(buf, (const char *) &n, sizeof(n));
+	appendBinaryStringInfo(buf, s, len);
+}
+
+/* Write the canonical encoding of ev (see the file header) into buf. */
+void
+EsEventEncode(const EsEvent *ev, StringInfo buf)
+{
+	uint32		magic = pg_hton32(ES_EVENT_MAGIC);
+	uint16		version = pg_hton16(ES_EVENT_FORMAT_VERSION);
+	const char *type = EsEventTypeName(ev->type);
+	char	   *data;
+	uint8		has_id = ev->command_id != NULL;
+
+	appendBinaryStringInfo(buf, (const char *) &magic, sizeof(magic));
+	appendBinaryStringInfo(buf, (const char *) &version, sizeof(version));
+	AppendInt64(buf, ev->seq);
+	AppendInt64(buf, ev->account_id);
+	AppendInt64(buf, ev->version);
+	AppendText(buf, type, strlen(type));
+	AppendInt64(buf, ev->amount);
+	data = JsonbToCString(NULL, &ev->data->root, VARSIZE(ev->data));
+	AppendText(buf, data, strlen(data));
+	pfree(data);
+	appendBinaryStringInfo(buf, (const char *) &has_id, 1);
+	if (has_id)
+		AppendText(buf, ev->command_id, strlen(ev->command_id));
+	AppendInt64(buf, ev->recorded_at);
+	AppendInt64(buf, ev->effective_at);
+}
+
+/*
+ * Compute ev's checksum and its hash link from the previous hash of its
+ * account (EsGenesisHash() for an account's first event).
+ */
+void
+EsEventSeal(EsEvent *ev, const uint8 *prev_hash)
+{
+	StringInfoData buf;
+	pg_crc32c	crc;
+	pg_cryptohash_ctx *ctx;
+
+	initStringInfo(&buf);
+	EsEventEncode(ev, &buf);
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, buf.data, buf.len);
+	FIN_CRC32C(crc);
+	ev->checksum = crc;
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL ||
+		pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, prev_hash, ES_HASH_LEN) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) buf.data, buf.len) < 0 ||
+		pg_cryptohash_final(ctx, ev->hash, ES_HASH_LEN) < 0)
+		elog(ERROR, "could not compute SHA-256 of event %lld: %s",
+			 (long long) ev->seq, pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	pfree(buf.data);
+}

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * es_ledger.c
+ *	  Module entry point of es_ledger: the module magic block and _PG_init.
+ *
+ * The library is loaded on first use of any es_ledger function or of a
+ * table using the es_log access method; it needs no
+ * shared_preload_libraries entry and keeps no shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "es_ledger.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* Called once when the library is loaded into a backend. */
+void
+_PG_init(void)
+{
+	EsGuardInit();
+}
