@@ -123,7 +123,7 @@ es_guard_projection(PG_FUNCTION_ARGS)
 			 errmsg("cannot %s projection \"%s\"", op,
 					RelationGetRelationName(trigdata->tg_relation)),
 			 errdetail("Projections are written only by es_apply, in step with the event log."),
-			 errhint("Apply a command with es_apply(); rebuild projections with es_rebuild_projections().")));
+			 errhint("Apply a command with es_apply().")));
 	return PointerGetDatum(NULL);	/* not reached */
 }
 

@@ -204,7 +204,7 @@ EsStoreLookupAccountId(const char *account, int64 *account_id)
 	bool		isnull;
 	bool		found = false;
 
-	RunPlan(PLAN_LOOKUP_ACCOUNT, &arg, NULL, true, SPI_OK_SELECT);
+	RunPlan(PLAN_LOOKUP_ACCOUNT, &arg, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
 		*account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],

@@ -1,0 +1,62 @@
+-- batches: a JSON array is applied in order, atomically; the result is the last seq.
+SELECT es_apply('[
+  {"type": "open_account", "account": "b-a", "currency": "USD"},
+  {"type": "open_account", "account": "b-b", "currency": "USD"},
+  {"type": "deposit", "account": "b-a", "amount": 100},
+  {"type": "transfer", "from": "b-a", "to": "b-b", "amount": 40}
+]') AS s \gset
+SELECT (SELECT max(seq) FROM es_events) = :s AS returns_last_seq;
+SELECT account, balance, version FROM es_accounts WHERE account LIKE 'b-%' ORDER BY 1;
+
+-- one failing command undoes the whole batch
+CREATE TEMP TABLE before AS SELECT count(*) AS n FROM es_events;
+SELECT try($$SELECT es_apply('[
+  {"type": "deposit", "account": "b-a", "amount": 1000},
+  {"type": "open_account", "account": "b-c", "currency": "USD"},
+  {"type": "withdraw", "account": "b-b", "amount": 41}
+]')$$);
+SELECT try($$SELECT es_apply('[
+  {"type": "deposit", "account": "b-a", "amount": 1000},
+  {"type": "deposit", "account": "b-a", "amount": 0}
+]')$$);
+SELECT try($$SELECT es_apply('[{"type": "deposit", "account": "b-a", "amount": 1}, 42]')$$);
+SELECT count(*) - (SELECT n FROM before) AS written FROM es_events;
+SELECT count(*) AS b_c_exists FROM es_accounts WHERE account = 'b-c';
+SELECT account, balance, version FROM es_accounts WHERE account LIKE 'b-%' ORDER BY 1;
+
+-- an account touched many times in one batch: versions stay gap-free
+SELECT es_apply(jsonb_agg(jsonb_build_object('type', 'deposit', 'account', 'b-b', 'amount', i)))
+       > 0 AS ok FROM generate_series(1, 50) i;
+SELECT balance, version FROM es_accounts WHERE account = 'b-b';
+SELECT count(*) = max(e.version) AND min(e.version) = 1 AS gap_free
+  FROM es_events e JOIN es_accounts a USING (account_id) WHERE a.account = 'b-b';
+
+-- ids inside a batch are idempotent one by one
+SELECT es_apply('[{"type": "deposit", "account": "b-a", "amount": 5, "id": "b-1"},
+                  {"type": "deposit", "account": "b-a", "amount": 6, "id": "b-2"}]') AS s \gset
+SELECT es_apply('[{"type": "deposit", "account": "b-a", "amount": 5, "id": "b-1"},
+                  {"type": "deposit", "account": "b-a", "amount": 6, "id": "b-2"}]') = :s AS same_seq;
+SELECT try($$SELECT es_apply('[{"type": "deposit", "account": "b-a", "amount": 5, "id": "b-1"},
+                  {"type": "deposit", "account": "b-a", "amount": 7, "id": "b-2"}]')$$);
+SELECT balance FROM es_accounts WHERE account = 'b-a';
+
+-- the empty batch is not a command
+SELECT try($$SELECT es_apply('[]')$$);
+
+-- a batch inside the caller's transaction rolls back with it
+BEGIN;
+SELECT es_apply('[{"type": "deposit", "account": "b-a", "amount": 1000}]') > 0 AS ok;
+SELECT balance FROM es_accounts WHERE account = 'b-a';
+ROLLBACK;
+SELECT balance FROM es_accounts WHERE account = 'b-a';
+-- and a savepoint undoes a failed command only
+BEGIN;
+SELECT es_deposit('b-a', 1) > 0 AS ok;
+SAVEPOINT s;
+SELECT es_withdraw('b-a', 1000000);
+ROLLBACK TO SAVEPOINT s;
+SELECT es_deposit('b-a', 1) > 0 AS ok;
+COMMIT;
+SELECT balance, version FROM es_accounts WHERE account = 'b-a';
+SELECT a.balance = r.balance AND a.version = r.version AS replay_matches
+  FROM es_accounts a, es_replay('b-a') r WHERE a.account = 'b-a';

@@ -1,0 +1,31 @@
+-- guard: projections are written only by es_apply, superusers included (ES011).
+SELECT es_open_account('g-a', 'USD') > 0 AS ok;
+SELECT es_deposit('g-a', 100, 'g-dep') > 0 AS ok;
+SELECT try($$UPDATE es_accounts SET balance = 1000000 WHERE account = 'g-a' RETURNING 1$$);
+SELECT try($$DELETE FROM es_accounts WHERE account = 'g-a' RETURNING 1$$);
+SELECT try($$INSERT INTO es_accounts SELECT * FROM es_accounts LIMIT 1 RETURNING 1$$);
+SELECT try($$TRUNCATE es_accounts$$);
+SELECT try($$MERGE INTO es_accounts a USING (SELECT 'g-a' AS account) s ON a.account = s.account
+             WHEN MATCHED THEN UPDATE SET balance = 0$$);
+SELECT try($$UPDATE es_commands SET seq = 0 RETURNING 1$$);
+SELECT try($$DELETE FROM es_commands RETURNING 1$$);
+SELECT try($$TRUNCATE es_commands$$);
+-- the guard triggers cannot be switched off
+SELECT try($$ALTER TABLE es_accounts DISABLE TRIGGER es_guard$$);
+SELECT try($$ALTER TABLE es_accounts DISABLE TRIGGER ALL$$);
+SELECT try($$ALTER TABLE es_commands DISABLE TRIGGER USER$$);
+SELECT try($$ALTER TABLE es_accounts ENABLE REPLICA TRIGGER es_guard$$);
+SELECT try($$ALTER TABLE es_accounts DROP COLUMN balance$$);
+SELECT try($$ALTER TABLE es_accounts RENAME COLUMN balance TO b$$);
+-- the projection is unchanged, and a refused write inside es_apply's
+-- transaction does not open the guard for the statements after it
+SELECT balance, version FROM es_accounts WHERE account = 'g-a';
+BEGIN;
+SELECT es_deposit('g-a', 1) > 0 AS ok;
+SAVEPOINT s;
+UPDATE es_accounts SET balance = 5 WHERE account = 'g-a';
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT balance, version FROM es_accounts WHERE account = 'g-a';
+-- the guard functions refuse to run outside their triggers
+SELECT try($$SELECT es_guard_projection()$$);
