@@ -67,14 +67,14 @@ NotFound(const char *account)
 			 errdetail("No account of that name has been opened.")));
 }
 
-/* Look up and lock an account by name; ES003 if there is none. */
+/* Lock an account by name and read its state; ES003 if there is none. */
 static void
 LockByName(const char *account, EsAccountState *state)
 {
-	int64		id;
+	bool		found;
 
-	if (!EsStoreLookupAccountId(account, &id) ||
-		!EsStoreLockAccount(id, state))
+	EsStoreLockAccounts(&account, 1, state, &found);
+	if (!found)
 		NotFound(account);
 }
 
@@ -321,29 +321,23 @@ ApplyDepositWithdraw(const EsCommand *cmd)
 static int64
 ApplyTransfer(const EsCommand *cmd)
 {
+	const char *names[2] = {cmd->account, cmd->to_account};
+	EsAccountState states[2];
+	bool		found[2];
 	EsAccountState from;
 	EsAccountState to;
-	int64		from_id;
-	int64		to_id;
 	TimestampTz recorded_at;
 	EsData		d;
 	int64		seq;
 
-	if (!EsStoreLookupAccountId(cmd->account, &from_id))
+	/* One statement locks both, in ascending account_id order. */
+	EsStoreLockAccounts(names, 2, states, found);
+	if (!found[0])
 		NotFound(cmd->account);
-	if (!EsStoreLookupAccountId(cmd->to_account, &to_id))
+	if (!found[1])
 		NotFound(cmd->to_account);
-	/* Lock in ascending account_id order: no deadlock between transfers. */
-	if (from_id < to_id)
-	{
-		EsStoreLockAccount(from_id, &from);
-		EsStoreLockAccount(to_id, &to);
-	}
-	else
-	{
-		EsStoreLockAccount(to_id, &to);
-		EsStoreLockAccount(from_id, &from);
-	}
+	from = states[0];
+	to = states[1];
 	CheckOpen(&from);
 	CheckOpen(&to);
 	if (strcmp(from.currency, to.currency) != 0)
@@ -490,16 +484,6 @@ EsApplyCommand(EsCommand *cmd)
 	return seq;
 }
 
-/* int64 comparator for qsort. */
-static int
-CompareInt64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 /*
  * Lock every existing account a batch names, in ascending account_id
  * order, before any of its commands runs.
@@ -507,25 +491,26 @@ CompareInt64(const void *a, const void *b)
 static void
 LockBatchAccounts(List *cmds)
 {
-	int64	   *ids = palloc(sizeof(int64) * list_length(cmds) * 2);
+	int			max = list_length(cmds) * 2;
+	const char **names = palloc(sizeof(char *) * max);
+	EsAccountState *states = palloc(sizeof(EsAccountState) * max);
+	bool	   *found = palloc(sizeof(bool) * max);
 	int			n = 0;
 	ListCell   *lc;
-	EsAccountState state;
 
 	foreach(lc, cmds)
 	{
 		EsCommand  *cmd = lfirst(lc);
 
-		if (cmd->account && EsStoreLookupAccountId(cmd->account, &ids[n]))
-			n++;
-		if (cmd->to_account && EsStoreLookupAccountId(cmd->to_account, &ids[n]))
-			n++;
+		if (cmd->account)
+			names[n++] = cmd->account;
+		if (cmd->to_account)
+			names[n++] = cmd->to_account;
 	}
-	qsort(ids, n, sizeof(int64), CompareInt64);
-	for (int i = 0; i < n; i++)
-		if (i == 0 || ids[i] != ids[i - 1])
-			EsStoreLockAccount(ids[i], &state);
-	pfree(ids);
+	EsStoreLockAccounts(names, n, states, found);
+	pfree(names);
+	pfree(states);
+	pfree(found);
 }
 
 /* Apply a list of parsed commands under the write guard; last seq. */

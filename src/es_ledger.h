@@ -153,7 +153,8 @@ extern int64 EsStoreNextSeq(void);
 extern int64 EsStoreNextAccountId(void);
 extern bool EsStoreLookupAccountId(const char *account, int64 *account_id);
 extern bool EsStoreFindAccountInLog(const char *account, int64 *account_id);
-extern bool EsStoreLockAccount(int64 account_id, EsAccountState *state);
+extern int	EsStoreLockAccounts(const char *const *names, int n,
+								EsAccountState *states, bool *found);
 extern bool EsStoreInsertAccount(const EsAccountState *state);
 extern void EsStoreUpdateAccount(const EsAccountState *state);
 extern void EsStoreInsertEvent(const EsEvent *ev);

@@ -25,6 +25,7 @@
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -47,7 +48,7 @@
 typedef enum EsPlanId
 {
 	PLAN_LOOKUP_ACCOUNT,
-	PLAN_LOCK_ACCOUNT,
+	PLAN_LOCK_ACCOUNTS,
 	PLAN_INSERT_ACCOUNT,
 	PLAN_UPDATE_ACCOUNT,
 	PLAN_INSERT_EVENT,
@@ -70,9 +71,10 @@ static const EsPlanDef EsPlanDefs[PLAN_COUNT] = {
 		"SELECT account_id FROM es_accounts WHERE account = $1",
 		1, {TEXTOID}
 	},
-	[PLAN_LOCK_ACCOUNT] = {
-		"SELECT " ES_ACCOUNT_COLS " FROM es_accounts WHERE account_id = $1 FOR UPDATE",
-		1, {INT8OID}
+	[PLAN_LOCK_ACCOUNTS] = {
+		"SELECT " ES_ACCOUNT_COLS " FROM es_accounts WHERE account = ANY ($1) "
+		"ORDER BY account_id FOR UPDATE",
+		1, {TEXTARRAYOID}
 	},
 	[PLAN_INSERT_ACCOUNT] = {
 		"INSERT INTO es_accounts (" ES_ACCOUNT_COLS ") VALUES "
@@ -299,27 +301,11 @@ HashDatum(const uint8 *hash)
 	return PointerGetDatum(b);
 }
 
-/*
- * Lock an account's projection row (FOR UPDATE) and read its state.
- * False if there is no such account.
- */
-bool
-EsStoreLockAccount(int64 account_id, EsAccountState *state)
+/* Read an es_accounts row (ES_ACCOUNT_COLS) into a state. */
+static void
+RowToState(HeapTuple tup, TupleDesc desc, EsAccountState *state)
 {
-	Datum		arg = Int64GetDatum(account_id);
-	HeapTuple	tup;
-	TupleDesc	desc;
-
-	RunPlan(PLAN_LOCK_ACCOUNT, &arg, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return false;
-	}
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
-	EsStateInit(state, account_id);
+	EsStateInit(state, GetInt64(tup, desc, 1, NULL));
 	state->account = GetText(tup, desc, 2);
 	state->currency = GetText(tup, desc, 3);
 	state->status = EsStatusFromName(GetText(tup, desc, 4));
@@ -334,8 +320,46 @@ EsStoreLockAccount(int64 account_id, EsAccountState *state)
 	state->opened_at = GetTimestamp(tup, desc, 13);
 	state->updated_at = GetTimestamp(tup, desc, 14);
 	GetHash(tup, desc, 15, state->last_hash);
+}
+
+/*
+ * Lock the projection rows of the accounts named (FOR UPDATE, in ascending
+ * account_id order, in one statement) and read their states.  states[i]
+ * receives names[i]'s state and found[i] whether it exists; names may
+ * repeat.  Returns the number of distinct accounts locked.
+ */
+int
+EsStoreLockAccounts(const char *const *names, int n, EsAccountState *states,
+					bool *found)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		arg;
+	uint64		nrows;
+
+	for (int i = 0; i < n; i++)
+	{
+		elems[i] = CStringGetTextDatum(names[i]);
+		found[i] = false;
+	}
+	arg = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+										  TYPALIGN_INT));
+	RunPlan(PLAN_LOCK_ACCOUNTS, &arg, NULL, false, SPI_OK_SELECT);
+	nrows = SPI_processed;
+	for (uint64 r = 0; r < nrows; r++)
+	{
+		EsAccountState state;
+
+		RowToState(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, &state);
+		for (int i = 0; i < n; i++)
+			if (!found[i] && strcmp(names[i], state.account) == 0)
+			{
+				states[i] = state;
+				found[i] = true;
+			}
+	}
 	SPI_freetuptable(SPI_tuptable);
-	return true;
+	pfree(elems);
+	return (int) nrows;
 }
 
 /* The projection row of a state, as Datums in table order. */
