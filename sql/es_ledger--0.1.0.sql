@@ -42,6 +42,7 @@ CREATE TABLE es_events (
 	effective_at	timestamptz	NOT NULL,
 	checksum		bigint		NOT NULL,
 	hash			bytea		NOT NULL,
+	format			smallint	NOT NULL,
 	tx				xid8		NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
 	CONSTRAINT es_events_pkey PRIMARY KEY (seq),
 	CONSTRAINT es_events_account_version_key UNIQUE (account_id, version)
@@ -96,6 +97,30 @@ CREATE EVENT TRIGGER es_guard_ddl ON ddl_command_start
 CREATE EVENT TRIGGER es_guard_rewrite ON table_rewrite
 	EXECUTE FUNCTION es_guard_ddl();
 
+-- es_guard_drop(): refuses DROP TRIGGER of a guard trigger (sql_drop cannot
+-- be filtered by the C trigger above without reading dropped objects).
+CREATE FUNCTION es_guard_drop() RETURNS event_trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+	dropped record;
+BEGIN
+	IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects()
+				WHERE object_type = 'extension' AND object_identity = 'es_ledger') THEN
+		RETURN;
+	END IF;
+	FOR dropped IN
+		SELECT object_identity FROM pg_event_trigger_dropped_objects()
+		 WHERE object_type = 'trigger' AND address_names[3] = 'es_guard'
+		   AND address_names[1] = '@extschema@'
+	LOOP
+		RAISE EXCEPTION 'cannot drop guard trigger %', dropped.object_identity
+			USING ERRCODE = 'ES011',
+				  DETAIL = 'Projections are written only by es_apply; the guard triggers enforce it.';
+	END LOOP;
+END
+$fn$;
+CREATE EVENT TRIGGER es_guard_drop ON sql_drop EXECUTE FUNCTION es_guard_drop();
+
 -------------------------------------------------------------------------------
 -- Commands
 -------------------------------------------------------------------------------
@@ -135,7 +160,7 @@ CREATE FUNCTION es_replay(account text, as_of timestamptz DEFAULT NULL,
 -------------------------------------------------------------------------------
 REVOKE ALL ON TABLE es_events, es_accounts, es_commands FROM PUBLIC;
 REVOKE ALL ON SEQUENCE es_events_seq_seq, es_accounts_account_id_seq FROM PUBLIC;
-REVOKE ALL ON FUNCTION es_log_handler(internal), es_guard_projection(), es_guard_ddl(),
+REVOKE ALL ON FUNCTION es_log_handler(internal), es_guard_projection(), es_guard_ddl(), es_guard_drop(),
 	es_apply(jsonb), es_open_account(text, text, bigint, bigint, text),
 	es_deposit(text, bigint, text), es_withdraw(text, bigint, text),
 	es_transfer(text, text, bigint, text), es_replay(text, timestamptz, timestamptz)

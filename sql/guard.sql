@@ -17,6 +17,9 @@ SELECT try($$ALTER TABLE es_commands DISABLE TRIGGER USER$$);
 SELECT try($$ALTER TABLE es_accounts ENABLE REPLICA TRIGGER es_guard$$);
 SELECT try($$ALTER TABLE es_accounts DROP COLUMN balance$$);
 SELECT try($$ALTER TABLE es_accounts RENAME COLUMN balance TO b$$);
+SELECT try($$DROP TRIGGER es_guard ON es_accounts$$);
+SELECT try($$DROP TRIGGER es_guard ON es_commands$$);
+SELECT count(*) AS guard_triggers FROM pg_trigger WHERE tgname = 'es_guard';
 -- the projection is unchanged, and a refused write inside es_apply's
 -- transaction does not open the guard for the statements after it
 SELECT balance, version FROM es_accounts WHERE account = 'g-a';

@@ -12,9 +12,22 @@ SELECT try($$MERGE INTO es_events e USING (SELECT 1 AS seq) s ON e.seq = s.seq
              WHEN MATCHED THEN DELETE$$);
 SELECT try($$TRUNCATE es_events$$);
 SELECT try($$TRUNCATE es_events, es_accounts$$);
+-- a second TRUNCATE in one transaction takes another path; refused too
+BEGIN;
+CREATE TABLE t_log (x int) USING es_log;
+COMMIT;
+BEGIN;
+TRUNCATE t_log;
+INSERT INTO t_log VALUES (1);
+SAVEPOINT s;
+TRUNCATE t_log;
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) AS kept FROM t_log;
+COMMIT;
+DROP TABLE t_log;
 SELECT try($$INSERT INTO es_events SELECT * FROM es_events LIMIT 1 RETURNING 1$$);
-SELECT try($$INSERT INTO es_events (seq, account_id, version, type, amount, data, recorded_at, effective_at, checksum, hash)
-             VALUES (-1, 1, 99, 'Deposited', 1000000, '{}', now(), now(), 0, '\x00') RETURNING 1$$);
+SELECT try($$INSERT INTO es_events (seq, account_id, version, type, amount, data, recorded_at, effective_at, checksum, hash, format)
+             VALUES (-1, 1, 99, 'Deposited', 1000000, '{}', now(), now(), 0, '\x00', 1) RETURNING 1$$);
 VACUUM FULL es_events;
 \echo :LAST_ERROR_SQLSTATE
 SELECT try($$CLUSTER es_events USING es_events_pkey$$);

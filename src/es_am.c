@@ -13,7 +13,9 @@
  *	- relation_set_new_filenode fails with ES011 for a relation that has
  *	  blocks and was not created in this transaction: in PostgreSQL 15 that
  *	  is TRUNCATE of a non-empty table.  TRUNCATE of an empty table stays
- *	  allowed, because pg_restore sends one before COPY.
+ *	  allowed, because pg_restore sends one before COPY.  A TRUNCATE of a
+ *	  relation whose file is already new in this transaction takes
+ *	  relation_nontransactional_truncate instead, which refuses the same way.
  *	- tuple_insert, tuple_insert_speculative and multi_insert refuse rows for
  *	  the extension's own log (es_events) unless es_apply holds the write
  *	  guard (es_guard.c).  Other es_log tables accept INSERT and COPY.
@@ -47,13 +49,6 @@
 
 static TableAmRoutine EsLogRoutine;
 static bool EsLogRoutineReady = false;
-
-/* The OID of the es_log access method, or InvalidOid if not installed. */
-Oid
-EsLogAmOid(void)
-{
-	return get_table_am_oid("es_log", true);
-}
 
 /* Refuse a change to an immutable table with ES011. */
 static void
@@ -153,6 +148,21 @@ EsLogSetNewFilenode(Relation rel, const RelFileNode *newrnode,
 														 freezeXid, minmulti);
 }
 
+/*
+ * TRUNCATE of a relation whose file was created in this transaction (a
+ * second TRUNCATE, or CREATE then TRUNCATE): only while the table is empty,
+ * was created in this transaction, or is temporary (ON COMMIT DELETE ROWS).
+ */
+static void
+EsLogNontransactionalTruncate(Relation rel)
+{
+	if (rel->rd_createSubid == InvalidSubTransactionId &&
+		rel->rd_rel->relpersistence != RELPERSISTENCE_TEMP &&
+		RelationGetNumberOfBlocks(rel) > 0)
+		RefuseChange(rel, "truncate");
+	GetHeapamTableAmRoutine()->relation_nontransactional_truncate(rel);
+}
+
 /* VACUUM FULL, CLUSTER: never; they would rewrite the log. */
 static void
 EsLogCopyForCluster(Relation OldTable, Relation NewTable, Relation OldIndex,
@@ -249,6 +259,7 @@ es_log_handler(PG_FUNCTION_ARGS)
 		EsLogRoutine.tuple_delete = EsLogTupleDelete;
 		EsLogRoutine.tuple_update = EsLogTupleUpdate;
 		EsLogRoutine.relation_set_new_filenode = EsLogSetNewFilenode;
+		EsLogRoutine.relation_nontransactional_truncate = EsLogNontransactionalTruncate;
 		EsLogRoutine.relation_copy_for_cluster = EsLogCopyForCluster;
 		EsLogRoutine.index_build_range_scan = EsLogIndexBuildRangeScan;
 		EsLogRoutine.index_validate_scan = EsLogIndexValidateScan;

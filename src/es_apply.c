@@ -28,8 +28,12 @@
  * An error at any step raises, and the transaction (or the caller's
  * savepoint) undoes whatever was written: nothing is ever half applied.  A
  * JSON array is a batch: its commands are applied in order by the same
- * steps, and it is atomic for the same reason.  A batch first locks every
- * existing account it names, in ascending account_id order.
+ * steps, and it is atomic for the same reason.  A batch first takes the
+ * advisory locks of all its ids, then the row locks of every existing
+ * account it names, each in ascending order, so it locks in the same order
+ * as single commands do.  (A caller's own transaction that calls es_apply
+ * several times takes its locks command by command, and can deadlock with
+ * another such transaction like any two transactions can.)
  *
  * recorded_at is the transaction's start time, raised where needed to the
  * latest recorded_at of the accounts touched, so each account's events are
@@ -218,26 +222,34 @@ DataFinish(EsData *d, const EsCommand *cmd)
 }
 
 /*
- * Append one event to an account: number it, seal it, fold it into the
- * state and write it to the log.  Returns its seq.
+ * Make an account's next event: number it, seal it and fold it into the
+ * state.  The caller appends it with EsStoreInsertEvent.
  */
+static void
+MakeEvent(const EsCommand *cmd, EsAccountState *state, EsEventType type,
+		  int64 amount, Jsonb *data, TimestampTz recorded_at, EsEvent *ev)
+{
+	ev->seq = EsStoreNextSeq();
+	ev->account_id = state->account_id;
+	ev->version = state->version + 1;
+	ev->type = type;
+	ev->amount = amount;
+	ev->data = data;
+	ev->command_id = cmd->id;
+	ev->recorded_at = recorded_at;
+	ev->effective_at = cmd->has_effective_at ? cmd->effective_at : recorded_at;
+	EsEventSeal(ev, state->last_hash);
+	EsFoldEvent(state, ev);
+}
+
+/* Make an account's next event and append it to the log; its seq. */
 static int64
 Emit(const EsCommand *cmd, EsAccountState *state, EsEventType type,
 	 int64 amount, Jsonb *data, TimestampTz recorded_at)
 {
 	EsEvent		ev;
 
-	ev.seq = EsStoreNextSeq();
-	ev.account_id = state->account_id;
-	ev.version = state->version + 1;
-	ev.type = type;
-	ev.amount = amount;
-	ev.data = data;
-	ev.command_id = cmd->id;
-	ev.recorded_at = recorded_at;
-	ev.effective_at = cmd->has_effective_at ? cmd->effective_at : recorded_at;
-	EsEventSeal(&ev, state->last_hash);
-	EsFoldEvent(state, &ev);
+	MakeEvent(cmd, state, type, amount, data, recorded_at, &ev);
 	EsStoreInsertEvent(&ev);
 	return ev.seq;
 }
@@ -260,8 +272,8 @@ ApplyOpenAccount(const EsCommand *cmd)
 {
 	EsAccountState state;
 	EsData		d;
+	EsEvent		ev;
 	int64		id;
-	int64		seq;
 
 	if (EsStoreLookupAccountId(cmd->account, &id))
 		ereport(ERROR,
@@ -282,15 +294,21 @@ ApplyOpenAccount(const EsCommand *cmd)
 	DataInt(&d, "overdraft_limit", true, cmd->overdraft_limit);
 	DataInt(&d, "max_balance", cmd->has_max_balance && !cmd->max_balance_null,
 			cmd->max_balance);
-	seq = Emit(cmd, &state, ES_EV_ACCOUNT_OPENED, 0, DataFinish(&d, cmd),
-			   RecordedAt(NULL, NULL));
-	/* A concurrent open of the same name committed first: ES004 too. */
+	MakeEvent(cmd, &state, ES_EV_ACCOUNT_OPENED, 0, DataFinish(&d, cmd),
+			  RecordedAt(NULL, NULL), &ev);
+
+	/*
+	 * The projection row goes first: its unique name waits for a concurrent
+	 * open of the same name and turns it into ES004, before the event's own
+	 * unique index could fail with 23505.
+	 */
 	if (!EsStoreInsertAccount(&state))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
 				 errmsg("account \"%s\" already exists", cmd->account),
 				 errdetail("Another transaction opened it first.")));
-	return seq;
+	EsStoreInsertEvent(&ev);
+	return ev.seq;
 }
 
 /* deposit and withdraw: one credit or debit from outside the ledger. */
@@ -429,6 +447,25 @@ ApplyAccountChange(const EsCommand *cmd)
 	return seq;
 }
 
+/* The advisory lock key of an idempotency key. */
+static int32
+IdKey(const char *id)
+{
+	return (int32) hash_bytes((const unsigned char *) id, strlen(id));
+}
+
+/*
+ * Take the transaction advisory lock that serialises commands with one
+ * idempotency key.  Taken again by the same transaction, it is a no-op in
+ * effect.
+ */
+static void
+LockCommandId(int32 key)
+{
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(ES_ADVISORY_CLASS), Int32GetDatum(key));
+}
+
 /*
  * Apply one parsed command (steps 2 to 4 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
@@ -444,11 +481,8 @@ EsApplyCommand(EsCommand *cmd)
 	if (cmd->id)
 	{
 		Jsonb	   *known;
-		int32		key = (int32) hash_bytes((const unsigned char *) cmd->id,
-											 strlen(cmd->id));
 
-		DirectFunctionCall2(pg_advisory_xact_lock_int4,
-							Int32GetDatum(ES_ADVISORY_CLASS), Int32GetDatum(key));
+		LockCommandId(IdKey(cmd->id));
 		canonical = EsCommandCanonical(cmd);
 		if (EsStoreFindCommand(cmd->id, &known, &seq))
 		{
@@ -484,19 +518,48 @@ EsApplyCommand(EsCommand *cmd)
 	return seq;
 }
 
+/* int32 comparator for qsort. */
+static int
+CompareInt32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
 /*
- * Lock every existing account a batch names, in ascending account_id
- * order, before any of its commands runs.
+ * Before any command of a batch runs, take what its commands would take one
+ * by one, in the order single commands take them: first the advisory locks
+ * of its idempotency keys (in ascending key order), then the row locks of
+ * every existing account it names (in ascending account_id order).  So a
+ * batch and the commands running beside it wait for each other but never
+ * deadlock.
  */
 static void
-LockBatchAccounts(List *cmds)
+LockBatch(List *cmds)
 {
+	int32	   *keys = palloc(sizeof(int32) * list_length(cmds));
+	int			nkeys = 0;
+
 	int			max = list_length(cmds) * 2;
 	const char **names = palloc(sizeof(char *) * max);
 	EsAccountState *states = palloc(sizeof(EsAccountState) * max);
 	bool	   *found = palloc(sizeof(bool) * max);
 	int			n = 0;
 	ListCell   *lc;
+
+	foreach(lc, cmds)
+	{
+		EsCommand  *cmd = lfirst(lc);
+
+		if (cmd->id)
+			keys[nkeys++] = IdKey(cmd->id);
+	}
+	qsort(keys, nkeys, sizeof(int32), CompareInt32);
+	for (int i = 0; i < nkeys; i++)
+		LockCommandId(keys[i]);
+	pfree(keys);
 
 	foreach(lc, cmds)
 	{
@@ -526,7 +589,7 @@ ApplyCommands(List *cmds)
 		ListCell   *lc;
 
 		if (list_length(cmds) > 1)
-			LockBatchAccounts(cmds);
+			LockBatch(cmds);
 		foreach(lc, cmds)
 			seq = EsApplyCommand((EsCommand *) lfirst(lc));
 	}

@@ -15,15 +15,17 @@
  *	  int64 recorded_at | int64 effective_at
  *
  * Integers are big-endian, texts are a uint32 byte length and the bytes.
- * jsonb's text output is canonical (keys sorted, no insignificant white
- * space), so equal data always encodes equally.
+ * jsonb's text output is canonical (keys in jsonb's order: by length, then
+ * bytewise; one space after each ':' and ','), so equal data always encodes
+ * equally.
  *
  *	  checksum = CRC-32C(encoding)
  *	  hash	   = SHA-256(previous hash of the account || encoding)
  *
  * The first event of an account links to the genesis hash, 32 zero bytes.
- * Changing the encoding means a new ES_EVENT_FORMAT_VERSION; old events keep
- * verifying under the version they were written with.
+ * Each event stores the format version it was sealed with (es_events.format),
+ * so a new ES_EVENT_FORMAT_VERSION can come without re-sealing old events:
+ * they keep verifying under the version they were written with.
  *
  * Nothing here touches the database: no locks, no catalog access.
  *

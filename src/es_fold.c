@@ -4,14 +4,15 @@
  *	  The fold: S(n) = S(n-1) + e(n).  EsFoldEvent is the one function that
  *	  applies an event to an account state.  es_apply uses it to compute the
  *	  projection row it writes, es_replay uses it to rebuild an account from
- *	  the log, and the verifier compares the two, so they cannot disagree.
+ *	  the log, and comparing the two checks the projection: they cannot
+ *	  disagree unless the data does.
  *
  * The fold is deterministic: it reads nothing but the state and the event
  * (no clock, no random numbers, no catalog or table look-ups).  It does not
  * judge business rules (overdraft, caps, status): those are checked on the
  * command before its events exist, and a logged event is a fact.  It does
- * check what no fact may break: versions increase (gaps are the verifier's
- * business, and a replay filtered on valid time skips events), an account is
+ * check what no fact may break: versions increase (a replay filtered on valid
+ * time skips events, so gaps are checked apart from the fold), an account is
  * opened before anything else happens to it, and no sum wraps (22003).
  *
  *-------------------------------------------------------------------------

@@ -8,16 +8,17 @@
  * es_log access method refuses inserts outside such a bracket, and the
  * statement triggers es_guard_projection() on the projection tables refuse
  * INSERT, UPDATE, DELETE and TRUNCATE outside one, all with ES011.  The
- * bracket is a backend-local counter, reset when a transaction aborts, so an
+ * bracket is a backend-local counter, reset when a transaction ends, so an
  * error inside es_apply can never leave it open.
  *
  * The event trigger es_guard_ddl() closes the holes an access method cannot
  * see: ALTER TABLE that would drop or retype a column of an es_log table,
  * change its access method, or rewrite it, and ALTER TABLE that would
- * disable the guard triggers or rename a table of the extension.  Scripts run
- * by CREATE/ALTER EXTENSION are exempt, so upgrades can still change the
- * schema.  A superuser can always get around software (for instance with
- * session_replication_role or by dropping the event trigger); the hash chain
+ * disable the guard triggers or rename a table of the extension;
+ * es_guard_drop() (sql_drop) refuses to drop a guard trigger outside DROP
+ * EXTENSION.  Scripts run by CREATE/ALTER EXTENSION are exempt, so upgrades
+ * can still change the schema.  A superuser can always get around software
+ * (session_replication_role, ALTER EVENT TRIGGER ... DISABLE); the hash chain
  * is what makes tampering evident.
  *
  * No locks are taken here beyond the catalog look-ups of the relation that a
@@ -33,6 +34,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
+#include "commands/defrem.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -125,6 +127,13 @@ es_guard_projection(PG_FUNCTION_ARGS)
 			 errdetail("Projections are written only by es_apply, in step with the event log."),
 			 errhint("Apply a command with es_apply().")));
 	return PointerGetDatum(NULL);	/* not reached */
+}
+
+/* The OID of the es_log access method, or InvalidOid if not installed. */
+Oid
+EsLogAmOid(void)
+{
+	return get_table_am_oid("es_log", true);
 }
 
 /* Is relid a table using the es_log access method? */

@@ -10,11 +10,14 @@
  *	  es_fold.c		the fold: one event applied to one account state
  *	  es_guard.c	the write guard and the triggers that enforce it
  *	  es_am.c		the es_log table access method (immutable heap)
+ *
+ * (es_am.c has no functions of its own in this header: PostgreSQL reaches
+ * it through es_log_handler.)
  *	  es_store.c	reading and writing the log and projections (SPI)
  *	  es_command.c	parsing and validating a command's JSON shape
  *	  es_apply.c	es_apply and the typed shorthands
  *	  es_replay.c	es_replay: an account folded from the log alone
- *	  es_ledger.c	module magic and GUCs
+ *	  es_ledger.c	module magic and _PG_init
  *
  *-------------------------------------------------------------------------
  */
@@ -140,9 +143,6 @@ extern void EsGuardBeginWrite(void);
 extern void EsGuardEndWrite(void);
 extern bool EsGuardWriting(void);
 extern void EsGuardInit(void);
-
-/* ------------------------------------------------------------------- es_am.c */
-
 extern Oid	EsLogAmOid(void);
 
 /* ---------------------------------------------------------------- es_store.c */

@@ -11,9 +11,11 @@
  * EsStoreFinish (SPI_connect / SPI_finish) and hold the write guard while
  * they write.
  *
- * Locks: EsStoreLockAccount takes the row lock (FOR UPDATE) on an account's
- * projection row, which is what serialises commands on one account; the
- * caller decides the order (ascending account_id).  Reads take no row locks.
+ * Locks: EsStoreLockAccounts takes the row locks (FOR UPDATE) on the
+ * projection rows of the accounts a command names, in one statement that
+ * sorts them by account_id, so every command locks in ascending account_id
+ * order.  Those row locks are what serialise commands on one account.
+ * Reads take no row locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,6 +47,10 @@
 	"effective_at, checksum, hash"
 #define ES_EVENT_NCOLS 11
 
+/* ... and what is written with them: the encoding's format version. */
+#define ES_EVENT_INSERT_COLS ES_EVENT_COLS ", format"
+#define ES_EVENT_INSERT_NCOLS (ES_EVENT_NCOLS + 1)
+
 typedef enum EsPlanId
 {
 	PLAN_LOOKUP_ACCOUNT,
@@ -63,7 +69,7 @@ typedef struct EsPlanDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[ES_ACCOUNT_NCOLS];
+	Oid			argtypes[ES_ACCOUNT_NCOLS];	/* the most any plan takes */
 } EsPlanDef;
 
 static const EsPlanDef EsPlanDefs[PLAN_COUNT] = {
@@ -94,11 +100,11 @@ static const EsPlanDef EsPlanDefs[PLAN_COUNT] = {
 		INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID}
 	},
 	[PLAN_INSERT_EVENT] = {
-		"INSERT INTO es_events (" ES_EVENT_COLS ") VALUES "
-		"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-		ES_EVENT_NCOLS,
+		"INSERT INTO es_events (" ES_EVENT_INSERT_COLS ") VALUES "
+		"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+		ES_EVENT_INSERT_NCOLS,
 		{INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, BYTEAOID}
+		TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, BYTEAOID, INT2OID}
 	},
 	[PLAN_FIND_COMMAND] = {
 		"SELECT command, seq FROM es_commands WHERE command_id = $1",
@@ -425,8 +431,8 @@ EsStoreUpdateAccount(const EsAccountState *state)
 void
 EsStoreInsertEvent(const EsEvent *ev)
 {
-	Datum		values[ES_EVENT_NCOLS];
-	char		nulls[ES_EVENT_NCOLS];
+	Datum		values[ES_EVENT_INSERT_NCOLS];
+	char		nulls[ES_EVENT_INSERT_NCOLS];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(ev->seq);
@@ -443,6 +449,7 @@ EsStoreInsertEvent(const EsEvent *ev)
 	values[8] = TimestampTzGetDatum(ev->effective_at);
 	values[9] = Int64GetDatum((int64) ev->checksum);
 	values[10] = HashDatum(ev->hash);
+	values[11] = Int16GetDatum(ES_EVENT_FORMAT_VERSION);
 	RunPlan(PLAN_INSERT_EVENT, values, nulls, false, SPI_OK_INSERT);
 }
 
