@@ -4,8 +4,9 @@ MODULE_big = es_ledger
 OBJS = \
 	src/es_event.o \
 	src/es_fold.o \
-	src/es_am.o \
 	src/es_guard.o \
+	src/es_am.o \
+	src/es_write.o \
 	src/es_store.o \
 	src/es_command.o \
 	src/es_apply.o \

@@ -57,8 +57,9 @@
 
 #include "es_ledger.h"
 
-/* First key of the advisory locks es_apply takes on idempotency keys. */
+/* First keys of the advisory locks on idempotency keys and account names. */
 #define ES_ADVISORY_CLASS	0x45534c47	/* "ESLG" */
+#define ES_ADVISORY_NAME_CLASS	0x45534c4e	/* "ESLN" */
 
 /* Raise ES003 for an unknown account. */
 static void
@@ -275,6 +276,11 @@ ApplyOpenAccount(const EsCommand *cmd)
 	EsEvent		ev;
 	int64		id;
 
+	/* Serialise opens of one name, then look with a fresh snapshot. */
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(ES_ADVISORY_NAME_CLASS),
+						Int32GetDatum((int32) hash_bytes((const unsigned char *) cmd->account,
+														 strlen(cmd->account))));
 	if (EsStoreLookupAccountId(cmd->account, &id))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
@@ -297,16 +303,7 @@ ApplyOpenAccount(const EsCommand *cmd)
 	MakeEvent(cmd, &state, ES_EV_ACCOUNT_OPENED, 0, DataFinish(&d, cmd),
 			  RecordedAt(NULL, NULL), &ev);
 
-	/*
-	 * The projection row goes first: its unique name waits for a concurrent
-	 * open of the same name and turns it into ES004, before the event's own
-	 * unique index could fail with 23505.
-	 */
-	if (!EsStoreInsertAccount(&state))
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
-				 errmsg("account \"%s\" already exists", cmd->account),
-				 errdetail("Another transaction opened it first.")));
+	EsStoreInsertAccount(&state);
 	EsStoreInsertEvent(&ev);
 	return ev.seq;
 }
@@ -582,23 +579,29 @@ ApplyCommands(List *cmds)
 {
 	int64		seq = 0;
 
-	EsStoreConnect();
 	EsGuardBeginWrite();
 	PG_TRY();
 	{
 		ListCell   *lc;
 
+		EsWriteBegin();
 		if (list_length(cmds) > 1)
+		{
+			EsWriteNextCommand();
 			LockBatch(cmds);
+		}
 		foreach(lc, cmds)
+		{
+			EsWriteNextCommand();
 			seq = EsApplyCommand((EsCommand *) lfirst(lc));
+		}
+		EsWriteEnd();
 	}
 	PG_FINALLY();
 	{
 		EsGuardEndWrite();
 	}
 	PG_END_TRY();
-	EsStoreFinish();
 	return seq;
 }
 

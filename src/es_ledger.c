@@ -24,4 +24,5 @@ void
 _PG_init(void)
 {
 	EsGuardInit();
+	EsWriteInit();
 }

@@ -13,7 +13,8 @@
  *
  * (es_am.c has no functions of its own in this header: PostgreSQL reaches
  * it through es_log_handler.)
- *	  es_store.c	reading and writing the log and projections (SPI)
+ *	  es_write.c	appending events, locking and writing account rows
+ *	  es_store.c	reading the log for replay (SPI)
  *	  es_command.c	parsing and validating a command's JSON shape
  *	  es_apply.c	es_apply and the typed shorthands
  *	  es_replay.c	es_replay: an account folded from the log alone
@@ -145,21 +146,28 @@ extern bool EsGuardWriting(void);
 extern void EsGuardInit(void);
 extern Oid	EsLogAmOid(void);
 
-/* ---------------------------------------------------------------- es_store.c */
+/* ---------------------------------------------------------------- es_write.c */
 
-extern void EsStoreConnect(void);
-extern void EsStoreFinish(void);
+extern void EsWriteInit(void);
+extern void EsWriteBegin(void);
+extern void EsWriteEnd(void);
+extern void EsWriteNextCommand(void);
 extern int64 EsStoreNextSeq(void);
 extern int64 EsStoreNextAccountId(void);
 extern bool EsStoreLookupAccountId(const char *account, int64 *account_id);
-extern bool EsStoreFindAccountInLog(const char *account, int64 *account_id);
-extern int	EsStoreLockAccounts(const char *const *names, int n,
+extern void EsStoreLockAccounts(const char *const *names, int n,
 								EsAccountState *states, bool *found);
-extern bool EsStoreInsertAccount(const EsAccountState *state);
+extern void EsStoreInsertAccount(const EsAccountState *state);
 extern void EsStoreUpdateAccount(const EsAccountState *state);
 extern void EsStoreInsertEvent(const EsEvent *ev);
 extern bool EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern void EsStoreInsertCommand(const char *id, Jsonb *command, int64 seq);
+
+/* ---------------------------------------------------------------- es_store.c */
+
+extern void EsStoreConnect(void);
+extern void EsStoreFinish(void);
+extern bool EsStoreFindAccountInLog(const char *account, int64 *account_id);
 
 typedef void (*EsEventCallback) (const EsEvent *ev, void *arg);
 extern int64 EsStoreScanAccount(int64 account_id, TimestampTz *as_of,

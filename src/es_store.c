@@ -1,33 +1,27 @@
 /*-------------------------------------------------------------------------
  *
  * es_store.c
- *	  Reading and writing the log (es_events), the account projection
- *	  (es_accounts) and the idempotency register (es_commands).
+ *	  The read side of storage: reading the log for replay, through SPI.
  *
- * Every statement is a plan prepared once per backend and kept (SPI_keepplan),
- * so the hot path parses nothing.  Table names are resolved through the
- * caller's search_path, which every es_ledger function pins to the
- * extension's schema.  Callers bracket their use with EsStoreConnect and
- * EsStoreFinish (SPI_connect / SPI_finish) and hold the write guard while
- * they write.
+ * Replay reads es_events only (never the projections, so that it can check
+ * them).  Its statements are plans prepared once per backend as generic
+ * plans and kept (SPI_keepplan), so no call plans or parses anything.
+ * Table names are resolved through the caller's search_path, which every
+ * es_ledger function pins to the extension's schema.  Callers bracket their
+ * use with EsStoreConnect and EsStoreFinish (SPI_connect / SPI_finish).
+ * The write side, at executor level, is es_write.c.
  *
- * Locks: EsStoreLockAccounts takes the row locks (FOR UPDATE) on the
- * projection rows of the accounts a command names, in one statement that
- * sorts them by account_id, so every command locks in ascending account_id
- * order.  Those row locks are what serialise commands on one account.
- * Reads take no row locks.
+ * Locks: AccessShareLock on es_events; no row locks.  Works on a hot
+ * standby.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "funcapi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -35,31 +29,15 @@
 #include "es_ledger.h"
 
 /* The columns of es_accounts, in table order. */
-#define ES_ACCOUNT_COLS \
-	"account_id, account, currency, status, balance, pending_out, pending_in, " \
-	"available, overdraft_limit, max_balance, version, last_seq, opened_at, " \
-	"updated_at, last_hash"
 #define ES_ACCOUNT_NCOLS 15
 
 /* The columns of es_events that the fold and the hash cover. */
 #define ES_EVENT_COLS \
 	"seq, account_id, version, type, amount, data, command_id, recorded_at, " \
 	"effective_at, checksum, hash"
-#define ES_EVENT_NCOLS 11
-
-/* ... and what is written with them: the encoding's format version. */
-#define ES_EVENT_INSERT_COLS ES_EVENT_COLS ", format"
-#define ES_EVENT_INSERT_NCOLS (ES_EVENT_NCOLS + 1)
 
 typedef enum EsPlanId
 {
-	PLAN_LOOKUP_ACCOUNT,
-	PLAN_LOCK_ACCOUNTS,
-	PLAN_INSERT_ACCOUNT,
-	PLAN_UPDATE_ACCOUNT,
-	PLAN_INSERT_EVENT,
-	PLAN_FIND_COMMAND,
-	PLAN_INSERT_COMMAND,
 	PLAN_SCAN_ACCOUNT,
 	PLAN_FIND_OPENED,
 	PLAN_COUNT
@@ -69,51 +47,10 @@ typedef struct EsPlanDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[ES_ACCOUNT_NCOLS];	/* the most any plan takes */
+	Oid			argtypes[3];
 } EsPlanDef;
 
 static const EsPlanDef EsPlanDefs[PLAN_COUNT] = {
-	[PLAN_LOOKUP_ACCOUNT] = {
-		"SELECT account_id FROM es_accounts WHERE account = $1",
-		1, {TEXTOID}
-	},
-	[PLAN_LOCK_ACCOUNTS] = {
-		"SELECT " ES_ACCOUNT_COLS " FROM es_accounts WHERE account = ANY ($1) "
-		"ORDER BY account_id FOR UPDATE",
-		1, {TEXTARRAYOID}
-	},
-	[PLAN_INSERT_ACCOUNT] = {
-		"INSERT INTO es_accounts (" ES_ACCOUNT_COLS ") VALUES "
-		"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
-		"ON CONFLICT (account) DO NOTHING",
-		ES_ACCOUNT_NCOLS,
-		{INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID}
-	},
-	[PLAN_UPDATE_ACCOUNT] = {
-		"UPDATE es_accounts SET status = $4, balance = $5, pending_out = $6, "
-		"pending_in = $7, available = $8, overdraft_limit = $9, max_balance = $10, "
-		"version = $11, last_seq = $12, updated_at = $14, last_hash = $15 "
-		"WHERE account_id = $1",
-		ES_ACCOUNT_NCOLS,
-		{INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID}
-	},
-	[PLAN_INSERT_EVENT] = {
-		"INSERT INTO es_events (" ES_EVENT_INSERT_COLS ") VALUES "
-		"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-		ES_EVENT_INSERT_NCOLS,
-		{INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, BYTEAOID, INT2OID}
-	},
-	[PLAN_FIND_COMMAND] = {
-		"SELECT command, seq FROM es_commands WHERE command_id = $1",
-		1, {TEXTOID}
-	},
-	[PLAN_INSERT_COMMAND] = {
-		"INSERT INTO es_commands (command_id, command, seq) VALUES ($1, $2, $3)",
-		3, {TEXTOID, JSONBOID, INT8OID}
-	},
 	[PLAN_SCAN_ACCOUNT] = {
 		"SELECT " ES_EVENT_COLS " FROM es_events WHERE account_id = $1 "
 		"AND ($2::timestamptz IS NULL OR recorded_at <= $2) "
@@ -139,7 +76,8 @@ GetPlan(EsPlanId id)
 		const EsPlanDef *def = &EsPlanDefs[id];
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare(def->sql, def->nargs, (Oid *) def->argtypes);
+		plan = SPI_prepare_cursor(def->sql, def->nargs, (Oid *) def->argtypes,
+								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
 				 def->sql, SPI_result_code_string(SPI_result));
@@ -177,51 +115,6 @@ void
 EsStoreFinish(void)
 {
 	SPI_finish();
-}
-
-/* nextval of one of the extension's sequences, without permission checks. */
-static int64
-NextVal(const char *seqname)
-{
-	Oid			seqoid = RelnameGetRelid(seqname);
-
-	if (!OidIsValid(seqoid))
-		elog(ERROR, "sequence \"%s\" of es_ledger not found", seqname);
-	return nextval_internal(seqoid, false);
-}
-
-/* The next global position in the log. */
-int64
-EsStoreNextSeq(void)
-{
-	return NextVal("es_events_seq_seq");
-}
-
-/* A new account id. */
-int64
-EsStoreNextAccountId(void)
-{
-	return NextVal("es_accounts_account_id_seq");
-}
-
-/* The id of the account named, without locking it.  False if none. */
-bool
-EsStoreLookupAccountId(const char *account, int64 *account_id)
-{
-	Datum		arg = CStringGetTextDatum(account);
-	bool		isnull;
-	bool		found = false;
-
-	RunPlan(PLAN_LOOKUP_ACCOUNT, &arg, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed > 0)
-	{
-		*account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1,
-												  &isnull));
-		found = true;
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return found;
 }
 
 /*
@@ -307,67 +200,6 @@ HashDatum(const uint8 *hash)
 	return PointerGetDatum(b);
 }
 
-/* Read an es_accounts row (ES_ACCOUNT_COLS) into a state. */
-static void
-RowToState(HeapTuple tup, TupleDesc desc, EsAccountState *state)
-{
-	EsStateInit(state, GetInt64(tup, desc, 1, NULL));
-	state->account = GetText(tup, desc, 2);
-	state->currency = GetText(tup, desc, 3);
-	state->status = EsStatusFromName(GetText(tup, desc, 4));
-	state->balance = GetInt64(tup, desc, 5, NULL);
-	state->pending_out = GetInt64(tup, desc, 6, NULL);
-	state->pending_in = GetInt64(tup, desc, 7, NULL);
-	state->available = GetInt64(tup, desc, 8, NULL);
-	state->overdraft_limit = GetInt64(tup, desc, 9, NULL);
-	state->max_balance = GetInt64(tup, desc, 10, &state->has_max_balance);
-	state->version = GetInt64(tup, desc, 11, NULL);
-	state->last_seq = GetInt64(tup, desc, 12, NULL);
-	state->opened_at = GetTimestamp(tup, desc, 13);
-	state->updated_at = GetTimestamp(tup, desc, 14);
-	GetHash(tup, desc, 15, state->last_hash);
-}
-
-/*
- * Lock the projection rows of the accounts named (FOR UPDATE, in ascending
- * account_id order, in one statement) and read their states.  states[i]
- * receives names[i]'s state and found[i] whether it exists; names may
- * repeat.  Returns the number of distinct accounts locked.
- */
-int
-EsStoreLockAccounts(const char *const *names, int n, EsAccountState *states,
-					bool *found)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		arg;
-	uint64		nrows;
-
-	for (int i = 0; i < n; i++)
-	{
-		elems[i] = CStringGetTextDatum(names[i]);
-		found[i] = false;
-	}
-	arg = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
-										  TYPALIGN_INT));
-	RunPlan(PLAN_LOCK_ACCOUNTS, &arg, NULL, false, SPI_OK_SELECT);
-	nrows = SPI_processed;
-	for (uint64 r = 0; r < nrows; r++)
-	{
-		EsAccountState state;
-
-		RowToState(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, &state);
-		for (int i = 0; i < n; i++)
-			if (!found[i] && strcmp(names[i], state.account) == 0)
-			{
-				states[i] = state;
-				found[i] = true;
-			}
-	}
-	SPI_freetuptable(SPI_tuptable);
-	pfree(elems);
-	return (int) nrows;
-}
-
 /* The projection row of a state, as Datums in table order. */
 static void
 StateToValues(const EsAccountState *state, Datum *values, bool *isnull)
@@ -389,105 +221,6 @@ StateToValues(const EsAccountState *state, Datum *values, bool *isnull)
 	values[12] = TimestampTzGetDatum(state->opened_at);
 	values[13] = TimestampTzGetDatum(state->updated_at);
 	values[14] = HashDatum(state->last_hash);
-}
-
-/* Run an account plan with a state's row as its parameters. */
-static void
-RunAccountPlan(EsPlanId id, const EsAccountState *state, int expected)
-{
-	Datum		values[ES_ACCOUNT_NCOLS];
-	bool		isnull[ES_ACCOUNT_NCOLS];
-	char		nulls[ES_ACCOUNT_NCOLS];
-
-	StateToValues(state, values, isnull);
-	for (int i = 0; i < ES_ACCOUNT_NCOLS; i++)
-		nulls[i] = isnull[i] ? 'n' : ' ';
-	RunPlan(id, values, nulls, false, expected);
-}
-
-/*
- * Insert a new account's projection row.  False, and nothing written, when
- * an account of that name exists (or is being created by a concurrent
- * transaction, which this waits for).
- */
-bool
-EsStoreInsertAccount(const EsAccountState *state)
-{
-	RunAccountPlan(PLAN_INSERT_ACCOUNT, state, SPI_OK_INSERT);
-	return SPI_processed == 1;
-}
-
-/* Write an account's projection row. */
-void
-EsStoreUpdateAccount(const EsAccountState *state)
-{
-	RunAccountPlan(PLAN_UPDATE_ACCOUNT, state, SPI_OK_UPDATE);
-	if (SPI_processed != 1)
-		elog(ERROR, "projection row of account %lld vanished",
-			 (long long) state->account_id);
-}
-
-/* Append one sealed event to the log. */
-void
-EsStoreInsertEvent(const EsEvent *ev)
-{
-	Datum		values[ES_EVENT_INSERT_NCOLS];
-	char		nulls[ES_EVENT_INSERT_NCOLS];
-
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(ev->seq);
-	values[1] = Int64GetDatum(ev->account_id);
-	values[2] = Int64GetDatum(ev->version);
-	values[3] = CStringGetTextDatum(EsEventTypeName(ev->type));
-	values[4] = Int64GetDatum(ev->amount);
-	values[5] = JsonbPGetDatum(ev->data);
-	if (ev->command_id)
-		values[6] = CStringGetTextDatum(ev->command_id);
-	else
-		nulls[6] = 'n';
-	values[7] = TimestampTzGetDatum(ev->recorded_at);
-	values[8] = TimestampTzGetDatum(ev->effective_at);
-	values[9] = Int64GetDatum((int64) ev->checksum);
-	values[10] = HashDatum(ev->hash);
-	values[11] = Int16GetDatum(ES_EVENT_FORMAT_VERSION);
-	RunPlan(PLAN_INSERT_EVENT, values, nulls, false, SPI_OK_INSERT);
-}
-
-/*
- * Look up an applied command by its idempotency key.  The command is copied
- * into the current memory context.
- */
-bool
-EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq)
-{
-	Datum		arg = CStringGetTextDatum(id);
-	bool		isnull;
-	bool		found = false;
-
-	RunPlan(PLAN_FIND_COMMAND, &arg, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed > 0)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		*command = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 1, &isnull));
-		*seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		found = true;
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return found;
-}
-
-/* Register an applied command under its idempotency key. */
-void
-EsStoreInsertCommand(const char *id, Jsonb *command, int64 seq)
-{
-	Datum		values[3];
-
-	values[0] = CStringGetTextDatum(id);
-	values[1] = JsonbPGetDatum(command);
-	values[2] = Int64GetDatum(seq);
-	RunPlan(PLAN_INSERT_COMMAND, values, NULL, false, SPI_OK_INSERT);
 }
 
 /*
