@@ -13,7 +13,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION es_ledger;
-SELECT plan(31);
+SELECT plan(36);
 
 CREATE SCHEMA fz;
 
@@ -297,6 +297,8 @@ BEGIN
 	WHEN field = 'metadata' THEN
 		RETURN jsonb_build_array(fz.pick('[]', '[1, 2]', '"note"', '5', 'true', 'false', '[{"a": 1}]',
 		                                 to_jsonb(repeat('m', fz.rnd(1, 10000)::int))), false);
+	ELSE
+		RAISE EXCEPTION 'bad_value: no rule for field %', field;
 	END CASE;
 END $$;
 
@@ -346,7 +348,9 @@ BEGIN
 		SELECT array_agg(x ORDER BY x) INTO keys FROM jsonb_object_keys(c) x
 		 WHERE x IN ('type', 'account', 'from', 'to', 'currency', 'amount', 'overdraft_limit', 'max_balance',
 		             'id', 'effective_at', 'metadata');
-		IF p < 0.60 THEN                         -- a bad value for a field it has
+		IF keys IS NULL THEN                     -- nothing left to break: add an unknown field
+			c := c || jsonb_build_object('x' || i, fz.garbage());
+		ELSIF p < 0.60 THEN                      -- a bad value for a field it has
 			k := keys[1 + floor(random() * cardinality(keys))::int];
 			IF k = 'max_balance' AND random() < 0.5 THEN k := 'type'; END IF;
 			bv := fz.bad_value(k);
@@ -494,6 +498,19 @@ SELECT is((SELECT balance FROM es_accounts WHERE account = 'fa'), 500025::bigint
 SELECT lives_ok($$SELECT es_transfer('fa', 'fb', 5)$$, 'a valid transfer works after the fuzzing');
 SELECT is((SELECT array_agg(balance ORDER BY account) FROM es_accounts WHERE account IN ('fa', 'fb')),
 	'{500020,5}'::bigint[], 'and is applied');
+
+-- the limits on names and ids count characters, not bytes; amounts may be
+-- strings of digits
+SELECT lives_ok($$SELECT es_open_account(repeat('é', 200), 'USD')$$,
+	'an account name of 200 two-byte characters is accepted');
+SELECT lives_ok($$SELECT es_apply(jsonb_build_object('type', 'deposit', 'account', repeat('é', 200), 'amount', '007',
+                                                     'id', repeat('€', 200)))$$,
+	'an id of 200 three-byte characters and the amount "007" are accepted');
+SELECT is((SELECT balance FROM es_accounts WHERE account = repeat('é', 200)), 7::bigint, 'and the amount is 7');
+SELECT throws_ok($$SELECT es_open_account(repeat('é', 201), 'USD')$$, 'ES009', NULL,
+	'an account name of 201 two-byte characters: ES009');
+SELECT throws_ok($$SELECT es_deposit(repeat('é', 200), 1, repeat('€', 201))$$, 'ES009', NULL,
+	'an id of 201 three-byte characters: ES009');
 
 SELECT * FROM finish();
 ROLLBACK;

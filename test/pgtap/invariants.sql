@@ -19,7 +19,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION es_ledger;
-SELECT plan(27);
+SELECT plan(34);
 
 CREATE SCHEMA es_t;
 
@@ -55,6 +55,8 @@ CREATE TABLE es_t.runlog (
 	before_max bigint,          -- max(seq) before the command
 	new_cnt    bigint,          -- events with seq > before_max afterwards
 	new_max    bigint,
+	via        text,            -- es_apply or the typed shorthand
+	rolled     boolean NOT NULL DEFAULT false,  -- accepted, then rolled back on purpose
 	resynced   boolean NOT NULL DEFAULT false
 );
 
@@ -329,6 +331,7 @@ DECLARE
 	a text;
 	b text;
 	v bigint;
+	amt numeric;
 BEGIN
 	IF in_batch THEN r := r * 0.86; END IF;
 	IF r < 0.26 THEN
@@ -365,12 +368,30 @@ BEGIN
 		IF r < 0.7 THEN c := c || jsonb_build_object('overdraft_limit', es_t.gen_overdraft()); END IF;
 		IF r >= 0.4 THEN c := c || jsonb_build_object('max_balance', es_t.gen_maxbal()); END IF;
 	ELSIF r < 0.96 THEN
-		SELECT name INTO a FROM es_t.m_acc WHERE balance = 0 AND status <> 'closed' ORDER BY name LIMIT 1
-			OFFSET (SELECT floor(random() * greatest(count(*), 1)) FROM es_t.m_acc WHERE balance = 0 AND status <> 'closed');
+		-- closing empties the pool: close the late accounts (26..40) when empty,
+		-- try the others (mostly ES014)
+		SELECT name INTO a FROM es_t.m_acc WHERE balance = 0 AND status <> 'closed'
+		   AND name NOT IN (SELECT es_t.acct(i) FROM generate_series(1, 25) i) ORDER BY name LIMIT 1
+			OFFSET (SELECT floor(random() * greatest(count(*), 1)) FROM es_t.m_acc WHERE balance = 0 AND status <> 'closed'
+			           AND name NOT IN (SELECT es_t.acct(i) FROM generate_series(1, 25) i));
 		IF a IS NULL OR random() < 0.5 THEN a := es_t.pick_acct(); END IF;
 		c := jsonb_build_object('type', 'close_account', 'account', a);
 	ELSE
 		c := es_t.gen_open(es_t.acct(es_t.rnd(20, 40)::int));
+	END IF;
+
+	-- one money move in six goes right to a limit, or one past it
+	IF c->>'type' IN ('deposit', 'withdraw', 'transfer') AND random() < 0.17 THEN
+		v := es_t.rnd(-1, 1);
+		SELECT CASE
+			WHEN c->>'type' = 'deposit' THEN (SELECT maxbal - balance FROM es_t.m_acc WHERE name = c->>'account')
+			WHEN c->>'type' = 'withdraw' THEN (SELECT balance + overdraft FROM es_t.m_acc WHERE name = c->>'account')
+			WHEN random() < 0.5 THEN (SELECT balance + overdraft FROM es_t.m_acc WHERE name = c->>'from')
+			ELSE (SELECT maxbal - balance FROM es_t.m_acc WHERE name = c->>'to') END + v
+		  INTO amt;
+		IF amt BETWEEN 1 AND 9223372036854775807 THEN
+			c := c || jsonb_build_object('amount', amt);
+		END IF;
 	END IF;
 
 	-- optional fields every command may carry
@@ -455,6 +476,9 @@ DECLARE
 	rseq bigint;
 	ev record;
 	resync boolean;
+	via text;
+	rb boolean;
+	rolled boolean;
 BEGIN
 	PERFORM setseed(0.4242);
 	FOR i IN 1 .. ncmd LOOP
@@ -472,12 +496,43 @@ BEGIN
 
 		SELECT coalesce(max(seq), 0) INTO bmax FROM es_events;
 		got := NULL; msg := NULL; ret := NULL;
+		-- a third of the plain money moves and opens go through the shorthands,
+		-- which must be the same as the matching es_apply call (retries of
+		-- them may come through es_apply and vice versa)
+		via := 'es_apply';
+		IF jsonb_typeof(c) = 'object' AND c->>'type' IN ('deposit', 'withdraw', 'transfer')
+		   AND jsonb_typeof(c->'amount') = 'number'
+		   AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(c) ok_key WHERE ok_key NOT IN ('type', 'account', 'from', 'to', 'amount', 'id'))
+		   AND random() < 0.35 THEN
+			via := 'es_' || (c->>'type');
+		ELSIF jsonb_typeof(c) = 'object' AND c->>'type' = 'open_account'
+		   AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(c) ok_key WHERE ok_key NOT IN ('type', 'account', 'currency', 'overdraft_limit', 'max_balance'))
+		   AND random() < 0.35 THEN
+			via := 'es_open_account';
+		END IF;
+		-- now and then an accepted command is rolled back (to a savepoint):
+		-- it must leave no trace, its id is free again
+		rb := random() < 0.03;
+		rolled := false;
 		BEGIN
-			ret := es_apply(c);
+			ret := CASE via
+				WHEN 'es_apply' THEN es_apply(c)
+				WHEN 'es_deposit' THEN es_deposit(c->>'account', (c->>'amount')::bigint, c->>'id')
+				WHEN 'es_withdraw' THEN es_withdraw(c->>'account', (c->>'amount')::bigint, c->>'id')
+				WHEN 'es_transfer' THEN es_transfer(c->>'from', c->>'to', (c->>'amount')::bigint, c->>'id')
+				WHEN 'es_open_account' THEN es_open_account(c->>'account', c->>'currency',
+					coalesce((c->>'overdraft_limit')::bigint, 0), (c->>'max_balance')::bigint)
+			END;
 			got := 'ok';
-		EXCEPTION WHEN OTHERS THEN
-			got := SQLSTATE;
-			msg := SQLERRM;
+			IF rb THEN
+				RAISE EXCEPTION USING ERRCODE = 'RB001', MESSAGE = 'rolled back on purpose';
+			END IF;
+		EXCEPTION
+			WHEN SQLSTATE 'RB001' THEN
+				rolled := true;
+			WHEN OTHERS THEN
+				got := SQLSTATE;
+				msg := SQLERRM;
 		END;
 		SELECT count(*), max(seq) INTO ncnt, nmax FROM es_events WHERE seq > bmax;
 
@@ -487,8 +542,8 @@ BEGIN
 			acc := ev.acceptable;
 			nev := ev.nevents;
 			rseq := ev.retry_seq;
-			IF got <> 'ok' THEN
-				-- undo the model's update (the contract left the outcome open)
+			IF got <> 'ok' OR rolled THEN
+				-- undo the model's update (rolled back, or the contract left the outcome open)
 				RAISE EXCEPTION USING ERRCODE = 'MD002', MESSAGE = 'undo';
 			END IF;
 		EXCEPTION
@@ -506,7 +561,7 @@ BEGIN
 		END IF;
 
 		IF jsonb_typeof(c) = 'object' AND c ? 'id' THEN
-			IF got = 'ok' THEN
+			IF got = 'ok' AND NOT rolled THEN
 				INSERT INTO es_t.m_ids VALUES (c->>'id', c, ret) ON CONFLICT DO NOTHING;
 				DELETE FROM es_t.m_failed_ids WHERE id = c->>'id';
 			ELSIF NOT EXISTS (SELECT 1 FROM es_t.m_ids WHERE id = c->>'id') THEN
@@ -514,10 +569,10 @@ BEGIN
 			END IF;
 		END IF;
 
-		INSERT INTO es_t.runlog (n, cmd, acceptable, got, msg, ret, retry_seq, nev, before_max, new_cnt, new_max, resynced)
-		VALUES (n, c, acc, got, msg, ret, rseq, nev, bmax, ncnt, nmax, resync);
+		INSERT INTO es_t.runlog (n, cmd, acceptable, got, msg, ret, retry_seq, nev, before_max, new_cnt, new_max, via, rolled, resynced)
+		VALUES (n, c, acc, got, msg, ret, rseq, nev, bmax, ncnt, nmax, via, rolled, resync);
 		prev := c;
-		prev_ok := (got = 'ok');
+		prev_ok := (got = 'ok' AND NOT rolled);
 	END LOOP;
 	RETURN n;
 END $$;
@@ -628,8 +683,12 @@ SELECT is(
 	NULL,
 	'the workload exercised every outcome (ok, ES001-ES009, ES014, 22003)');
 
-SELECT cmp_ok((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL), '>', 1000::bigint,
+SELECT cmp_ok((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL), '>', 1000::bigint,
 	'more than 1000 commands were accepted');
+SELECT diag('calls: ' || string_agg(via || '=' || cnt, ' ' ORDER BY via))
+  FROM (SELECT via, count(*) cnt FROM es_t.runlog GROUP BY via) s;
+SELECT cmp_ok((SELECT count(*) FROM es_t.runlog WHERE via <> 'es_apply' AND got = 'ok' AND retry_seq IS NOT NULL), '>', 5::bigint,
+	'some retries went through a shorthand');
 
 -- 1. outcome of every command
 SELECT diag(format('command %s %s: expected %s, got %s (%s)', n, cmd, acceptable, got, msg))
@@ -640,16 +699,20 @@ SELECT is((SELECT count(*) FROM es_t.runlog WHERE NOT (got = ANY (acceptable))),
 -- 2. what each command wrote
 SELECT is((SELECT count(*) FROM es_t.runlog WHERE got <> 'ok' AND new_cnt <> 0), 0::bigint,
 	'a rejected command writes nothing');
+SELECT cmp_ok((SELECT count(*) FROM es_t.runlog WHERE rolled AND retry_seq IS NULL), '>', 20::bigint,
+	'more than 20 accepted commands were rolled back to a savepoint');
+SELECT is((SELECT count(*) FROM es_t.runlog WHERE rolled AND new_cnt <> 0), 0::bigint,
+	'a command rolled back leaves no event');
 SELECT diag(format('command %s %s: wrote %s events, expected %s', n, cmd, new_cnt, nev))
-  FROM (SELECT * FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL AND NOT resynced AND new_cnt <> nev ORDER BY n LIMIT 10) s;
-SELECT is((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL AND NOT resynced AND new_cnt <> nev), 0::bigint,
+  FROM (SELECT * FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL AND NOT resynced AND new_cnt <> nev ORDER BY n LIMIT 10) s;
+SELECT is((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL AND NOT resynced AND new_cnt <> nev), 0::bigint,
 	'an accepted command writes one event per account it touches');
-SELECT is((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL AND ret IS DISTINCT FROM new_max), 0::bigint,
+SELECT is((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL AND ret IS DISTINCT FROM new_max), 0::bigint,
 	'es_apply returns the seq of the last event it wrote');
 SELECT diag(format('command %s %s: %s', n, cmd, es_t.check_events(cmd, before_max, new_max)))
-  FROM (SELECT * FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL AND NOT resynced
+  FROM (SELECT * FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL AND NOT resynced
            AND es_t.check_events(cmd, before_max, new_max) IS NOT NULL ORDER BY n LIMIT 10) s;
-SELECT is((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL AND NOT resynced
+SELECT is((SELECT count(*) FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL AND NOT resynced
             AND es_t.check_events(cmd, before_max, new_max) IS NOT NULL), 0::bigint,
 	'events have the right accounts, types, signed amounts, command_id, effective_at, recorded_at, metadata');
 
@@ -669,7 +732,7 @@ SELECT is((SELECT count(*) FROM es_events), (SELECT sum(new_cnt) FROM es_t.runlo
 SELECT is((SELECT count(DISTINCT seq) FROM es_events), (SELECT count(*) FROM es_events),
 	'seq is unique');
 SELECT is((SELECT count(*) FROM (
-		SELECT ret, lag(ret) OVER (ORDER BY n) AS p FROM es_t.runlog WHERE got = 'ok' AND retry_seq IS NULL) s
+		SELECT ret, lag(ret) OVER (ORDER BY n) AS p FROM es_t.runlog WHERE got = 'ok' AND NOT rolled AND retry_seq IS NULL) s
 	 WHERE ret <= p), 0::bigint,
 	'the seq returned by successive commands increases');
 SELECT is((SELECT count(*) FROM (
@@ -713,6 +776,14 @@ SELECT is((SELECT count(*) FROM es_t.m_acc m
 	 WHERE ((es_replay(m.name)).balance::numeric, (es_replay(m.name)).version) IS DISTINCT FROM (m.balance, m.version)), 0::bigint,
 	'es_replay(account) balance and version equal the model');
 
+SELECT is((SELECT count(*) FROM es_events WHERE hash IS NULL OR length(hash) <> 32), 0::bigint,
+	'every event has a 32-byte (SHA-256) hash');
+SELECT is((SELECT count(DISTINCT hash) FROM es_events), (SELECT count(*) FROM es_events),
+	'hashes are all different (each links a different chain position)');
+SELECT is((SELECT count(*) FROM es_accounts a JOIN es_events e ON e.seq = a.last_seq
+	 WHERE e.account_id <> a.account_id OR e.version <> a.version OR e.hash <> a.last_hash), 0::bigint,
+	'es_accounts.last_seq / last_hash point at the account''s last event');
+
 -- 6. money
 SELECT is((SELECT count(*) FROM es_t.m_flow f LEFT JOIN (
 		SELECT currency, sum(balance::numeric) s FROM es_accounts GROUP BY currency) a USING (currency)
@@ -727,6 +798,15 @@ SELECT is((SELECT count(*) FROM (
 	 WHERE tr <> 0 OR total <> coalesce(dw, 0)
 	    OR total <> (SELECT sum(balance::numeric) FROM es_accounts x WHERE x.currency = s.currency)), 0::bigint,
 	'money is conserved per currency in the log: transfers sum to 0, balances = deposits - withdrawals');
+
+SELECT is((SELECT count(*) FROM (
+		SELECT type, amount, sum(CASE type WHEN 'AccountFrozen' THEN 1 WHEN 'AccountUnfrozen' THEN -1 ELSE 0 END)
+		         OVER (PARTITION BY account_id ORDER BY version) frozen,
+		       count(*) FILTER (WHERE type = 'AccountClosed')
+		         OVER (PARTITION BY account_id ORDER BY version ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) closed_before
+		  FROM es_events) s
+	 WHERE frozen NOT IN (0, 1) OR (frozen = 1 AND amount <> 0) OR closed_before > 0), 0::bigint,
+	'in the log: no money moves while frozen, freezes and unfreezes alternate, nothing follows AccountClosed');
 
 -- 7. limits
 SELECT diag(v) FROM (SELECT v FROM es_t.limit_violations() v LIMIT 10) s;
