@@ -60,3 +60,9 @@ COMMIT;
 SELECT balance, version FROM es_accounts WHERE account = 'b-a';
 SELECT a.balance = r.balance AND a.version = r.version AS replay_matches
   FROM es_accounts a, es_replay('b-a') r WHERE a.account = 'b-a';
+
+-- a read-only transaction cannot apply commands
+BEGIN TRANSACTION READ ONLY;
+SELECT es_deposit('b-a', 1);
+ROLLBACK;
+SELECT balance, version FROM es_accounts WHERE account = 'b-a';

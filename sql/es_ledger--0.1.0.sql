@@ -60,7 +60,7 @@ CREATE TABLE es_accounts (
 	account_id		bigint		NOT NULL PRIMARY KEY,
 	account			text		NOT NULL UNIQUE,
 	currency		text		NOT NULL,
-	status			text		NOT NULL CHECK (status IN ('open', 'frozen', 'closed')),
+	status			text		NOT NULL,	-- open, frozen or closed (EsStatusName)
 	balance			bigint		NOT NULL,
 	pending_out		bigint		NOT NULL,
 	pending_in		bigint		NOT NULL,

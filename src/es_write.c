@@ -50,6 +50,7 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -261,6 +262,10 @@ EsWriteBegin(void)
 	EsWriter   *w;
 	MemoryContext old;
 
+	/* What the executor checks for INSERT and UPDATE statements. */
+	PreventCommandIfReadOnly("es_apply()");
+	PreventCommandIfParallelMode("es_apply()");
+
 	estate = CreateExecutorState();
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	w = palloc0(sizeof(EsWriter));
@@ -270,10 +275,7 @@ EsWriteBegin(void)
 										  MakeRte("es_commands")));
 	w->events = OpenResultRel(estate, "es_events", 1, EV_NATTS);
 	w->accounts = OpenResultRel(estate, "es_accounts", 2, ACC_NATTS);
-	w->commands = OpenResultRel(estate, "es_commands", 3, CMD_NATTS);
 	w->account_idx = index_open(OurRelid("es_accounts_account_key"),
-								RowExclusiveLock);
-	w->command_idx = index_open(OurRelid("es_commands_pkey"),
 								RowExclusiveLock);
 	w->seq_oid = OurRelid("es_events_seq_seq");
 	w->account_seq_oid = OurRelid("es_accounts_account_id_seq");
@@ -285,11 +287,6 @@ EsWriteBegin(void)
 	w->ev_new = ExecInitExtraTupleSlot(estate,
 									   RelationGetDescr(w->events->ri_RelationDesc),
 									   &TTSOpsVirtual);
-	w->cmd_slot = table_slot_create(w->commands->ri_RelationDesc,
-									&estate->es_tupleTable);
-	w->cmd_new = ExecInitExtraTupleSlot(estate,
-										RelationGetDescr(w->commands->ri_RelationDesc),
-										&TTSOpsVirtual);
 	estate->es_snapshot = GetActiveSnapshot();
 	EvalPlanQualInit(&w->epqstate, estate, NULL, NIL, -1);
 	MemoryContextSwitchTo(old);
@@ -310,13 +307,16 @@ EsWriteEnd(void)
 	EvalPlanQualEnd(&w->epqstate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
 	index_close(w->account_idx, NoLock);
-	index_close(w->command_idx, NoLock);
 	ExecCloseIndices(w->events);
 	ExecCloseIndices(w->accounts);
-	ExecCloseIndices(w->commands);
 	table_close(w->events->ri_RelationDesc, NoLock);
 	table_close(w->accounts->ri_RelationDesc, NoLock);
-	table_close(w->commands->ri_RelationDesc, NoLock);
+	if (w->commands)
+	{
+		index_close(w->command_idx, NoLock);
+		ExecCloseIndices(w->commands);
+		table_close(w->commands->ri_RelationDesc, NoLock);
+	}
 	Writer = w->prev;
 	FreeExecutorState(w->estate);
 }
@@ -628,15 +628,40 @@ EsStoreInsertEvent(const EsEvent *ev)
 }
 
 /*
+ * Open es_commands, on the first command with an id: most commands have
+ * none, and es_apply should not pay for the register then.
+ */
+static void
+OpenCommands(void)
+{
+	EsWriter   *w = Writer;
+	MemoryContext old;
+
+	if (w->commands)
+		return;
+	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+	w->commands = OpenResultRel(w->estate, "es_commands", 3, CMD_NATTS);
+	w->command_idx = index_open(OurRelid("es_commands_pkey"), RowExclusiveLock);
+	w->cmd_slot = table_slot_create(w->commands->ri_RelationDesc,
+									&w->estate->es_tupleTable);
+	w->cmd_new = ExecInitExtraTupleSlot(w->estate,
+										RelationGetDescr(w->commands->ri_RelationDesc),
+										&TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Look up an applied command by its idempotency key, as a fresh snapshot
  * sees es_commands.  The command is copied into the current memory context.
  */
 bool
 EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq)
 {
-	TupleTableSlot *slot = Writer->cmd_slot;
+	TupleTableSlot *slot;
 	bool		isnull;
 
+	OpenCommands();
+	slot = Writer->cmd_slot;
 	if (!ProbeText(Writer->commands->ri_RelationDesc, Writer->command_idx, id,
 				   slot))
 		return false;
@@ -650,8 +675,10 @@ EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq)
 void
 EsStoreInsertCommand(const char *id, Jsonb *command, int64 seq)
 {
-	TupleTableSlot *slot = Writer->cmd_new;
+	TupleTableSlot *slot;
 
+	OpenCommands();
+	slot = Writer->cmd_new;
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, 0, sizeof(bool) * CMD_NATTS);
 	slot->tts_values[CMD_COMMAND_ID - 1] = CStringGetTextDatum(id);
