@@ -93,7 +93,8 @@ CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_comm
 CREATE FUNCTION es_guard_ddl() RETURNS event_trigger
 	AS 'MODULE_PATHNAME', 'es_guard_ddl' LANGUAGE C;
 CREATE EVENT TRIGGER es_guard_ddl ON ddl_command_start
-	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION es_guard_ddl();
+	WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER INDEX', 'ALTER SEQUENCE')
+	EXECUTE FUNCTION es_guard_ddl();
 CREATE EVENT TRIGGER es_guard_rewrite ON table_rewrite
 	EXECUTE FUNCTION es_guard_ddl();
 

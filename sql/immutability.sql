@@ -75,6 +75,12 @@ SELECT try($$UPDATE audit SET note = 'x' RETURNING 1$$);
 SELECT try($$DELETE FROM audit RETURNING 1$$);
 SELECT try($$INSERT INTO audit VALUES (3, 'x') ON CONFLICT (id) DO UPDATE SET note = 'x' RETURNING 1$$);
 SELECT try($$TRUNCATE audit$$);
+-- every rewrite of an es_log table is refused by the table_rewrite guard
+SELECT try($$ALTER TABLE audit ADD COLUMN r float8 DEFAULT random()$$);
+SELECT try($$ALTER TABLE audit SET UNLOGGED$$);
+SELECT try($$ALTER TABLE audit ALTER COLUMN note TYPE varchar(3)$$);
+ALTER TABLE audit ADD COLUMN extra int;   -- no rewrite: allowed
+SELECT count(*) FROM audit;
 -- TRUNCATE of an empty es_log table is allowed (pg_restore sends one), as is
 -- creating and truncating in one transaction
 CREATE TABLE empty_log (x int) USING es_log;

@@ -15,7 +15,8 @@
  *	  is TRUNCATE of a non-empty table.  TRUNCATE of an empty table stays
  *	  allowed, because pg_restore sends one before COPY.  A TRUNCATE of a
  *	  relation whose file is already new in this transaction takes
- *	  relation_nontransactional_truncate instead, which refuses the same way.
+ *	  relation_nontransactional_truncate instead, which refuses the same way
+ *	  (temporary tables aside: ON COMMIT DELETE ROWS must not fail a commit).
  *	- tuple_insert, tuple_insert_speculative and multi_insert refuse rows for
  *	  the extension's own log (es_events) unless es_apply holds the write
  *	  guard (es_guard.c).  Other es_log tables accept INSERT and COPY.

@@ -345,7 +345,7 @@ ApplyTransfer(const EsCommand *cmd)
 	EsData		d;
 	int64		seq;
 
-	/* One statement locks both, in ascending account_id order. */
+	/* One call locks both, in ascending account_id order. */
 	EsStoreLockAccounts(names, 2, states, found);
 	if (!found[0])
 		NotFound(cmd->account);
@@ -466,7 +466,7 @@ LockCommandId(int32 key)
 /*
  * Apply one parsed command (steps 2 to 4 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
- * idempotent command.  The caller holds the store connection and the write
+ * idempotent command.  The caller holds the writer (EsWriteBegin) and the write
  * guard.
  */
 int64
@@ -610,9 +610,11 @@ ApplyCommands(List *cmds)
  *
  * Validates a command (or an array of commands: an atomic batch) against the
  * current state, appends its events to es_events, updates es_accounts and
- * returns the seq of the last event written.  Locks: FOR UPDATE on the
- * es_accounts rows of the accounts touched, held to the end of the
- * transaction; an advisory transaction lock per idempotency key.
+ * returns the seq of the last event written.  Locks, all held to the end of
+ * the transaction: the row locks of FOR UPDATE on the es_accounts rows of
+ * the accounts touched; a transaction advisory lock per idempotency key and,
+ * for open_account, one on the account name; RowExclusiveLock on the
+ * tables written.
  */
 PG_FUNCTION_INFO_V1(es_apply);
 Datum

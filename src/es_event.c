@@ -23,9 +23,10 @@
  *	  hash	   = SHA-256(previous hash of the account || encoding)
  *
  * The first event of an account links to the genesis hash, 32 zero bytes.
- * Each event stores the format version it was sealed with (es_events.format),
- * so a new ES_EVENT_FORMAT_VERSION can come without re-sealing old events:
- * they keep verifying under the version they were written with.
+ * Each event stores the format version it was sealed with (es_events.format).
+ * There is one version so far and EsEventEncode writes it; a new
+ * ES_EVENT_FORMAT_VERSION will come with an encoder for the old one, chosen
+ * by that column, so old events never need re-sealing.
  *
  * Nothing here touches the database: no locks, no catalog access.
  *

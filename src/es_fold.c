@@ -12,7 +12,8 @@
  * judge business rules (overdraft, caps, status): those are checked on the
  * command before its events exist, and a logged event is a fact.  It does
  * check what no fact may break: versions increase (a replay filtered on valid
- * time skips events, so gaps are checked apart from the fold), an account is
+ * time skips events, so gaps are left to the unique (account_id, version)
+ * index and to whoever checks the whole log), an account is
  * opened before anything else happens to it, and no sum wraps (22003).
  *
  *-------------------------------------------------------------------------
@@ -68,7 +69,7 @@ BadEvent(const EsEvent *ev, const char *why)
 			(errcode(ERRCODE_ES_INTEGRITY),
 			 errmsg("event %lld of account %lld cannot be folded: %s",
 					(long long) ev->seq, (long long) ev->account_id, why),
-			 errdetail("The log contradicts itself; run es_verify().")));
+			 errdetail("The log contradicts itself: it was changed behind es_apply's back.")));
 }
 
 /* A field of an event's data, or NULL. */

@@ -14,10 +14,13 @@
  * The event trigger es_guard_ddl() closes the holes an access method cannot
  * see: ALTER TABLE that would drop or retype a column of an es_log table,
  * change its access method, or rewrite it, and ALTER TABLE that would
- * disable the guard triggers or rename a table of the extension;
- * es_guard_drop() (sql_drop) refuses to drop a guard trigger outside DROP
- * EXTENSION.  Scripts run by CREATE/ALTER EXTENSION are exempt, so upgrades
- * can still change the schema.  A superuser can always get around software
+ * disable the guard triggers, add a column to or rename a table of the
+ * extension, or rename its triggers, indexes or sequences (es_apply finds
+ * them by name).  Scripts run by CREATE/ALTER EXTENSION are exempt from
+ * es_guard_ddl, so upgrades can still change the schema.  es_guard_drop()
+ * (sql_drop, plpgsql in the install script) refuses to drop a guard trigger
+ * outside DROP EXTENSION; an upgrade script that must drop one disables that
+ * event trigger around it.  A superuser can always get around software
  * (session_replication_role, ALTER EVENT TRIGGER ... DISABLE); the hash chain
  * is what makes tampering evident.
  *
@@ -31,6 +34,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
@@ -201,6 +205,10 @@ GuardAlterTable(AlterTableStmt *stmt)
 			case AT_SetAccessMethod:
 				RefuseDdl(relid, "change the access method of");
 				break;
+			case AT_AddColumn:
+				if (ours)
+					RefuseDdl(relid, "add a column to");
+				break;
 			case AT_DisableTrig:
 			case AT_DisableTrigAll:
 			case AT_DisableTrigUser:
@@ -254,8 +262,12 @@ es_guard_ddl(PG_FUNCTION_ARGS)
 		if (stmt->relation != NULL)
 		{
 			Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+			Oid			table = relid;
 
-			if (RelIsOurs(relid))
+			/* An index belongs to the extension through its table. */
+			if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_INDEX)
+				table = IndexGetRelation(relid, true);
+			if (RelIsOurs(table))
 				RefuseDdl(relid, "rename");
 		}
 	}

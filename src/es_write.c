@@ -103,6 +103,7 @@ typedef struct EsWriter
 	TupleTableSlot *cmd_slot;	/* heap slot for reading es_commands */
 	TupleTableSlot *cmd_new;	/* virtual slot for es_commands */
 	EPQState	epqstate;
+	SubTransactionId subid;		/* the subtransaction that began it */
 	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
 } EsWriter;
 
@@ -147,7 +148,9 @@ EsWriteSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		ResetCache();
-		Writer = NULL;			/* its EState went with the subtransaction */
+		/* Writers begun in the aborted subtransaction (or later) are gone. */
+		while (Writer != NULL && Writer->subid >= mySubid)
+			Writer = Writer->prev;
 	}
 }
 
@@ -291,6 +294,7 @@ EsWriteBegin(void)
 	EvalPlanQualInit(&w->epqstate, estate, NULL, NIL, -1);
 	MemoryContextSwitchTo(old);
 	AfterTriggerBeginQuery();
+	w->subid = GetCurrentSubTransactionId();
 	w->prev = Writer;
 	Writer = w;
 }
