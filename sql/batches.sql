@@ -66,3 +66,43 @@ BEGIN TRANSACTION READ ONLY;
 SELECT es_deposit('b-a', 1);
 ROLLBACK;
 SELECT balance, version FROM es_accounts WHERE account = 'b-a';
+
+-- a transaction that touches an account again and again: savepoints rolled
+-- back, errors caught in plpgsql, many calls in one statement
+BEGIN;
+SELECT es_deposit('b-a', 10) > 0 AS ok;
+SAVEPOINT s1;
+SELECT es_deposit('b-a', 100) > 0 AS ok;
+SELECT es_transfer('b-a', 'b-b', 5) > 0 AS ok;
+ROLLBACK TO SAVEPOINT s1;
+SELECT es_deposit('b-a', 1) > 0 AS ok;
+SAVEPOINT s2;
+SELECT es_deposit('b-a', 1000) > 0 AS ok;
+RELEASE SAVEPOINT s2;
+DO $$
+BEGIN
+	PERFORM es_deposit('b-a', 7);
+	PERFORM es_withdraw('b-a', 100000000);
+EXCEPTION WHEN SQLSTATE 'ES001' THEN
+	RAISE NOTICE 'caught %', SQLSTATE;
+END $$;
+SELECT count(es_deposit('b-a', 1)) FROM generate_series(1, 500);
+SELECT count(es_transfer('b-a', 'b-b', 1)) FROM generate_series(1, 200);
+COMMIT;
+SELECT account, balance, version FROM es_accounts WHERE account IN ('b-a', 'b-b') ORDER BY 1;
+SELECT a.account, (a.balance, a.version, a.last_hash, a.last_seq)
+       = (r.balance, r.version, r.last_hash, r.last_seq) AS replay_matches
+  FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account IN ('b-a', 'b-b') ORDER BY 1;
+SELECT a.account, a.balance = sum(e.amount) AND a.version = count(*) AND a.version = max(e.version) AS log_matches
+  FROM es_accounts a JOIN es_events e USING (account_id)
+ WHERE a.account IN ('b-a', 'b-b') GROUP BY a.account, a.balance, a.version ORDER BY 1;
+-- the same, under REPEATABLE READ
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT es_deposit('b-a', 3) > 0 AS ok;
+SAVEPOINT s;
+SELECT es_deposit('b-a', 30) > 0 AS ok;
+ROLLBACK TO SAVEPOINT s;
+SELECT es_transfer('b-b', 'b-a', 2) > 0 AS ok;
+COMMIT;
+SELECT a.account, (a.balance, a.version) = (r.balance, r.version) AS replay_matches
+  FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account IN ('b-a', 'b-b') ORDER BY 1;
