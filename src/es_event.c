@@ -37,6 +37,7 @@
 #include "common/cryptohash.h"
 #include "port/pg_bswap.h"
 #include "port/pg_crc32c.h"
+#include "fmgr.h"
 
 #include "es_ledger.h"
 
@@ -80,6 +81,28 @@ const uint8 *
 EsGenesisHash(void)
 {
 	return EsGenesis;
+}
+
+/* A bytea Datum holding a hash, palloc'd. */
+Datum
+EsHashGetDatum(const uint8 *hash)
+{
+	bytea	   *b = palloc(VARHDRSZ + ES_HASH_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + ES_HASH_LEN);
+	memcpy(VARDATA(b), hash, ES_HASH_LEN);
+	return PointerGetDatum(b);
+}
+
+/* Copy a bytea Datum holding a hash; zeroes if it is not ES_HASH_LEN long. */
+void
+EsHashFromDatum(Datum d, uint8 *out)
+{
+	bytea	   *b = DatumGetByteaPP(d);
+
+	memset(out, 0, ES_HASH_LEN);
+	if (VARSIZE_ANY_EXHDR(b) == ES_HASH_LEN)
+		memcpy(out, VARDATA_ANY(b), ES_HASH_LEN);
 }
 
 /* Append a big-endian int64. */

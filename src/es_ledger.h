@@ -101,6 +101,8 @@ extern EsEventType EsEventTypeFromName(const char *name);
 extern void EsEventEncode(const EsEvent *ev, StringInfo buf);
 extern void EsEventSeal(EsEvent *ev, const uint8 *prev_hash);
 extern const uint8 *EsGenesisHash(void);
+extern Datum EsHashGetDatum(const uint8 *hash);
+extern void EsHashFromDatum(Datum d, uint8 *out);
 
 /* ----------------------------------------------------------------- es_fold.c */
 
@@ -162,6 +164,7 @@ extern void EsStoreUpdateAccount(const EsAccountState *state);
 extern void EsStoreInsertEvent(const EsEvent *ev);
 extern bool EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern void EsStoreInsertCommand(const char *id, Jsonb *command, int64 seq);
+extern Datum EsStateToDatum(const EsAccountState *state, TupleDesc tupdesc);
 
 /* ---------------------------------------------------------------- es_store.c */
 
@@ -173,7 +176,6 @@ typedef void (*EsEventCallback) (const EsEvent *ev, void *arg);
 extern int64 EsStoreScanAccount(int64 account_id, TimestampTz *as_of,
 								TimestampTz *effective_until,
 								EsEventCallback callback, void *arg);
-extern Datum EsStateToDatum(const EsAccountState *state, TupleDesc tupdesc);
 
 /* -------------------------------------------------------------- es_command.c */
 

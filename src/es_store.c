@@ -28,9 +28,6 @@
 
 #include "es_ledger.h"
 
-/* The columns of es_accounts, in table order. */
-#define ES_ACCOUNT_NCOLS 15
-
 /* The columns of es_events that the fold and the hash cover. */
 #define ES_EVENT_COLS \
 	"seq, account_id, version, type, amount, data, command_id, recorded_at, " \
@@ -179,48 +176,10 @@ GetHash(HeapTuple tup, TupleDesc desc, int col, uint8 *out)
 	bool		isnull;
 	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 
-	memset(out, 0, ES_HASH_LEN);
-	if (!isnull)
-	{
-		bytea	   *b = DatumGetByteaPP(d);
-
-		if (VARSIZE_ANY_EXHDR(b) == ES_HASH_LEN)
-			memcpy(out, VARDATA_ANY(b), ES_HASH_LEN);
-	}
-}
-
-/* A bytea Datum holding a hash. */
-static Datum
-HashDatum(const uint8 *hash)
-{
-	bytea	   *b = palloc(VARHDRSZ + ES_HASH_LEN);
-
-	SET_VARSIZE(b, VARHDRSZ + ES_HASH_LEN);
-	memcpy(VARDATA(b), hash, ES_HASH_LEN);
-	return PointerGetDatum(b);
-}
-
-/* The projection row of a state, as Datums in table order. */
-static void
-StateToValues(const EsAccountState *state, Datum *values, bool *isnull)
-{
-	memset(isnull, 0, sizeof(bool) * ES_ACCOUNT_NCOLS);
-	values[0] = Int64GetDatum(state->account_id);
-	values[1] = CStringGetTextDatum(state->account);
-	values[2] = CStringGetTextDatum(state->currency);
-	values[3] = CStringGetTextDatum(EsStatusName(state->status));
-	values[4] = Int64GetDatum(state->balance);
-	values[5] = Int64GetDatum(state->pending_out);
-	values[6] = Int64GetDatum(state->pending_in);
-	values[7] = Int64GetDatum(state->available);
-	values[8] = Int64GetDatum(state->overdraft_limit);
-	values[9] = Int64GetDatum(state->max_balance);
-	isnull[9] = !state->has_max_balance;
-	values[10] = Int64GetDatum(state->version);
-	values[11] = Int64GetDatum(state->last_seq);
-	values[12] = TimestampTzGetDatum(state->opened_at);
-	values[13] = TimestampTzGetDatum(state->updated_at);
-	values[14] = HashDatum(state->last_hash);
+	if (isnull)
+		memset(out, 0, ES_HASH_LEN);
+	else
+		EsHashFromDatum(d, out);
 }
 
 /*
@@ -278,22 +237,4 @@ EsStoreScanAccount(int64 account_id, TimestampTz *as_of,
 	}
 	SPI_cursor_close(portal);
 	return count;
-}
-
-/*
- * An account state as a Datum of the composite type es_accounts (tupdesc),
- * allocated in the current memory context.
- */
-Datum
-EsStateToDatum(const EsAccountState *state, TupleDesc tupdesc)
-{
-	Datum		values[ES_ACCOUNT_NCOLS];
-	bool		isnull[ES_ACCOUNT_NCOLS];
-
-	if (tupdesc->natts != ES_ACCOUNT_NCOLS)
-		elog(ERROR, "es_accounts has %d columns, expected %d",
-			 tupdesc->natts, ES_ACCOUNT_NCOLS);
-	StateToValues(state, values, isnull);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values,
-											 isnull));
 }

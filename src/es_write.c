@@ -49,6 +49,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -438,23 +439,7 @@ SlotToState(TupleTableSlot *slot, EsAccountState *state)
 	state->updated_at = DatumGetTimestampTz(slot_getattr(slot, ACC_UPDATED_AT, &isnull));
 	d = slot_getattr(slot, ACC_LAST_HASH, &isnull);
 	if (!isnull)
-	{
-		bytea	   *b = DatumGetByteaPP(d);
-
-		if (VARSIZE_ANY_EXHDR(b) == ES_HASH_LEN)
-			memcpy(state->last_hash, VARDATA_ANY(b), ES_HASH_LEN);
-	}
-}
-
-/* A bytea Datum holding a hash. */
-static Datum
-HashDatum(const uint8 *hash)
-{
-	bytea	   *b = palloc(VARHDRSZ + ES_HASH_LEN);
-
-	SET_VARSIZE(b, VARHDRSZ + ES_HASH_LEN);
-	memcpy(VARDATA(b), hash, ES_HASH_LEN);
-	return PointerGetDatum(b);
+		EsHashFromDatum(d, state->last_hash);
 }
 
 /* An account not yet locked by this transaction, while we lock it. */
@@ -542,14 +527,10 @@ EsStoreLockAccounts(const char *const *names, int n, EsAccountState *states,
 	pfree(todo);
 }
 
-/* Fill the virtual slot for es_accounts with a state. */
+/* An es_accounts row of a state, as Datums in table order. */
 static void
-StateToSlot(const EsAccountState *state, TupleTableSlot *slot)
+StateToValues(const EsAccountState *state, Datum *v, bool *n)
 {
-	Datum	   *v = slot->tts_values;
-	bool	   *n = slot->tts_isnull;
-
-	ExecClearTuple(slot);
 	memset(n, 0, sizeof(bool) * ACC_NATTS);
 	v[ACC_ACCOUNT_ID - 1] = Int64GetDatum(state->account_id);
 	v[ACC_ACCOUNT - 1] = CStringGetTextDatum(state->account);
@@ -566,8 +547,34 @@ StateToSlot(const EsAccountState *state, TupleTableSlot *slot)
 	v[ACC_LAST_SEQ - 1] = Int64GetDatum(state->last_seq);
 	v[ACC_OPENED_AT - 1] = TimestampTzGetDatum(state->opened_at);
 	v[ACC_UPDATED_AT - 1] = TimestampTzGetDatum(state->updated_at);
-	v[ACC_LAST_HASH - 1] = HashDatum(state->last_hash);
+	v[ACC_LAST_HASH - 1] = EsHashGetDatum(state->last_hash);
+}
+
+/* Fill the virtual slot for es_accounts with a state. */
+static void
+StateToSlot(const EsAccountState *state, TupleTableSlot *slot)
+{
+	ExecClearTuple(slot);
+	StateToValues(state, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * An account state as a Datum of the row type es_accounts (tupdesc, which
+ * es_replay gets from its result type), in the current memory context.
+ */
+Datum
+EsStateToDatum(const EsAccountState *state, TupleDesc tupdesc)
+{
+	Datum		values[ACC_NATTS];
+	bool		isnull[ACC_NATTS];
+
+	if (tupdesc->natts != ACC_NATTS)
+		elog(ERROR, "es_accounts has %d columns, es_ledger expects %d",
+			 tupdesc->natts, ACC_NATTS);
+	StateToValues(state, values, isnull);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values,
+											 isnull));
 }
 
 /*
@@ -624,7 +631,7 @@ EsStoreInsertEvent(const EsEvent *ev)
 	v[EV_RECORDED_AT - 1] = TimestampTzGetDatum(ev->recorded_at);
 	v[EV_EFFECTIVE_AT - 1] = TimestampTzGetDatum(ev->effective_at);
 	v[EV_CHECKSUM - 1] = Int64GetDatum((int64) ev->checksum);
-	v[EV_HASH - 1] = HashDatum(ev->hash);
+	v[EV_HASH - 1] = EsHashGetDatum(ev->hash);
 	v[EV_FORMAT - 1] = Int16GetDatum(ES_EVENT_FORMAT_VERSION);
 	v[EV_TX - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	ExecStoreVirtualTuple(slot);
