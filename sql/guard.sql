@@ -36,3 +36,37 @@ COMMIT;
 SELECT balance, version FROM es_accounts WHERE account = 'g-a';
 -- the guard functions refuse to run outside their triggers
 SELECT try($$SELECT es_guard_projection()$$);
+
+-- the owner's own AFTER row triggers run after es_apply has closed the
+-- guard: they cannot write the projection, and they leak nothing
+CREATE TABLE g_audit (seq bigint, type text);
+CREATE FUNCTION g_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO g_audit VALUES (NEW.seq, NEW.type);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER g_audit AFTER INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION g_audit();
+SELECT es_transfer('g-a', 'm-a', 1) > 0 AS ok;
+SELECT type FROM g_audit ORDER BY seq;
+CREATE FUNCTION g_cheat() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE es_accounts SET balance = balance + 1000000 WHERE account_id = NEW.account_id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER g_cheat AFTER INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION g_cheat();
+SELECT try($$SELECT es_deposit('g-a', 1)$$);
+DROP TRIGGER g_audit ON es_events;
+DROP TRIGGER g_cheat ON es_events;
+DROP FUNCTION g_audit(), g_cheat();
+DROP TABLE g_audit;
+
+-- a rewrite of the projection inside a transaction (CLUSTER, VACUUM FULL)
+-- moves its rows; es_apply notices and finds them again
+BEGIN;
+SELECT es_deposit('g-a', 1) > 0 AS ok;
+CLUSTER es_accounts USING es_accounts_pkey;
+SELECT es_deposit('g-a', 1) > 0 AS ok;
+SELECT es_transfer('g-a', 'm-a', 1) > 0 AS ok;
+COMMIT;
+SELECT a.account, (a.balance, a.version, a.last_hash) = (r.balance, r.version, r.last_hash) AS replay_matches
+  FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account IN ('g-a', 'm-a') ORDER BY 1;

@@ -72,6 +72,21 @@ NotFound(const char *account)
 			 errdetail("No account of that name has been opened.")));
 }
 
+/* The advisory lock key of an account name. */
+static int32
+NameKey(const char *account)
+{
+	return (int32) hash_bytes((const unsigned char *) account, strlen(account));
+}
+
+/* Take the transaction advisory lock that serialises opens of one name. */
+static void
+LockAccountName(int32 key)
+{
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(ES_ADVISORY_NAME_CLASS), Int32GetDatum(key));
+}
+
 /* Lock an account by name and read its state; ES003 if there is none. */
 static void
 LockByName(const char *account, EsAccountState *state)
@@ -277,10 +292,7 @@ ApplyOpenAccount(const EsCommand *cmd)
 	int64		id;
 
 	/* Serialise opens of one name, then look with a fresh snapshot. */
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(ES_ADVISORY_NAME_CLASS),
-						Int32GetDatum((int32) hash_bytes((const unsigned char *) cmd->account,
-														 strlen(cmd->account))));
+	LockAccountName(NameKey(cmd->account));
 	if (EsStoreLookupAccountId(cmd->account, &id))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
@@ -528,8 +540,9 @@ CompareInt32(const void *a, const void *b)
 /*
  * Before any command of a batch runs, take what its commands would take one
  * by one, in the order single commands take them: first the advisory locks
- * of its idempotency keys (in ascending key order), then the row locks of
- * every existing account it names (in ascending account_id order).  So a
+ * of its idempotency keys, then those of the names it opens (each in
+ * ascending key order), then the row locks of every existing account it
+ * names (in ascending account_id order).  So a
  * batch and the commands running beside it wait for each other but never
  * deadlock.
  */
@@ -556,6 +569,18 @@ LockBatch(List *cmds)
 	qsort(keys, nkeys, sizeof(int32), CompareInt32);
 	for (int i = 0; i < nkeys; i++)
 		LockCommandId(keys[i]);
+
+	nkeys = 0;
+	foreach(lc, cmds)
+	{
+		EsCommand  *cmd = lfirst(lc);
+
+		if (cmd->type == ES_CMD_OPEN_ACCOUNT)
+			keys[nkeys++] = NameKey(cmd->account);
+	}
+	qsort(keys, nkeys, sizeof(int32), CompareInt32);
+	for (int i = 0; i < nkeys; i++)
+		LockAccountName(keys[i]);
 	pfree(keys);
 
 	foreach(lc, cmds)
@@ -595,13 +620,14 @@ ApplyCommands(List *cmds)
 			EsWriteNextCommand();
 			seq = EsApplyCommand((EsCommand *) lfirst(lc));
 		}
-		EsWriteEnd();
 	}
 	PG_FINALLY();
 	{
 		EsGuardEndWrite();
 	}
 	PG_END_TRY();
+	/* AFTER row triggers, if anyone added some, run outside the guard. */
+	EsWriteEnd();
 	return seq;
 }
 

@@ -110,49 +110,85 @@ typedef struct EsWriter
 
 static EsWriter *Writer = NULL;
 
+#define ES_NAME_BYTES (ES_MAX_NAME_CHARS * MAX_MULTIBYTE_CHAR_LEN + 1)
+
 /* One account this transaction holds the row lock of. */
 typedef struct EsCachedAccount
 {
-	char		name[ES_MAX_NAME_CHARS * MAX_MULTIBYTE_CHAR_LEN + 1];	/* key */
+	char		name[ES_NAME_BYTES];	/* key; state.account points here */
+	char		currency[ES_NAME_BYTES];	/* state.currency points here */
 	ItemPointerData tid;		/* its current row version */
+	SubTransactionId subid;		/* the subtransaction that last locked or
+								 * wrote it */
 	EsAccountState state;
 } EsCachedAccount;
 
+/*
+ * The cache, and the es_accounts storage it describes: a new relation or
+ * a new relfilenode (a rewrite, CLUSTER, TRUNCATE) makes every tuple id in
+ * it meaningless.
+ */
 static HTAB *AccountCache = NULL;
 static Oid	AccountCacheRelid = InvalidOid;
+static Oid	AccountCacheFilenode = InvalidOid;
 
-/*
- * Forget the account cache.  Its memory is left to TopTransactionContext,
- * which goes when the transaction ends.
- */
+/* Forget the whole account cache. */
 static void
-ResetCache(void)
+ResetCache(bool destroy)
 {
+	if (destroy && AccountCache != NULL)
+		hash_destroy(AccountCache);
 	AccountCache = NULL;
 	AccountCacheRelid = InvalidOid;
+	AccountCacheFilenode = InvalidOid;
 }
 
-/* Transaction end: TopTransactionContext, and the cache, are gone. */
+/*
+ * Transaction end: the cache (in TopTransactionContext) and any writer are
+ * gone with the transaction.
+ */
 static void
 EsWriteXactCallback(XactEvent event, void *arg)
 {
-	AccountCache = NULL;
-	AccountCacheRelid = InvalidOid;
-	Writer = NULL;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			ResetCache(false);
+			Writer = NULL;
+			break;
+		default:
+			break;
+	}
 }
 
-/* A subtransaction rolled back: rows it updated are back as they were. */
+/*
+ * A subtransaction rolled back: the accounts it (or a subtransaction inside
+ * it) locked or wrote are back as they were, and their locks taken there
+ * are released; forget those.  Accounts the parent holds are unchanged.
+ */
 static void
 EsWriteSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	if (AccountCache != NULL)
 	{
-		ResetCache();
-		/* Writers begun in the aborted subtransaction (or later) are gone. */
-		while (Writer != NULL && Writer->subid >= mySubid)
-			Writer = Writer->prev;
+		HASH_SEQ_STATUS status;
+		EsCachedAccount *entry;
+
+		hash_seq_init(&status, AccountCache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			if (entry->subid >= mySubid)
+				hash_search(AccountCache, entry->name, HASH_REMOVE, NULL);
 	}
+	/* Writers begun in the aborted subtransaction (or later) are gone. */
+	while (Writer != NULL && Writer->subid >= mySubid)
+		Writer = Writer->prev;
 }
 
 /* Install the callbacks; called once from _PG_init. */
@@ -163,12 +199,22 @@ EsWriteInit(void)
 	RegisterSubXactCallback(EsWriteSubXactCallback, NULL);
 }
 
+/* Is the cache about the es_accounts storage the writer has open? */
+static bool
+CacheValid(void)
+{
+	Relation	rel = Writer->accounts->ri_RelationDesc;
+
+	return AccountCache != NULL &&
+		AccountCacheRelid == RelationGetRelid(rel) &&
+		AccountCacheFilenode == rel->rd_node.relNode;
+}
+
 /* The cache entry of an account, or NULL. */
 static EsCachedAccount *
 CacheLookup(const char *name)
 {
-	if (AccountCache == NULL ||
-		AccountCacheRelid != RelationGetRelid(Writer->accounts->ri_RelationDesc))
+	if (!CacheValid())
 		return NULL;
 	return hash_search(AccountCache, name, HASH_FIND, NULL);
 }
@@ -178,41 +224,31 @@ static void
 CacheStore(const EsAccountState *state, ItemPointer tid)
 {
 	EsCachedAccount *entry;
-	bool		found;
-	Oid			relid = RelationGetRelid(Writer->accounts->ri_RelationDesc);
 
-	if (AccountCache == NULL || AccountCacheRelid != relid)
+	if (!CacheValid())
 	{
+		Relation	rel = Writer->accounts->ri_RelationDesc;
 		HASHCTL		ctl;
 
-		ResetCache();
-		ctl.keysize = sizeof(((EsCachedAccount *) 0)->name);
+		ResetCache(true);
+		ctl.keysize = ES_NAME_BYTES;
 		ctl.entrysize = sizeof(EsCachedAccount);
 		ctl.hcxt = TopTransactionContext;
 		AccountCache = hash_create("es_ledger accounts", 64, &ctl,
 								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		AccountCacheRelid = relid;
+		AccountCacheRelid = RelationGetRelid(rel);
+		AccountCacheFilenode = rel->rd_node.relNode;
 	}
-	entry = hash_search(AccountCache, state->account, HASH_ENTER, &found);
-	if (!found)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-
-		entry->state = *state;
-		entry->state.account = pstrdup(state->account);
-		entry->state.currency = pstrdup(state->currency);
-		MemoryContextSwitchTo(old);
-	}
-	else
-	{
-		char	   *account = entry->state.account;
-		char	   *currency = entry->state.currency;
-
-		entry->state = *state;
-		entry->state.account = account;
-		entry->state.currency = currency;
-	}
+	if (strlen(state->account) >= ES_NAME_BYTES ||
+		strlen(state->currency) >= ES_NAME_BYTES)
+		elog(ERROR, "account name or currency too long to cache");
+	entry = hash_search(AccountCache, state->account, HASH_ENTER, NULL);
+	entry->state = *state;
+	strlcpy(entry->currency, state->currency, ES_NAME_BYTES);
+	entry->state.account = entry->name;
+	entry->state.currency = entry->currency;
 	entry->tid = *tid;
+	entry->subid = GetCurrentSubTransactionId();
 }
 
 /* A relation of the extension, by name through the pinned search_path. */
@@ -238,6 +274,9 @@ OpenResultRel(EState *estate, const char *name, Index rti, int natts)
 			 name, RelationGetDescr(rel)->natts, natts);
 	InitResultRelInfo(rri, rel, rti, NULL, 0);
 	ExecOpenIndices(rri, false);
+	/* So that AFTER triggers find it, and ExecCloseResultRelations closes it. */
+	estate->es_opened_result_relations =
+		lappend(estate->es_opened_result_relations, rri);
 	return rri;
 }
 
@@ -300,7 +339,11 @@ EsWriteBegin(void)
 	Writer = w;
 }
 
-/* Close what EsWriteBegin opened; locks stay until the transaction ends. */
+/*
+ * Close what EsWriteBegin opened; locks stay until the transaction ends.
+ * Queued AFTER row triggers fire here, so callers call this once the write
+ * guard is closed again.
+ */
 void
 EsWriteEnd(void)
 {
@@ -311,15 +354,14 @@ EsWriteEnd(void)
 	AfterTriggerEndQuery(w->estate);
 	EvalPlanQualEnd(&w->epqstate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
+	/* Indexes of our result relations, and relations triggers opened. */
+	ExecCloseResultRelations(w->estate);
 	index_close(w->account_idx, NoLock);
-	ExecCloseIndices(w->events);
-	ExecCloseIndices(w->accounts);
 	table_close(w->events->ri_RelationDesc, NoLock);
 	table_close(w->accounts->ri_RelationDesc, NoLock);
 	if (w->commands)
 	{
 		index_close(w->command_idx, NoLock);
-		ExecCloseIndices(w->commands);
 		table_close(w->commands->ri_RelationDesc, NoLock);
 	}
 	Writer = w->prev;
@@ -334,7 +376,6 @@ void
 EsWriteNextCommand(void)
 {
 	CommandCounterIncrement();
-	Writer->estate->es_output_cid = GetCurrentCommandId(true);
 	ResetPerTupleExprContext(Writer->estate);
 }
 
@@ -472,8 +513,24 @@ LockRow(ItemPointer tid, TupleTableSlot *slot)
 						   GetCurrentCommandId(false), LockTupleExclusive,
 						   LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 						   &tmfd);
-	if (res != TM_Ok)
-		elog(ERROR, "could not lock an es_accounts row: result %d", (int) res);
+	switch (res)
+	{
+		case TM_Ok:
+			break;
+		case TM_Deleted:
+			elog(ERROR, "es_accounts row (%u,%u) was deleted",
+				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+			break;
+		case TM_SelfModified:
+		case TM_Invisible:
+			elog(ERROR, "es_accounts row (%u,%u) was changed by this command",
+				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+			break;
+		default:
+			elog(ERROR, "could not lock es_accounts row (%u,%u): result %d",
+				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),
+				 (int) res);
+	}
 }
 
 /*
