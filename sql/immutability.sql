@@ -28,6 +28,12 @@ DROP TABLE t_log;
 SELECT try($$INSERT INTO es_events SELECT * FROM es_events LIMIT 1 RETURNING 1$$);
 SELECT try($$INSERT INTO es_events (seq, account_id, version, type, amount, data, recorded_at, effective_at, checksum, hash, format)
              VALUES (-1, 1, 99, 'Deposited', 1000000, '{}', now(), now(), 0, '\x00', 1) RETURNING 1$$);
+SELECT try($$INSERT INTO es_events (seq, account_id, version, type, amount, data, recorded_at, effective_at, checksum, hash, format)
+             VALUES (-3, 1, 98, 'Deposited', 5, '{}', now(), now(), 0, '\x00', 1) ON CONFLICT DO NOTHING RETURNING 1$$);
+COPY es_events (seq, account_id, version, type, amount, data, recorded_at, effective_at, checksum, hash, format) FROM stdin;
+-2	1	100	Deposited	5	{}	2026-01-01 00:00:00+00	2026-01-01 00:00:00+00	0	\\x00	1
+\.
+\echo :LAST_ERROR_SQLSTATE
 VACUUM FULL es_events;
 \echo :LAST_ERROR_SQLSTATE
 SELECT try($$CLUSTER es_events USING es_events_pkey$$);

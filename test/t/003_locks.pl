@@ -1,0 +1,75 @@
+# 003_locks.pl: deterministic interleavings of two sessions.
+#
+# - Readers never wait for a writer: while one transaction holds an account
+#   row, SELECT on es_accounts and es_replay return the last committed state.
+# - A second writer on that account waits for the first (lock_timeout shows
+#   it), so no update is lost.
+# - Transfers in opposite directions do not deadlock: both lock their two
+#   accounts in ascending account_id order, so the second simply waits.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('locks');
+$node->init;
+$node->append_conf('postgresql.conf', "deadlock_timeout = '100ms'");
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION es_ledger;
+	SELECT es_open_account('x', 'USD'), es_open_account('y', 'USD');
+	SELECT es_deposit('x', 1000), es_deposit('y', 1000);
+});
+
+my $a = $node->background_psql('postgres');
+my $b = $node->background_psql('postgres', on_error_stop => 0);
+
+# A takes both rows and keeps its transaction open.
+$a->query_safe("BEGIN; SELECT es_transfer('x', 'y', 100);");
+
+is( $b->query_safe(
+		"SET statement_timeout = '5s'; SELECT balance FROM es_accounts WHERE account = 'x';"),
+	'1000',
+	'a reader sees the committed balance while a writer holds the row');
+is($b->query_safe("SELECT (es_replay('y')).balance;"),
+	'1000', 'es_replay does not wait for the writer either');
+
+$b->query("SET lock_timeout = '300ms'; SELECT es_deposit('x', 1);");
+like($b->{stderr}, qr/lock timeout/,
+	'a second writer on the same account waits for the first');
+$b->{stderr} = '';
+$b->query_safe("RESET lock_timeout;");
+
+# B transfers the other way round; it queues behind A's locks.
+$b->query_until(qr/started/, "\\echo started\nSELECT es_transfer('y', 'x', 50);\n");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity
+		  WHERE wait_event_type = 'Lock' AND query LIKE '%es_transfer(''y''%'"),
+	'the opposite transfer waits for the first transaction');
+
+# A, still holding both rows, also transfers y -> x, then commits.
+$a->query_safe("SELECT es_transfer('y', 'x', 30); COMMIT;");
+$b->query_safe("SELECT 1;");
+is($b->{stderr}, '', 'the waiting transfer went through without an error');
+
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(account || '=' || balance, ',' ORDER BY account) FROM es_accounts"),
+	'x=980,y=1020',
+	'every transfer was applied once');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT bool_and((a.balance, a.version, a.last_hash) = (r.balance, r.version, r.last_hash))
+		   FROM es_accounts a, LATERAL es_replay(a.account) r"),
+	't', 'the projection equals the replay of the log');
+
+$a->quit;
+$b->quit;
+$node->stop;
+my $log = slurp_file($node->logfile);
+unlike($log, qr/deadlock detected/, 'no deadlock was detected');
+
+done_testing();
