@@ -12,8 +12,9 @@
  *	   looks the id up in es_commands.  A known id with the same canonical
  *	   command returns the seq it returned the first time and writes
  *	   nothing; with another command it fails with ES008.
- *	3. Decision: the accounts the command touches are locked (FOR UPDATE on
- *	   their es_accounts rows, in ascending account_id order, so two
+ *	3. Decision: the accounts the command touches are locked (the row lock
+ *	   FOR UPDATE takes, on their es_accounts rows, in ascending account_id
+ *	   order, es_write.c, so two
  *	   transfers in opposite directions cannot deadlock) and the command is
  *	   checked against their current state: existence (ES003/ES004),
  *	   expected_version (ES007), status (ES005), currency (ES006), funds
@@ -29,9 +30,9 @@
  * savepoint) undoes whatever was written: nothing is ever half applied.  A
  * JSON array is a batch: its commands are applied in order by the same
  * steps, and it is atomic for the same reason.  A batch first takes the
- * advisory locks of all its ids, then the row locks of every existing
- * account it names, each in ascending order, so it locks in the same order
- * as single commands do.  (A caller's own transaction that calls es_apply
+ * advisory locks of all its ids, then those of the names it opens, then the
+ * row locks of every existing account it names, each in ascending order, so
+ * it locks in the same order as single commands do.  (A caller's own transaction that calls es_apply
  * several times takes its locks command by command, and can deadlock with
  * another such transaction like any two transactions can.)
  *
@@ -39,9 +40,10 @@
  * latest recorded_at of the accounts touched, so each account's events are
  * in recorded_at order and time travel by transaction time sees prefixes.
  *
- * Writes are done under the write guard (es_guard.c) with the function's
- * owner's rights (SECURITY DEFINER, search_path pinned in the install
- * script).
+ * Writes are done under the write guard (es_guard.c) at executor level
+ * (es_write.c), which checks no table privileges: EXECUTE on es_apply and
+ * the shorthands (SECURITY DEFINER, search_path pinned in the install
+ * script) is the only gate.
  *
  *-------------------------------------------------------------------------
  */
@@ -537,6 +539,13 @@ CompareInt32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* C-string pointer comparator for qsort. */
+static int
+CompareNames(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
 /*
  * Before any command of a batch runs, take what its commands would take one
  * by one, in the order single commands take them: first the advisory locks
@@ -551,7 +560,6 @@ LockBatch(List *cmds)
 {
 	int32	   *keys = palloc(sizeof(int32) * list_length(cmds));
 	int			nkeys = 0;
-
 	int			max = list_length(cmds) * 2;
 	const char **names = palloc(sizeof(char *) * max);
 	EsAccountState *states = palloc(sizeof(EsAccountState) * max);
@@ -591,6 +599,17 @@ LockBatch(List *cmds)
 			names[n++] = cmd->account;
 		if (cmd->to_account)
 			names[n++] = cmd->to_account;
+	}
+	/* Each account once: a batch often names one account many times. */
+	qsort(names, n, sizeof(char *), CompareNames);
+	if (n > 0)
+	{
+		int			u = 1;
+
+		for (int i = 1; i < n; i++)
+			if (strcmp(names[i], names[u - 1]) != 0)
+				names[u++] = names[i];
+		n = u;
 	}
 	EsStoreLockAccounts(names, n, states, found);
 	pfree(names);
