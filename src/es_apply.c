@@ -56,6 +56,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "es_ledger.h"
 
@@ -621,8 +622,12 @@ LockBatch(List *cmds)
 static int64
 ApplyCommands(List *cmds)
 {
-	int64		seq = 0;
+	volatile int64 seq = 0;
+	MemoryContext volatile cmdcxt = NULL;
 
+	if (list_length(cmds) > 1)
+		cmdcxt = AllocSetContextCreate(CurrentMemoryContext, "es_apply command",
+									   ALLOCSET_DEFAULT_SIZES);
 	EsGuardBeginWrite();
 	PG_TRY();
 	{
@@ -637,7 +642,17 @@ ApplyCommands(List *cmds)
 		foreach(lc, cmds)
 		{
 			EsWriteNextCommand();
-			seq = EsApplyCommand((EsCommand *) lfirst(lc));
+			if (cmdcxt)
+			{
+				/* A batch frees each command's memory before the next. */
+				MemoryContext old = MemoryContextSwitchTo(cmdcxt);
+
+				seq = EsApplyCommand((EsCommand *) lfirst(lc));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(cmdcxt);
+			}
+			else
+				seq = EsApplyCommand((EsCommand *) lfirst(lc));
 		}
 	}
 	PG_FINALLY();
@@ -647,6 +662,8 @@ ApplyCommands(List *cmds)
 	PG_END_TRY();
 	/* AFTER row triggers, if anyone added some, run outside the guard. */
 	EsWriteEnd();
+	if (cmdcxt)
+		MemoryContextDelete(cmdcxt);
 	return seq;
 }
 

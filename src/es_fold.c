@@ -63,6 +63,7 @@ EsStateInit(EsAccountState *state, int64 account_id)
 
 /* Report an event that cannot be folded: the log contradicts itself. */
 static void
+pg_attribute_noreturn()
 BadEvent(const EsEvent *ev, const char *why)
 {
 	ereport(ERROR,
@@ -70,6 +71,7 @@ BadEvent(const EsEvent *ev, const char *why)
 			 errmsg("event %lld of account %lld cannot be folded: %s",
 					(long long) ev->seq, (long long) ev->account_id, why),
 			 errdetail("The log contradicts itself: it was changed behind es_apply's back.")));
+	pg_unreachable();
 }
 
 /* A field of an event's data, or NULL. */

@@ -303,6 +303,7 @@ EsWriteBegin(void)
 {
 	EState	   *estate;
 	EsWriter   *w;
+	List	   *rtable = NIL;
 	MemoryContext old;
 
 	/* What the executor checks for INSERT and UPDATE statements. */
@@ -313,9 +314,10 @@ EsWriteBegin(void)
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	w = palloc0(sizeof(EsWriter));
 	w->estate = estate;
-	ExecInitRangeTable(estate, list_make3(MakeRte("es_events"),
-										  MakeRte("es_accounts"),
-										  MakeRte("es_commands")));
+	rtable = lappend(rtable, MakeRte("es_events"));
+	rtable = lappend(rtable, MakeRte("es_accounts"));
+	rtable = lappend(rtable, MakeRte("es_commands"));
+	ExecInitRangeTable(estate, rtable);
 	w->events = OpenResultRel(estate, "es_events", 1, EV_NATTS);
 	w->accounts = OpenResultRel(estate, "es_accounts", 2, ACC_NATTS);
 	w->account_idx = index_open(OurRelid("es_accounts_account_key"),
