@@ -397,7 +397,7 @@ DECLARE
 	v_got text;
 	v_msg text;
 BEGIN
-	PERFORM setseed(0.2718);
+	PERFORM setseed(coalesce(nullif(current_setting('es_test.seed', true), '')::float8, 0.2718));
 	FOR i IN 1 .. nrandom LOOP
 		m := fz.malformed(i);
 		INSERT INTO fz.cases (label, input, may_overflow, random_case)

@@ -480,7 +480,7 @@ DECLARE
 	rb boolean;
 	rolled boolean;
 BEGIN
-	PERFORM setseed(0.4242);
+	PERFORM setseed(coalesce(nullif(current_setting('es_test.seed', true), '')::float8, 0.4242));
 	FOR i IN 1 .. ncmd LOOP
 		n := n + 1;
 		IF i <= 25 THEN
