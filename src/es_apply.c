@@ -75,19 +75,24 @@ NotFound(const char *account)
 			 errdetail("No account of that name has been opened.")));
 }
 
-/* The advisory lock key of an account name. */
+/* The advisory lock key of a name or idempotency key. */
 static int32
-NameKey(const char *account)
+AdvisoryKey(const char *text)
 {
-	return (int32) hash_bytes((const unsigned char *) account, strlen(account));
+	return (int32) hash_bytes((const unsigned char *) text, strlen(text));
 }
 
-/* Take the transaction advisory lock that serialises opens of one name. */
+/*
+ * Take a transaction advisory lock: class ES_ADVISORY_CLASS serialises
+ * commands with one idempotency key, ES_ADVISORY_NAME_CLASS opens of one
+ * account name.  Taken again by the same transaction, it is a no-op in
+ * effect.
+ */
 static void
-LockAccountName(int32 key)
+AdvisoryLock(int32 class, int32 key)
 {
 	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(ES_ADVISORY_NAME_CLASS), Int32GetDatum(key));
+						Int32GetDatum(class), Int32GetDatum(key));
 }
 
 /* Lock an account by name and read its state; ES003 if there is none. */
@@ -295,7 +300,7 @@ ApplyOpenAccount(const EsCommand *cmd)
 	int64		id;
 
 	/* Serialise opens of one name, then look with a fresh snapshot. */
-	LockAccountName(NameKey(cmd->account));
+	AdvisoryLock(ES_ADVISORY_NAME_CLASS, AdvisoryKey(cmd->account));
 	if (EsStoreLookupAccountId(cmd->account, &id))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
@@ -459,25 +464,6 @@ ApplyAccountChange(const EsCommand *cmd)
 	return seq;
 }
 
-/* The advisory lock key of an idempotency key. */
-static int32
-IdKey(const char *id)
-{
-	return (int32) hash_bytes((const unsigned char *) id, strlen(id));
-}
-
-/*
- * Take the transaction advisory lock that serialises commands with one
- * idempotency key.  Taken again by the same transaction, it is a no-op in
- * effect.
- */
-static void
-LockCommandId(int32 key)
-{
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(ES_ADVISORY_CLASS), Int32GetDatum(key));
-}
-
 /*
  * Apply one parsed command (steps 2 to 4 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
@@ -494,7 +480,7 @@ EsApplyCommand(EsCommand *cmd)
 	{
 		Jsonb	   *known;
 
-		LockCommandId(IdKey(cmd->id));
+		AdvisoryLock(ES_ADVISORY_CLASS, AdvisoryKey(cmd->id));
 		canonical = EsCommandCanonical(cmd);
 		if (EsStoreFindCommand(cmd->id, &known, &seq))
 		{
@@ -573,11 +559,11 @@ LockBatch(List *cmds)
 		EsCommand  *cmd = lfirst(lc);
 
 		if (cmd->id)
-			keys[nkeys++] = IdKey(cmd->id);
+			keys[nkeys++] = AdvisoryKey(cmd->id);
 	}
 	qsort(keys, nkeys, sizeof(int32), CompareInt32);
 	for (int i = 0; i < nkeys; i++)
-		LockCommandId(keys[i]);
+		AdvisoryLock(ES_ADVISORY_CLASS, keys[i]);
 
 	nkeys = 0;
 	foreach(lc, cmds)
@@ -585,11 +571,11 @@ LockBatch(List *cmds)
 		EsCommand  *cmd = lfirst(lc);
 
 		if (cmd->type == ES_CMD_OPEN_ACCOUNT)
-			keys[nkeys++] = NameKey(cmd->account);
+			keys[nkeys++] = AdvisoryKey(cmd->account);
 	}
 	qsort(keys, nkeys, sizeof(int32), CompareInt32);
 	for (int i = 0; i < nkeys; i++)
-		LockAccountName(keys[i]);
+		AdvisoryLock(ES_ADVISORY_NAME_CLASS, keys[i]);
 	pfree(keys);
 
 	foreach(lc, cmds)
