@@ -4,7 +4,9 @@
 set -euo pipefail
 
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+# ES_PGBIN lets a developer point the scripts at a private copy of the
+# PostgreSQL 15 tree (so that two checkouts can install and test side by side).
+PGBIN=${ES_PGBIN:-/usr/lib/postgresql/15/bin}
 ES_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl"
 
