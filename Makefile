@@ -4,10 +4,13 @@ MODULE_big = es_ledger
 OBJS = \
 	src/es_event.o \
 	src/es_fold.o \
+	src/es_row.o \
 	src/es_guard.o \
 	src/es_am.o \
+	src/es_cache.o \
 	src/es_write.o \
-	src/es_store.o \
+	src/es_scan.o \
+	src/es_decide.o \
 	src/es_command.o \
 	src/es_apply.o \
 	src/es_replay.o \
@@ -16,7 +19,7 @@ OBJS = \
 DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
-REGRESS = setup commands errors idempotency batches shorthands limits \
+REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
 	immutability guard roles malformed schema
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \

@@ -123,38 +123,43 @@ $fn$;
 CREATE EVENT TRIGGER es_guard_drop ON sql_drop EXECUTE FUNCTION es_guard_drop();
 
 -------------------------------------------------------------------------------
--- Commands
+-- Commands.  No function of the extension is SECURITY DEFINER: the C code
+-- finds its tables by OID and writes them below the privilege checks, so
+-- EXECUTE is the only gate and user code (triggers, index expressions) never
+-- runs with the extension owner's rights.
 -------------------------------------------------------------------------------
 CREATE FUNCTION es_apply(command jsonb) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'es_apply' LANGUAGE C VOLATILE
-	SECURITY DEFINER SET search_path = @extschema@, pg_temp;
+	AS 'MODULE_PATHNAME', 'es_apply' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION es_open_account(account text, currency text,
 		overdraft_limit bigint DEFAULT 0, max_balance bigint DEFAULT NULL,
 		id text DEFAULT NULL) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'es_open_account' LANGUAGE C VOLATILE
-	SECURITY DEFINER SET search_path = @extschema@, pg_temp;
+	AS 'MODULE_PATHNAME', 'es_open_account' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION es_deposit(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'es_deposit' LANGUAGE C VOLATILE
-	SECURITY DEFINER SET search_path = @extschema@, pg_temp;
+	AS 'MODULE_PATHNAME', 'es_deposit' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION es_withdraw(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'es_withdraw' LANGUAGE C VOLATILE
-	SECURITY DEFINER SET search_path = @extschema@, pg_temp;
+	AS 'MODULE_PATHNAME', 'es_withdraw' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION es_transfer(from_account text, to_account text, amount bigint,
 		id text DEFAULT NULL) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'es_transfer' LANGUAGE C VOLATILE
-	SECURITY DEFINER SET search_path = @extschema@, pg_temp;
+	AS 'MODULE_PATHNAME', 'es_transfer' LANGUAGE C VOLATILE;
 
 -------------------------------------------------------------------------------
 -- Replay
 -------------------------------------------------------------------------------
 CREATE FUNCTION es_replay(account text, as_of timestamptz DEFAULT NULL,
 		effective_until timestamptz DEFAULT NULL) RETURNS es_accounts
-	AS 'MODULE_PATHNAME', 'es_replay' LANGUAGE C STABLE
-	SECURITY DEFINER SET search_path = @extschema@, pg_temp;
+	AS 'MODULE_PATHNAME', 'es_replay' LANGUAGE C STABLE;
+
+-------------------------------------------------------------------------------
+-- Diagnosis
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_check_shape(rel regclass, shape regclass) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'es_check_shape' LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION es_check_shape(regclass, regclass) IS
+	'true if table rel has the columns this library expects of es_events, es_accounts or es_commands; 55000 otherwise';
 
 -------------------------------------------------------------------------------
 -- Privileges: PUBLIC gets nothing; readers read, writers apply commands.
@@ -164,7 +169,8 @@ REVOKE ALL ON SEQUENCE es_events_seq_seq, es_accounts_account_id_seq FROM PUBLIC
 REVOKE ALL ON FUNCTION es_log_handler(internal), es_guard_projection(), es_guard_ddl(), es_guard_drop(),
 	es_apply(jsonb), es_open_account(text, text, bigint, bigint, text),
 	es_deposit(text, bigint, text), es_withdraw(text, bigint, text),
-	es_transfer(text, text, bigint, text), es_replay(text, timestamptz, timestamptz)
+	es_transfer(text, text, bigint, text), es_replay(text, timestamptz, timestamptz),
+	es_check_shape(regclass, regclass)
 	FROM PUBLIC;
 
 GRANT SELECT ON TABLE es_events, es_accounts TO es_ledger_reader;

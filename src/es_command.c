@@ -1,16 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * es_command.c
- *	  A command's JSON shape, checked and turned into an EsCommand.
+ *	  A command's shape, checked and turned into an EsCommand: from the JSON
+ *	  given to es_apply, or from a typed shorthand's arguments.
  *
- * Shape only: the type is known, every field is one that type takes, has
- * the right JSON type and is in range.  Whether the command is allowed
- * against the current state (funds, caps, status) is es_apply.c's business.
- * Every shape error is ES009, an integer out of range 22003; nothing here
- * reads the database, so a rejected command has written nothing.
+ * Shape only: the type is known, every field is one that type takes (the
+ * handler table, es_decide.c), has the right type and is in range, and the
+ * type's required fields are there.  Whether the command is allowed
+ * against the current state is es_decide.c's business.  Every shape error
+ * is ES009, an integer out of range 22003; nothing here reads the database,
+ * so a rejected command has written nothing.
+ *
+ * Both ways in meet in StoreField: es_apply's JSON fields are passed as
+ * they are, a shorthand's arguments as the JSON they stand for (a text as a
+ * string, an integer as a string of its digits, SQL NULL as JSON null), so
+ * the shorthands are held to exactly the same checks (EsCommandStart,
+ * EsCommandSetText/SetInt, EsCommandFinish) without building JSON.
  *
  * Parsing never recurses into nested values (metadata is kept whole), so no
- * input, however deep, can exhaust the stack here.
+ * input, however deep, can exhaust the stack here.  Loops over a batch
+ * check for interrupts, so statement_timeout and cancel stop a long one.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +27,7 @@
 
 #include "access/xact.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
@@ -29,55 +39,8 @@
 
 #include "es_ledger.h"
 
-static const char *const EsCommandTypeNames[] = {
-	[ES_CMD_OPEN_ACCOUNT] = "open_account",
-	[ES_CMD_DEPOSIT] = "deposit",
-	[ES_CMD_WITHDRAW] = "withdraw",
-	[ES_CMD_TRANSFER] = "transfer",
-	[ES_CMD_FREEZE_ACCOUNT] = "freeze_account",
-	[ES_CMD_UNFREEZE_ACCOUNT] = "unfreeze_account",
-	[ES_CMD_CLOSE_ACCOUNT] = "close_account",
-	[ES_CMD_SET_LIMITS] = "set_limits",
-};
-
-#define ES_CMD_COUNT lengthof(EsCommandTypeNames)
-
-/* The fields each command type takes besides the common ones. */
-static const char *const EsCommandFields[ES_CMD_COUNT][5] = {
-	[ES_CMD_OPEN_ACCOUNT] = {"account", "currency", "overdraft_limit", "max_balance"},
-	[ES_CMD_DEPOSIT] = {"account", "amount"},
-	[ES_CMD_WITHDRAW] = {"account", "amount"},
-	[ES_CMD_TRANSFER] = {"from", "to", "amount"},
-	[ES_CMD_FREEZE_ACCOUNT] = {"account"},
-	[ES_CMD_UNFREEZE_ACCOUNT] = {"account"},
-	[ES_CMD_CLOSE_ACCOUNT] = {"account"},
-	[ES_CMD_SET_LIMITS] = {"account", "overdraft_limit", "max_balance"},
-};
-
-/* The name of a command type, as in its JSON "type". */
-const char *
-EsCommandTypeName(EsCommandType type)
-{
-	return EsCommandTypeNames[type];
-}
-
-/* "command 3 of the batch: " or "" for a single command. */
-static char *
-Where(int ordinal)
-{
-	return ordinal > 0 ? psprintf("command %d of the batch: ", ordinal) : "";
-}
-
-/* Reject a command's shape with ES009. */
-static void
-pg_attribute_noreturn()
-Invalid(int ordinal, const char *msg, const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_INVALID_COMMAND),
-			 errmsg("invalid command: %s%s", Where(ordinal), msg),
-			 detail ? errdetail("%s", detail) : 0));
-}
+/* Reject a command's shape with ES009 (see EsDecideInvalid). */
+#define Invalid(ordinal, msg, detail) EsDecideInvalid((ordinal), (msg), (detail))
 
 /* The JSON type of a value, for messages. */
 static const char *
@@ -104,8 +67,8 @@ JsonTypeName(JsonbValue *v)
  * Check a name-like text (account, currency, id): 1 to ES_MAX_NAME_CHARS
  * characters.
  */
-void
-EsCheckName(const char *what, const char *value, int ordinal)
+static void
+CheckName(const char *what, const char *value, int ordinal)
 {
 	int			len = strlen(value);
 
@@ -129,7 +92,7 @@ ParseName(JsonbValue *v, const char *what, int ordinal)
 		Invalid(ordinal, psprintf("\"%s\" must be a string, not %s", what,
 								  JsonTypeName(v)), NULL);
 	s = pnstrdup(v->val.string.val, v->val.string.len);
-	EsCheckName(what, s, ordinal);
+	CheckName(what, s, ordinal);
 	return s;
 }
 
@@ -173,7 +136,9 @@ ParseInteger(JsonbValue *v, const char *what, bool allow_zero, int ordinal)
 			n * 10 + (s[i] - '0') > (uint64) PG_INT64_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("%s\"%s\" is out of range", Where(ordinal), what),
+					 errmsg("%s\"%s\" is out of range",
+							ordinal > 0 ? psprintf("command %d of the batch: ", ordinal) : "",
+							what),
 					 errdetail("Amounts, limits and versions are at most 9223372036854775807.")));
 		n = n * 10 + (s[i] - '0');
 	}
@@ -242,15 +207,17 @@ ParseTimestamp(JsonbValue *v, const char *what, int ordinal)
 static bool
 FieldAllowed(EsCommandType type, const char *key)
 {
-	for (int i = 0; i < lengthof(EsCommandFields[type]); i++)
-		if (EsCommandFields[type][i] && strcmp(EsCommandFields[type][i], key) == 0)
+	const EsCommandHandler *h = EsDecideHandler(type);
+
+	for (int i = 0; i < lengthof(h->fields); i++)
+		if (h->fields[i] && strcmp(h->fields[i], key) == 0)
 			return true;
 	return false;
 }
 
-/* Record one field's value in cmd. */
+/* Record one field's value in cmd, checking it. */
 static void
-ParseField(EsCommand *cmd, const char *key, JsonbValue *v)
+StoreField(EsCommand *cmd, const char *key, JsonbValue *v)
 {
 	int			o = cmd->ordinal;
 
@@ -265,9 +232,6 @@ ParseField(EsCommand *cmd, const char *key, JsonbValue *v)
 	}
 	else if (strcmp(key, "expected_version") == 0)
 	{
-		if (cmd->type == ES_CMD_TRANSFER)
-			Invalid(o, "\"expected_version\" is for single-account commands",
-					"A transfer touches two accounts; their versions are not checked.");
 		cmd->has_expected_version = true;
 		cmd->expected_version = ParseInteger(v, "expected_version", true, o);
 	}
@@ -280,7 +244,7 @@ ParseField(EsCommand *cmd, const char *key, JsonbValue *v)
 	}
 	else if (!FieldAllowed(cmd->type, key))
 		Invalid(o, psprintf("unknown field \"%s\" for a command of type %s",
-							key, EsCommandTypeName(cmd->type)), NULL);
+							key, EsDecideHandler(cmd->type)->name), NULL);
 	else if (strcmp(key, "account") == 0 || strcmp(key, "from") == 0)
 		cmd->account = ParseName(v, key, o);
 	else if (strcmp(key, "to") == 0)
@@ -288,7 +252,10 @@ ParseField(EsCommand *cmd, const char *key, JsonbValue *v)
 	else if (strcmp(key, "currency") == 0)
 		cmd->currency = ParseName(v, key, o);
 	else if (strcmp(key, "amount") == 0)
+	{
+		cmd->has_amount = true;
 		cmd->amount = ParseInteger(v, key, false, o);
+	}
 	else if (strcmp(key, "overdraft_limit") == 0)
 	{
 		cmd->has_overdraft_limit = true;
@@ -301,16 +268,56 @@ ParseField(EsCommand *cmd, const char *key, JsonbValue *v)
 		if (!cmd->max_balance_null)
 			cmd->max_balance = ParseInteger(v, key, true, o);
 	}
+	else
+		elog(ERROR, "es_ledger field \"%s\" has no parser", key);
 }
 
-/* Fail unless a required field was given. */
-static void
-Require(const EsCommand *cmd, bool given, const char *field)
+/* Start a command of a type, before its fields are stored. */
+void
+EsCommandStart(EsCommand *cmd, EsCommandType type, int ordinal)
 {
-	if (!given)
-		Invalid(cmd->ordinal,
-				psprintf("a command of type %s needs \"%s\"",
-						 EsCommandTypeName(cmd->type), field), NULL);
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->type = type;
+	cmd->ordinal = ordinal;
+}
+
+/* Store a text field given as a C string (a shorthand's argument). */
+void
+EsCommandSetText(EsCommand *cmd, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	StoreField(cmd, key, &v);
+}
+
+/*
+ * Store an integer field given as an int64 (a shorthand's argument), as
+ * the string of its digits would be; isnull stores JSON null.
+ */
+void
+EsCommandSetInt(EsCommand *cmd, const char *key, bool isnull, int64 value)
+{
+	JsonbValue	v;
+
+	if (isnull)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = psprintf(INT64_FORMAT, value);
+		v.val.string.len = strlen(v.val.string.val);
+	}
+	StoreField(cmd, key, &v);
+}
+
+/* Check that the command has what its type requires. */
+void
+EsCommandFinish(EsCommand *cmd)
+{
+	EsDecideHandler(cmd->type)->check(cmd);
 }
 
 /*
@@ -318,17 +325,14 @@ Require(const EsCommand *cmd, bool given, const char *field)
  * 1-based position in a batch, 0 for a single command.
  */
 void
-EsParseCommand(Jsonb *jb, int ordinal, EsCommand *cmd)
+EsCommandParse(Jsonb *jb, int ordinal, EsCommand *cmd)
 {
 	JsonbValue *typev;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	char	   *type;
-	int			i;
-
-	memset(cmd, 0, sizeof(*cmd));
-	cmd->ordinal = ordinal;
+	EsCommandType ctype;
 
 	if (!JB_ROOT_IS_OBJECT(jb))
 		Invalid(ordinal, "a command must be a JSON object",
@@ -341,14 +345,10 @@ EsParseCommand(Jsonb *jb, int ordinal, EsCommand *cmd)
 		Invalid(ordinal, psprintf("\"type\" must be a string, not %s",
 								  JsonTypeName(typev)), NULL);
 	type = pnstrdup(typev->val.string.val, typev->val.string.len);
-	for (i = 0; i < ES_CMD_COUNT; i++)
-		if (strcmp(type, EsCommandTypeNames[i]) == 0)
-			break;
-	if (i == ES_CMD_COUNT)
-		Invalid(ordinal, psprintf("unknown command type \"%s\"",
-								  type[0] ? type : ""),
-				"Known types: open_account, deposit, withdraw, transfer, freeze_account, unfreeze_account, close_account, set_limits.");
-	cmd->type = (EsCommandType) i;
+	if (!EsDecideTypeFromName(type, &ctype))
+		Invalid(ordinal, psprintf("unknown command type \"%s\"", type),
+				EsDecideTypeNames());
+	EsCommandStart(cmd, ctype, ordinal);
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -359,41 +359,10 @@ EsParseCommand(Jsonb *jb, int ordinal, EsCommand *cmd)
 
 			tok = JsonbIteratorNext(&it, &v, true);
 			Assert(tok == WJB_VALUE);
-			ParseField(cmd, key, &v);
+			StoreField(cmd, key, &v);
 		}
 	}
-
-	switch (cmd->type)
-	{
-		case ES_CMD_OPEN_ACCOUNT:
-			Require(cmd, cmd->account != NULL, "account");
-			Require(cmd, cmd->currency != NULL, "currency");
-			break;
-		case ES_CMD_DEPOSIT:
-		case ES_CMD_WITHDRAW:
-			Require(cmd, cmd->account != NULL, "account");
-			Require(cmd, cmd->amount > 0, "amount");
-			break;
-		case ES_CMD_TRANSFER:
-			Require(cmd, cmd->account != NULL, "from");
-			Require(cmd, cmd->to_account != NULL, "to");
-			Require(cmd, cmd->amount > 0, "amount");
-			if (strcmp(cmd->account, cmd->to_account) == 0)
-				Invalid(ordinal,
-						psprintf("transfer from account \"%s\" to itself",
-								 cmd->account),
-						"A transfer needs two different accounts.");
-			break;
-		case ES_CMD_SET_LIMITS:
-			Require(cmd, cmd->account != NULL, "account");
-			if (!cmd->has_overdraft_limit && !cmd->has_max_balance)
-				Invalid(ordinal, "set_limits needs \"overdraft_limit\" or \"max_balance\"",
-						NULL);
-			break;
-		default:
-			Require(cmd, cmd->account != NULL, "account");
-			break;
-	}
+	EsCommandFinish(cmd);
 }
 
 /*
@@ -401,7 +370,7 @@ EsParseCommand(Jsonb *jb, int ordinal, EsCommand *cmd)
  * them (a batch).  Returns a List of EsCommand pointers.
  */
 List *
-EsParseCommands(Jsonb *jb)
+EsCommandParseArgument(Jsonb *jb)
 {
 	List	   *cmds = NIL;
 
@@ -419,6 +388,7 @@ EsParseCommands(Jsonb *jb)
 		{
 			EsCommand  *cmd;
 
+			CHECK_FOR_INTERRUPTS();
 			if (tok != WJB_ELEM)
 				continue;
 			ordinal++;
@@ -426,7 +396,7 @@ EsParseCommands(Jsonb *jb)
 				Invalid(ordinal, psprintf("a command must be a JSON object, not %s",
 										  JsonTypeName(&v)), NULL);
 			cmd = palloc(sizeof(EsCommand));
-			EsParseCommand(JsonbValueToJsonb(&v), ordinal, cmd);
+			EsCommandParse(JsonbValueToJsonb(&v), ordinal, cmd);
 			cmds = lappend(cmds, cmd);
 		}
 		if (cmds == NIL)
@@ -436,7 +406,7 @@ EsParseCommands(Jsonb *jb)
 	{
 		EsCommand  *cmd = palloc(sizeof(EsCommand));
 
-		EsParseCommand(jb, 0, cmd);
+		EsCommandParse(jb, 0, cmd);
 		cmds = list_make1(cmd);
 	}
 	return cmds;
@@ -467,7 +437,7 @@ EsCommandCanonical(const EsCommand *cmd)
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	AppendKey(&buf, "type");
-	escape_json(&buf, EsCommandTypeName(cmd->type));
+	escape_json(&buf, EsDecideHandler(cmd->type)->name);
 	if (cmd->id)
 	{
 		AppendKey(&buf, "id");
@@ -488,7 +458,7 @@ EsCommandCanonical(const EsCommand *cmd)
 		AppendKey(&buf, "currency");
 		escape_json(&buf, cmd->currency);
 	}
-	if (cmd->amount > 0)
+	if (cmd->has_amount)
 	{
 		AppendKey(&buf, "amount");
 		appendStringInfo(&buf, INT64_FORMAT, cmd->amount);

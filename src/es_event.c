@@ -37,7 +37,6 @@
 #include "common/cryptohash.h"
 #include "port/pg_bswap.h"
 #include "port/pg_crc32c.h"
-#include "fmgr.h"
 
 #include "es_ledger.h"
 
@@ -61,7 +60,7 @@ static const uint8 EsGenesis[ES_HASH_LEN] = {0};
 const char *
 EsEventTypeName(EsEventType type)
 {
-	if (type <= ES_EV_INVALID || type > ES_EV_LIMITS_CHANGED)
+	if (type <= ES_EV_INVALID || type > ES_EV_LAST)
 		elog(ERROR, "invalid es_ledger event type %d", (int) type);
 	return EsEventTypeNames[type];
 }
@@ -70,7 +69,7 @@ EsEventTypeName(EsEventType type)
 EsEventType
 EsEventTypeFromName(const char *name)
 {
-	for (int i = ES_EV_ACCOUNT_OPENED; i <= ES_EV_LIMITS_CHANGED; i++)
+	for (int i = ES_EV_ACCOUNT_OPENED; i <= ES_EV_LAST; i++)
 		if (strcmp(EsEventTypeNames[i], name) == 0)
 			return (EsEventType) i;
 	return ES_EV_INVALID;
@@ -78,31 +77,9 @@ EsEventTypeFromName(const char *name)
 
 /* The hash an account's first event links to. */
 const uint8 *
-EsGenesisHash(void)
+EsEventGenesisHash(void)
 {
 	return EsGenesis;
-}
-
-/* A bytea Datum holding a hash, palloc'd. */
-Datum
-EsHashGetDatum(const uint8 *hash)
-{
-	bytea	   *b = palloc(VARHDRSZ + ES_HASH_LEN);
-
-	SET_VARSIZE(b, VARHDRSZ + ES_HASH_LEN);
-	memcpy(VARDATA(b), hash, ES_HASH_LEN);
-	return PointerGetDatum(b);
-}
-
-/* Copy a bytea Datum holding a hash; zeroes if it is not ES_HASH_LEN long. */
-void
-EsHashFromDatum(Datum d, uint8 *out)
-{
-	bytea	   *b = DatumGetByteaPP(d);
-
-	memset(out, 0, ES_HASH_LEN);
-	if (VARSIZE_ANY_EXHDR(b) == ES_HASH_LEN)
-		memcpy(out, VARDATA_ANY(b), ES_HASH_LEN);
 }
 
 /* Append a big-endian int64. */
@@ -153,7 +130,7 @@ EsEventEncode(const EsEvent *ev, StringInfo buf)
 
 /*
  * Compute ev's checksum and its hash link from the previous hash of its
- * account (EsGenesisHash() for an account's first event).
+ * account (EsEventGenesisHash() for an account's first event).
  */
 void
 EsEventSeal(EsEvent *ev, const uint8 *prev_hash)

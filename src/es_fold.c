@@ -36,14 +36,14 @@ static const char *const EsStatusNames[] = {
 
 /* The text of a status, as stored in es_accounts.status. */
 const char *
-EsStatusName(EsAccountStatus status)
+EsFoldStatusName(EsAccountStatus status)
 {
 	return EsStatusNames[status];
 }
 
 /* The status named by text; ES_ACCOUNT_NONE for an unknown name. */
 EsAccountStatus
-EsStatusFromName(const char *name)
+EsFoldStatusFromName(const char *name)
 {
 	for (int i = ES_ACCOUNT_OPEN; i <= ES_ACCOUNT_CLOSED; i++)
 		if (strcmp(EsStatusNames[i], name) == 0)
@@ -53,12 +53,12 @@ EsStatusFromName(const char *name)
 
 /* S(0): the state of an account before its first event. */
 void
-EsStateInit(EsAccountState *state, int64 account_id)
+EsFoldInit(EsAccountState *state, int64 account_id)
 {
 	memset(state, 0, sizeof(*state));
 	state->account_id = account_id;
 	state->status = ES_ACCOUNT_NONE;
-	memcpy(state->last_hash, EsGenesisHash(), ES_HASH_LEN);
+	memcpy(state->last_hash, EsEventGenesisHash(), ES_HASH_LEN);
 }
 
 /* Report an event that cannot be folded: the log contradicts itself. */

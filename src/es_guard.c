@@ -135,7 +135,7 @@ es_guard_projection(PG_FUNCTION_ARGS)
 
 /* The OID of the es_log access method, or InvalidOid if not installed. */
 Oid
-EsLogAmOid(void)
+EsGuardLogAmOid(void)
 {
 	return get_table_am_oid("es_log", true);
 }
@@ -146,7 +146,7 @@ RelIsEsLog(Oid relid)
 {
 	HeapTuple	tup;
 	Oid			relam;
-	Oid			amoid = EsLogAmOid();
+	Oid			amoid = EsGuardLogAmOid();
 
 	if (!OidIsValid(relid) || !OidIsValid(amoid))
 		return false;

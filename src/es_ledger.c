@@ -24,5 +24,6 @@ void
 _PG_init(void)
 {
 	EsGuardInit();
+	EsCacheInit();
 	EsWriteInit();
 }

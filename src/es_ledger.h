@@ -4,21 +4,29 @@
  *	  Shared declarations of the es_ledger extension, grouped by the file
  *	  that defines them, bottom layer first.
  *
- * The layers, each of which may use only those above it in this header:
+ * A file may use the files listed before it, never those after it.  Each
+ * file exports functions with its own prefix, so a name says where it lives.
  *
- *	  es_event.c	an event's canonical encoding, checksum and hash link
- *	  es_fold.c		the fold: one event applied to one account state
- *	  es_guard.c	the write guard and the triggers that enforce it
- *	  es_am.c		the es_log table access method (immutable heap)
+ *	  es_event.c	EsEvent		an event's canonical encoding, checksum, hash link
+ *	  es_fold.c		EsFold		the fold: one event applied to one account state
+ *	  es_row.c		EsRow		the row codec: table shapes, relation look-up by
+ *								OID, rows <-> C structs
+ *	  es_guard.c	EsGuard		the write guard and the triggers enforcing it
+ *	  es_am.c		(none)		the es_log table access method (immutable heap)
+ *	  es_cache.c	EsCache		the per-transaction account cache
+ *	  es_write.c	EsWrite		executor-level appends and projection writes
+ *	  es_scan.c		EsScan		reading the log by index scans (replay)
+ *	  es_decide.c	EsDecide	the command handler table: each command type's
+ *								fields, rules and the events it produces
+ *	  es_command.c	EsCommand	a command's JSON (or a shorthand's arguments)
+ *								checked into an EsCommand
+ *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
+ *								decide, append
+ *	  es_replay.c	(none)		es_replay: an account folded from the log alone
+ *	  es_ledger.c	(none)		module magic and _PG_init
  *
- * (es_am.c has no functions of its own in this header: PostgreSQL reaches
- * it through es_log_handler.)
- *	  es_write.c	appending events, locking and writing account rows
- *	  es_store.c	reading the log for replay (SPI)
- *	  es_command.c	parsing and validating a command's JSON shape
- *	  es_apply.c	es_apply and the typed shorthands
- *	  es_replay.c	es_replay: an account folded from the log alone
- *	  es_ledger.c	module magic and _PG_init
+ * The SQL interface these implement is documented in doc/reference.md; how
+ * they fit together in doc/design.md.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,12 +37,15 @@
 
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 
 /*
- * SQLSTATEs of the contract (CONTRACT.md section 3).  Class "ES" is ours.
+ * SQLSTATEs of the ledger (doc/reference.md, "Errors").  Class "ES" is ours.
  */
 #define ES_ERRCODE(n)	MAKE_SQLSTATE('E','S','0',(n)/10 + '0',(n)%10 + '0')
 #define ERRCODE_ES_INSUFFICIENT_FUNDS		ES_ERRCODE(1)
@@ -80,6 +91,8 @@ typedef enum EsEventType
 	ES_EV_LIMITS_CHANGED
 } EsEventType;
 
+#define ES_EV_LAST ES_EV_LIMITS_CHANGED
+
 /* One row of es_events, in memory. */
 typedef struct EsEvent
 {
@@ -100,9 +113,7 @@ extern const char *EsEventTypeName(EsEventType type);
 extern EsEventType EsEventTypeFromName(const char *name);
 extern void EsEventEncode(const EsEvent *ev, StringInfo buf);
 extern void EsEventSeal(EsEvent *ev, const uint8 *prev_hash);
-extern const uint8 *EsGenesisHash(void);
-extern Datum EsHashGetDatum(const uint8 *hash);
-extern void EsHashFromDatum(Datum d, uint8 *out);
+extern const uint8 *EsEventGenesisHash(void);
 
 /* ----------------------------------------------------------------- es_fold.c */
 
@@ -135,10 +146,79 @@ typedef struct EsAccountState
 	uint8		last_hash[ES_HASH_LEN];
 } EsAccountState;
 
-extern void EsStateInit(EsAccountState *state, int64 account_id);
+extern void EsFoldInit(EsAccountState *state, int64 account_id);
 extern void EsFoldEvent(EsAccountState *state, const EsEvent *ev);
-extern const char *EsStatusName(EsAccountStatus status);
-extern EsAccountStatus EsStatusFromName(const char *name);
+extern const char *EsFoldStatusName(EsAccountStatus status);
+extern EsAccountStatus EsFoldStatusFromName(const char *name);
+
+/* ------------------------------------------------------------------ es_row.c */
+
+/*
+ * The extension's relations, found by OID (EsRowRelid).  Tables first; the
+ * codec knows the shape of each table.
+ */
+typedef enum EsRel
+{
+	ES_REL_EVENTS,				/* es_events, the log */
+	ES_REL_ACCOUNTS,			/* es_accounts, the projection */
+	ES_REL_COMMANDS,			/* es_commands, the idempotency register */
+	ES_REL_EVENTS_SEQ_IDX,		/* es_events_pkey (seq) */
+	ES_REL_EVENTS_VERSION_IDX,	/* es_events_account_version_key */
+	ES_REL_EVENTS_OPENED_IDX,	/* es_events_opened_idx (data->>'account') */
+	ES_REL_ACCOUNTS_NAME_IDX,	/* es_accounts_account_key */
+	ES_REL_COMMANDS_ID_IDX,		/* es_commands_pkey */
+	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
+	ES_REL_ACCOUNTS_SEQ,		/* es_accounts_account_id_seq */
+	ES_REL_COUNT
+} EsRel;
+
+#define ES_REL_TABLE_COUNT (ES_REL_COMMANDS + 1)
+
+/* Attribute numbers of es_events ... */
+typedef enum EsEventAttr
+{
+	ES_EV_ATT_SEQ = 1, ES_EV_ATT_ACCOUNT_ID, ES_EV_ATT_VERSION, ES_EV_ATT_TYPE,
+	ES_EV_ATT_AMOUNT, ES_EV_ATT_DATA, ES_EV_ATT_COMMAND_ID,
+	ES_EV_ATT_RECORDED_AT, ES_EV_ATT_EFFECTIVE_AT, ES_EV_ATT_CHECKSUM,
+	ES_EV_ATT_HASH, ES_EV_ATT_FORMAT, ES_EV_ATT_TX,
+	ES_EV_NATTS = ES_EV_ATT_TX
+} EsEventAttr;
+
+/* ... of es_accounts ... */
+typedef enum EsAccountAttr
+{
+	ES_ACC_ATT_ACCOUNT_ID = 1, ES_ACC_ATT_ACCOUNT, ES_ACC_ATT_CURRENCY,
+	ES_ACC_ATT_STATUS, ES_ACC_ATT_BALANCE, ES_ACC_ATT_PENDING_OUT,
+	ES_ACC_ATT_PENDING_IN, ES_ACC_ATT_AVAILABLE, ES_ACC_ATT_OVERDRAFT_LIMIT,
+	ES_ACC_ATT_MAX_BALANCE, ES_ACC_ATT_VERSION, ES_ACC_ATT_LAST_SEQ,
+	ES_ACC_ATT_OPENED_AT, ES_ACC_ATT_UPDATED_AT, ES_ACC_ATT_LAST_HASH,
+	ES_ACC_NATTS = ES_ACC_ATT_LAST_HASH
+} EsAccountAttr;
+
+/* ... and of es_commands. */
+typedef enum EsCommandAttr
+{
+	ES_CMD_ATT_COMMAND_ID = 1, ES_CMD_ATT_COMMAND, ES_CMD_ATT_SEQ,
+	ES_CMD_NATTS = ES_CMD_ATT_SEQ
+} EsCommandAttr;
+
+extern Oid	EsRowRelid(EsRel rel);
+extern const char *EsRowRelName(EsRel rel);
+extern Relation EsRowOpenTable(EsRel rel, LOCKMODE lockmode);
+extern void EsRowCheckShape(TupleDesc desc, EsRel rel, const char *relname);
+extern void EsRowEventToValues(const EsEvent *ev, Datum *values, bool *isnull);
+extern void EsRowEventFromValues(const Datum *values, const bool *isnull,
+								 EsEvent *ev);
+extern void EsRowStateToValues(const EsAccountState *state, Datum *values,
+							   bool *isnull);
+extern void EsRowStateFromValues(const Datum *values, const bool *isnull,
+								 EsAccountState *state);
+extern Datum EsRowStateToDatum(const EsAccountState *state, TupleDesc desc);
+extern void EsRowCommandToValues(const char *id, Jsonb *command, int64 seq,
+								 Datum *values, bool *isnull);
+extern void EsRowCommandFromValues(const Datum *values, const bool *isnull,
+								   Jsonb **command, int64 *seq);
+extern int64 EsRowSlotInt64(TupleTableSlot *slot, int attno);
 
 /* ---------------------------------------------------------------- es_guard.c */
 
@@ -146,7 +226,15 @@ extern void EsGuardBeginWrite(void);
 extern void EsGuardEndWrite(void);
 extern bool EsGuardWriting(void);
 extern void EsGuardInit(void);
-extern Oid	EsLogAmOid(void);
+extern Oid	EsGuardLogAmOid(void);
+
+/* ---------------------------------------------------------------- es_cache.c */
+
+extern void EsCacheInit(void);
+extern const EsAccountState *EsCacheLookup(Relation accounts, const char *name,
+										   ItemPointer tid);
+extern void EsCacheStore(Relation accounts, const EsAccountState *state,
+						 ItemPointer tid);
 
 /* ---------------------------------------------------------------- es_write.c */
 
@@ -154,30 +242,27 @@ extern void EsWriteInit(void);
 extern void EsWriteBegin(void);
 extern void EsWriteEnd(void);
 extern void EsWriteNextCommand(void);
-extern int64 EsStoreNextSeq(void);
-extern int64 EsStoreNextAccountId(void);
-extern bool EsStoreLookupAccountId(const char *account, int64 *account_id);
-extern void EsStoreLockAccounts(const char *const *names, int n,
+extern int64 EsWriteNextSeq(void);
+extern int64 EsWriteNextAccountId(void);
+extern bool EsWriteLookupAccountId(const char *account, int64 *account_id);
+extern void EsWriteLockAccounts(const char *const *names, int n,
 								EsAccountState *states, bool *found);
-extern void EsStoreInsertAccount(const EsAccountState *state);
-extern void EsStoreUpdateAccount(const EsAccountState *state);
-extern void EsStoreInsertEvent(const EsEvent *ev);
-extern bool EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq);
-extern void EsStoreInsertCommand(const char *id, Jsonb *command, int64 seq);
-extern Datum EsStateToDatum(const EsAccountState *state, TupleDesc tupdesc);
+extern void EsWriteInsertAccount(const EsAccountState *state);
+extern void EsWriteUpdateAccount(const EsAccountState *state);
+extern void EsWriteInsertEvent(const EsEvent *ev);
+extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
+extern void EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
 
-/* ---------------------------------------------------------------- es_store.c */
+/* ----------------------------------------------------------------- es_scan.c */
 
-extern void EsStoreConnect(void);
-extern void EsStoreFinish(void);
-extern bool EsStoreFindAccountInLog(const char *account, int64 *account_id);
+typedef void (*EsScanCallback) (const EsEvent *ev, void *arg);
 
-typedef void (*EsEventCallback) (const EsEvent *ev, void *arg);
-extern int64 EsStoreScanAccount(int64 account_id, TimestampTz *as_of,
-								TimestampTz *effective_until,
-								EsEventCallback callback, void *arg);
+extern bool EsScanFindOpened(const char *account, int64 *account_id);
+extern int64 EsScanAccount(int64 account_id, const TimestampTz *as_of,
+						   const TimestampTz *effective_until,
+						   EsScanCallback callback, void *arg);
 
-/* -------------------------------------------------------------- es_command.c */
+/* --------------------------------------------------------------- es_decide.c */
 
 typedef enum EsCommandType
 {
@@ -188,10 +273,11 @@ typedef enum EsCommandType
 	ES_CMD_FREEZE_ACCOUNT,
 	ES_CMD_UNFREEZE_ACCOUNT,
 	ES_CMD_CLOSE_ACCOUNT,
-	ES_CMD_SET_LIMITS
+	ES_CMD_SET_LIMITS,
+	ES_CMD_COUNT
 } EsCommandType;
 
-/* A command whose shape has been validated; the rules are checked later. */
+/* A command whose shape has been checked; the rules are checked later. */
 typedef struct EsCommand
 {
 	EsCommandType type;
@@ -205,6 +291,7 @@ typedef struct EsCommand
 	char	   *account;		/* account; "from" of a transfer */
 	char	   *to_account;		/* "to" of a transfer */
 	char	   *currency;
+	bool		has_amount;
 	int64		amount;
 	bool		has_overdraft_limit;
 	int64		overdraft_limit;
@@ -213,14 +300,60 @@ typedef struct EsCommand
 	int64		max_balance;
 } EsCommand;
 
-extern const char *EsCommandTypeName(EsCommandType type);
-extern List *EsParseCommands(Jsonb *jb);
-extern void EsParseCommand(Jsonb *jb, int ordinal, EsCommand *cmd);
-extern void EsCheckName(const char *what, const char *value, int ordinal);
+/* The most events one command writes, and the most accounts it names. */
+#define ES_MAX_COMMAND_EVENTS	2
+#define ES_MAX_COMMAND_ACCOUNTS	2
+
+/*
+ * What a command decided: its events, each on one of the command's
+ * accounts (0: "account"/"from", 1: "to"), not yet numbered or sealed.
+ */
+typedef struct EsDecision
+{
+	int			nevents;
+	struct
+	{
+		int			account;	/* index into the command's accounts */
+		EsEventType type;
+		int64		amount;
+		Jsonb	   *data;
+	}			events[ES_MAX_COMMAND_EVENTS];
+} EsDecision;
+
+/*
+ * A command type's handler: its shape (fields it takes and needs) and its
+ * decision.  decide() gets the states of the accounts the command names
+ * (found[i] false for a name with no account) and either raises the rule
+ * the command breaks or fills in its events.  It reads nothing else.
+ */
+typedef struct EsCommandHandler
+{
+	const char *name;			/* the JSON "type" */
+	bool		opens;			/* creates its account (no row to lock) */
+	const char *fields[5];		/* fields taken besides the common ones */
+	void		(*check) (const EsCommand *cmd);	/* required fields */
+	void		(*decide) (const EsCommand *cmd, const EsAccountState *states,
+						   const bool *found, EsDecision *out);
+} EsCommandHandler;
+
+extern const EsCommandHandler *EsDecideHandler(EsCommandType type);
+extern bool EsDecideTypeFromName(const char *name, EsCommandType *type);
+extern const char *EsDecideTypeNames(void);
+extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
+
+/* -------------------------------------------------------------- es_command.c */
+
+extern List *EsCommandParseArgument(Jsonb *jb);
+extern void EsCommandParse(Jsonb *jb, int ordinal, EsCommand *cmd);
+extern void EsCommandStart(EsCommand *cmd, EsCommandType type, int ordinal);
+extern void EsCommandSetText(EsCommand *cmd, const char *key, const char *value);
+extern void EsCommandSetInt(EsCommand *cmd, const char *key, bool isnull,
+							int64 value);
+extern void EsCommandFinish(EsCommand *cmd);
 extern Jsonb *EsCommandCanonical(const EsCommand *cmd);
 
 /* ---------------------------------------------------------------- es_apply.c */
 
-extern int64 EsApplyCommand(EsCommand *cmd);
+extern int64 EsApplyCommands(List *cmds);
 
 #endif							/* ES_LEDGER_H */

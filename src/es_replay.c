@@ -4,9 +4,10 @@
  *	  es_replay: an account's state folded from the log alone.
  *
  * Replay reads es_events and nothing else (the account's id comes from its
- * AccountOpened event, not from es_accounts), folds the events in version
- * order with EsFoldEvent, the fold es_apply uses, and returns the state as
- * an es_accounts row.  Comparing the two is how projections are checked.
+ * AccountOpened event, not from es_accounts), through es_scan.c, folds the
+ * events in version order with EsFoldEvent, the fold es_apply uses, and
+ * returns the state as an es_accounts row (es_row.c).  Comparing the two is
+ * how projections are checked.
  *
  * Locks: none beyond the AccessShareLock of reading es_events; it runs on a
  * hot standby.
@@ -15,7 +16,6 @@
  */
 #include "postgres.h"
 
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -23,7 +23,7 @@
 
 #include "es_ledger.h"
 
-/* Fold one event into the state being replayed. */
+/* Fold one event into the state being replayed (an EsScanCallback). */
 static void
 ReplayOne(const EsEvent *ev, void *arg)
 {
@@ -50,8 +50,6 @@ es_replay(PG_FUNCTION_ARGS)
 	EsAccountState state;
 	int64		account_id;
 	int64		n;
-	MemoryContext callcxt = CurrentMemoryContext;
-	Datum		result;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -61,22 +59,18 @@ es_replay(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "es_replay must return a composite type");
 
-	EsStoreConnect();
-	if (!EsStoreFindAccountInLog(account, &account_id))
+	if (!EsScanFindOpened(account, &account_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
 				 errmsg("account \"%s\" not found", account),
 				 errdetail("The log holds no AccountOpened event for it.")));
-	EsStateInit(&state, account_id);
-	n = EsStoreScanAccount(account_id, PG_ARGISNULL(1) ? NULL : &as_of,
-						   PG_ARGISNULL(2) ? NULL : &until, ReplayOne, &state);
+	EsFoldInit(&state, account_id);
+	n = EsScanAccount(account_id, PG_ARGISNULL(1) ? NULL : &as_of,
+					  PG_ARGISNULL(2) ? NULL : &until, ReplayOne, &state);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
 				 errmsg("account \"%s\" not found at that time", account),
 				 errdetail("Its AccountOpened event was recorded after the time asked for.")));
-	MemoryContextSwitchTo(callcxt);
-	result = EsStateToDatum(&state, tupdesc);
-	EsStoreFinish();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(EsRowStateToDatum(&state, tupdesc));
 }

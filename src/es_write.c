@@ -10,25 +10,18 @@
  * unique-index probes with index_beginscan, row locks with
  * table_tuple_lock, and ExecSimpleRelationInsert / ExecSimpleRelationUpdate
  * for the writes (constraints, index entries, row triggers).  No statement
- * is planned or parsed on the hot path.
+ * is planned or parsed on the hot path.  Tables are found by OID and rows
+ * built by the row codec (es_row.c); no table privilege is checked: EXECUTE
+ * on es_apply is the gate.
  *
- * Locks.  EsStoreLockAccounts locks the es_accounts rows of the accounts a
+ * Locks.  EsWriteLockAccounts locks the es_accounts rows of the accounts a
  * command names with LockTupleExclusive (what FOR UPDATE takes), in
  * ascending account_id order, following the update chain to the latest
  * version: a command always validates against the latest committed state,
  * whatever the isolation level.  Those row locks serialise commands on one
  * account.  Probes use a fresh snapshot (GetLatestSnapshot) so they see
- * what committed while we waited for a lock.
- *
- * The account cache.  A row this transaction has locked stays locked until
- * the transaction ends, and only es_apply writes es_accounts, so the state
- * and tuple id of every account this transaction has locked or written are
- * kept in a hash table in TopTransactionContext.  The next command on that
- * account reads neither the index nor the heap: it updates the row by its
- * tuple id.  That keeps a transaction that touches one account thousands of
- * times linear (an index probe would walk every version it left behind).
- * The cache is dropped when the transaction ends and when any
- * subtransaction aborts (a rolled-back update would leave it stale).
+ * what committed while we waited for a lock.  Accounts this transaction
+ * already locked come from the account cache (es_cache.c).
  *
  * Command ids.  EsWriteNextCommand does CommandCounterIncrement before each
  * command, as SPI does before each statement, so a command sees and may
@@ -64,29 +57,6 @@
 
 #include "es_ledger.h"
 
-/* Attribute numbers of es_accounts, as created by the install script. */
-enum
-{
-	ACC_ACCOUNT_ID = 1, ACC_ACCOUNT, ACC_CURRENCY, ACC_STATUS, ACC_BALANCE,
-	ACC_PENDING_OUT, ACC_PENDING_IN, ACC_AVAILABLE, ACC_OVERDRAFT_LIMIT,
-	ACC_MAX_BALANCE, ACC_VERSION, ACC_LAST_SEQ, ACC_OPENED_AT, ACC_UPDATED_AT,
-	ACC_LAST_HASH, ACC_NATTS = ACC_LAST_HASH
-};
-
-/* ... of es_events ... */
-enum
-{
-	EV_SEQ = 1, EV_ACCOUNT_ID, EV_VERSION, EV_TYPE, EV_AMOUNT, EV_DATA,
-	EV_COMMAND_ID, EV_RECORDED_AT, EV_EFFECTIVE_AT, EV_CHECKSUM, EV_HASH,
-	EV_FORMAT, EV_TX, EV_NATTS = EV_TX
-};
-
-/* ... and of es_commands. */
-enum
-{
-	CMD_COMMAND_ID = 1, CMD_COMMAND, CMD_SEQ, CMD_NATTS = CMD_SEQ
-};
-
 /* The tables of one es_apply call. */
 typedef struct EsWriter
 {
@@ -96,8 +66,6 @@ typedef struct EsWriter
 	ResultRelInfo *commands;
 	Relation	account_idx;	/* unique index on es_accounts.account */
 	Relation	command_idx;	/* primary key of es_commands */
-	Oid			seq_oid;		/* es_events_seq_seq */
-	Oid			account_seq_oid;	/* es_accounts_account_id_seq */
 	TupleTableSlot *acc_slot;	/* heap slot for reading es_accounts */
 	TupleTableSlot *acc_new;	/* virtual slot for writing es_accounts */
 	TupleTableSlot *ev_new;		/* virtual slot for es_events */
@@ -110,43 +78,7 @@ typedef struct EsWriter
 
 static EsWriter *Writer = NULL;
 
-#define ES_NAME_BYTES (ES_MAX_NAME_CHARS * MAX_MULTIBYTE_CHAR_LEN + 1)
-
-/* One account this transaction holds the row lock of. */
-typedef struct EsCachedAccount
-{
-	char		name[ES_NAME_BYTES];	/* key; state.account points here */
-	char		currency[ES_NAME_BYTES];	/* state.currency points here */
-	ItemPointerData tid;		/* its current row version */
-	SubTransactionId subid;		/* the subtransaction that last locked or
-								 * wrote it */
-	EsAccountState state;
-} EsCachedAccount;
-
-/*
- * The cache, and the es_accounts storage it describes: a new relation or
- * a new relfilenode (a rewrite, CLUSTER, TRUNCATE) makes every tuple id in
- * it meaningless.
- */
-static HTAB *AccountCache = NULL;
-static Oid	AccountCacheRelid = InvalidOid;
-static Oid	AccountCacheFilenode = InvalidOid;
-
-/* Forget the whole account cache. */
-static void
-ResetCache(bool destroy)
-{
-	if (destroy && AccountCache != NULL)
-		hash_destroy(AccountCache);
-	AccountCache = NULL;
-	AccountCacheRelid = InvalidOid;
-	AccountCacheFilenode = InvalidOid;
-}
-
-/*
- * Transaction end: the cache (in TopTransactionContext) and any writer are
- * gone with the transaction.
- */
+/* Transaction end: any writer is gone with the transaction. */
 static void
 EsWriteXactCallback(XactEvent event, void *arg)
 {
@@ -157,7 +89,6 @@ EsWriteXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			ResetCache(false);
 			Writer = NULL;
 			break;
 		default:
@@ -165,28 +96,13 @@ EsWriteXactCallback(XactEvent event, void *arg)
 	}
 }
 
-/*
- * A subtransaction rolled back: the accounts it (or a subtransaction inside
- * it) locked or wrote are back as they were, and their locks taken there
- * are released; forget those.  Accounts the parent holds are unchanged.
- */
+/* A subtransaction rolled back: writers begun in it (or later) are gone. */
 static void
 EsWriteSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	if (event != SUBXACT_EVENT_ABORT_SUB)
 		return;
-	if (AccountCache != NULL)
-	{
-		HASH_SEQ_STATUS status;
-		EsCachedAccount *entry;
-
-		hash_seq_init(&status, AccountCache);
-		while ((entry = hash_seq_search(&status)) != NULL)
-			if (entry->subid >= mySubid)
-				hash_search(AccountCache, entry->name, HASH_REMOVE, NULL);
-	}
-	/* Writers begun in the aborted subtransaction (or later) are gone. */
 	while (Writer != NULL && Writer->subid >= mySubid)
 		Writer = Writer->prev;
 }
@@ -199,79 +115,13 @@ EsWriteInit(void)
 	RegisterSubXactCallback(EsWriteSubXactCallback, NULL);
 }
 
-/* Is the cache about the es_accounts storage the writer has open? */
-static bool
-CacheValid(void)
-{
-	Relation	rel = Writer->accounts->ri_RelationDesc;
-
-	return AccountCache != NULL &&
-		AccountCacheRelid == RelationGetRelid(rel) &&
-		AccountCacheFilenode == rel->rd_node.relNode;
-}
-
-/* The cache entry of an account, or NULL. */
-static EsCachedAccount *
-CacheLookup(const char *name)
-{
-	if (!CacheValid())
-		return NULL;
-	return hash_search(AccountCache, name, HASH_FIND, NULL);
-}
-
-/* Remember an account's state and row version. */
-static void
-CacheStore(const EsAccountState *state, ItemPointer tid)
-{
-	EsCachedAccount *entry;
-
-	if (!CacheValid())
-	{
-		Relation	rel = Writer->accounts->ri_RelationDesc;
-		HASHCTL		ctl;
-
-		ResetCache(true);
-		ctl.keysize = ES_NAME_BYTES;
-		ctl.entrysize = sizeof(EsCachedAccount);
-		ctl.hcxt = TopTransactionContext;
-		AccountCache = hash_create("es_ledger accounts", 64, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		AccountCacheRelid = RelationGetRelid(rel);
-		AccountCacheFilenode = rel->rd_node.relNode;
-	}
-	if (strlen(state->account) >= ES_NAME_BYTES ||
-		strlen(state->currency) >= ES_NAME_BYTES)
-		elog(ERROR, "account name or currency too long to cache");
-	entry = hash_search(AccountCache, state->account, HASH_ENTER, NULL);
-	entry->state = *state;
-	strlcpy(entry->currency, state->currency, ES_NAME_BYTES);
-	entry->state.account = entry->name;
-	entry->state.currency = entry->currency;
-	entry->tid = *tid;
-	entry->subid = GetCurrentSubTransactionId();
-}
-
-/* A relation of the extension, by name through the pinned search_path. */
-static Oid
-OurRelid(const char *name)
-{
-	Oid			relid = RelnameGetRelid(name);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation \"%s\" of es_ledger not found", name);
-	return relid;
-}
-
-/* Open a table as a result relation with its indexes. */
+/* Open a table of ours as a result relation with its indexes. */
 static ResultRelInfo *
-OpenResultRel(EState *estate, const char *name, Index rti, int natts)
+OpenResultRel(EState *estate, EsRel which, Index rti)
 {
-	Relation	rel = table_open(OurRelid(name), RowExclusiveLock);
+	Relation	rel = EsRowOpenTable(which, RowExclusiveLock);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
-	if (RelationGetDescr(rel)->natts != natts)
-		elog(ERROR, "table \"%s\" has %d columns, es_ledger expects %d",
-			 name, RelationGetDescr(rel)->natts, natts);
 	InitResultRelInfo(rri, rel, rti, NULL, 0);
 	ExecOpenIndices(rri, false);
 	/* So that AFTER triggers find it, and ExecCloseResultRelations closes it. */
@@ -282,12 +132,12 @@ OpenResultRel(EState *estate, const char *name, Index rti, int natts)
 
 /* The range table entry of a table written by es_apply. */
 static RangeTblEntry *
-MakeRte(const char *name)
+MakeRte(EsRel which)
 {
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 
 	rte->rtekind = RTE_RELATION;
-	rte->relid = OurRelid(name);
+	rte->relid = EsRowRelid(which);
 	rte->relkind = RELKIND_RELATION;
 	rte->rellockmode = RowExclusiveLock;
 	return rte;
@@ -314,16 +164,14 @@ EsWriteBegin(void)
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	w = palloc0(sizeof(EsWriter));
 	w->estate = estate;
-	rtable = lappend(rtable, MakeRte("es_events"));
-	rtable = lappend(rtable, MakeRte("es_accounts"));
-	rtable = lappend(rtable, MakeRte("es_commands"));
+	rtable = lappend(rtable, MakeRte(ES_REL_EVENTS));
+	rtable = lappend(rtable, MakeRte(ES_REL_ACCOUNTS));
+	rtable = lappend(rtable, MakeRte(ES_REL_COMMANDS));
 	ExecInitRangeTable(estate, rtable);
-	w->events = OpenResultRel(estate, "es_events", 1, EV_NATTS);
-	w->accounts = OpenResultRel(estate, "es_accounts", 2, ACC_NATTS);
-	w->account_idx = index_open(OurRelid("es_accounts_account_key"),
+	w->events = OpenResultRel(estate, ES_REL_EVENTS, 1);
+	w->accounts = OpenResultRel(estate, ES_REL_ACCOUNTS, 2);
+	w->account_idx = index_open(EsRowRelid(ES_REL_ACCOUNTS_NAME_IDX),
 								RowExclusiveLock);
-	w->seq_oid = OurRelid("es_events_seq_seq");
-	w->account_seq_oid = OurRelid("es_accounts_account_id_seq");
 	w->acc_slot = table_slot_create(w->accounts->ri_RelationDesc,
 									&estate->es_tupleTable);
 	w->acc_new = ExecInitExtraTupleSlot(estate,
@@ -383,16 +231,16 @@ EsWriteNextCommand(void)
 
 /* The next global position in the log. */
 int64
-EsStoreNextSeq(void)
+EsWriteNextSeq(void)
 {
-	return nextval_internal(Writer->seq_oid, false);
+	return nextval_internal(EsRowRelid(ES_REL_EVENTS_SEQ), false);
 }
 
 /* A new account id. */
 int64
-EsStoreNextAccountId(void)
+EsWriteNextAccountId(void)
 {
-	return nextval_internal(Writer->account_seq_oid, false);
+	return nextval_internal(EsRowRelid(ES_REL_ACCOUNTS_SEQ), false);
 }
 
 /*
@@ -418,71 +266,29 @@ ProbeText(Relation rel, Relation idx, const char *key, TupleTableSlot *slot)
 
 /* The id of the account named, without locking it.  False if none. */
 bool
-EsStoreLookupAccountId(const char *account, int64 *account_id)
+EsWriteLookupAccountId(const char *account, int64 *account_id)
 {
-	EsCachedAccount *entry = CacheLookup(account);
-	bool		isnull;
+	Relation	accounts = Writer->accounts->ri_RelationDesc;
+	const EsAccountState *cached = EsCacheLookup(accounts, account, NULL);
 
-	if (entry)
+	if (cached)
 	{
-		*account_id = entry->state.account_id;
+		*account_id = cached->account_id;
 		return true;
 	}
-	if (!ProbeText(Writer->accounts->ri_RelationDesc, Writer->account_idx,
-				   account, Writer->acc_slot))
+	if (!ProbeText(accounts, Writer->account_idx, account, Writer->acc_slot))
 		return false;
-	*account_id = DatumGetInt64(slot_getattr(Writer->acc_slot, ACC_ACCOUNT_ID,
-											 &isnull));
+	*account_id = EsRowSlotInt64(Writer->acc_slot, ES_ACC_ATT_ACCOUNT_ID);
 	ExecClearTuple(Writer->acc_slot);
 	return true;
 }
 
-/* A text attribute of a slot as a C string; NULL for SQL NULL. */
-static char *
-SlotText(TupleTableSlot *slot, int attno)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, attno, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* An int8 attribute of a slot; 0 and !*present for SQL NULL. */
-static int64
-SlotInt64(TupleTableSlot *slot, int attno, bool *present)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, attno, &isnull);
-
-	if (present)
-		*present = !isnull;
-	return isnull ? 0 : DatumGetInt64(d);
-}
-
-/* Read an es_accounts row into a state. */
+/* Read an es_accounts row into a state, through the codec. */
 static void
 SlotToState(TupleTableSlot *slot, EsAccountState *state)
 {
-	bool		isnull;
-	Datum		d;
-
-	EsStateInit(state, SlotInt64(slot, ACC_ACCOUNT_ID, NULL));
-	state->account = SlotText(slot, ACC_ACCOUNT);
-	state->currency = SlotText(slot, ACC_CURRENCY);
-	state->status = EsStatusFromName(SlotText(slot, ACC_STATUS));
-	state->balance = SlotInt64(slot, ACC_BALANCE, NULL);
-	state->pending_out = SlotInt64(slot, ACC_PENDING_OUT, NULL);
-	state->pending_in = SlotInt64(slot, ACC_PENDING_IN, NULL);
-	state->available = SlotInt64(slot, ACC_AVAILABLE, NULL);
-	state->overdraft_limit = SlotInt64(slot, ACC_OVERDRAFT_LIMIT, NULL);
-	state->max_balance = SlotInt64(slot, ACC_MAX_BALANCE, &state->has_max_balance);
-	state->version = SlotInt64(slot, ACC_VERSION, NULL);
-	state->last_seq = SlotInt64(slot, ACC_LAST_SEQ, NULL);
-	state->opened_at = DatumGetTimestampTz(slot_getattr(slot, ACC_OPENED_AT, &isnull));
-	state->updated_at = DatumGetTimestampTz(slot_getattr(slot, ACC_UPDATED_AT, &isnull));
-	d = slot_getattr(slot, ACC_LAST_HASH, &isnull);
-	if (!isnull)
-		EsHashFromDatum(d, state->last_hash);
+	slot_getallattrs(slot);
+	EsRowStateFromValues(slot->tts_values, slot->tts_isnull, state);
 }
 
 /* An account not yet locked by this transaction, while we lock it. */
@@ -542,25 +348,26 @@ LockRow(ItemPointer tid, TupleTableSlot *slot)
  * transaction already holds come from the account cache.
  */
 void
-EsStoreLockAccounts(const char *const *names, int n, EsAccountState *states,
+EsWriteLockAccounts(const char *const *names, int n, EsAccountState *states,
 					bool *found)
 {
+	Relation	accounts = Writer->accounts->ri_RelationDesc;
 	EsToLock   *todo = palloc(sizeof(EsToLock) * n);
 	int			ntodo = 0;
-	bool		isnull;
 
 	for (int i = 0; i < n; i++)
 	{
-		EsCachedAccount *entry = CacheLookup(names[i]);
+		const EsAccountState *cached = EsCacheLookup(accounts, names[i], NULL);
 
-		found[i] = entry != NULL;
-		if (entry)
-			states[i] = entry->state;
-		else if (ProbeText(Writer->accounts->ri_RelationDesc,
-						   Writer->account_idx, names[i], Writer->acc_slot))
+		CHECK_FOR_INTERRUPTS();
+		found[i] = cached != NULL;
+		if (cached)
+			states[i] = *cached;
+		else if (ProbeText(accounts, Writer->account_idx, names[i],
+						   Writer->acc_slot))
 		{
-			todo[ntodo].account_id =
-				DatumGetInt64(slot_getattr(Writer->acc_slot, ACC_ACCOUNT_ID, &isnull));
+			todo[ntodo].account_id = EsRowSlotInt64(Writer->acc_slot,
+													ES_ACC_ATT_ACCOUNT_ID);
 			todo[ntodo].tid = Writer->acc_slot->tts_tid;
 			todo[ntodo].index = i;
 			ntodo++;
@@ -570,43 +377,21 @@ EsStoreLockAccounts(const char *const *names, int n, EsAccountState *states,
 	for (int t = 0; t < ntodo; t++)
 	{
 		int			i = todo[t].index;
-		EsCachedAccount *entry = CacheLookup(names[i]);
+		const EsAccountState *cached = EsCacheLookup(accounts, names[i], NULL);
 
-		if (entry == NULL)		/* not a repeat of one locked just now */
+		CHECK_FOR_INTERRUPTS();
+		if (cached == NULL)		/* not a repeat of one locked just now */
 		{
 			LockRow(&todo[t].tid, Writer->acc_slot);
 			SlotToState(Writer->acc_slot, &states[i]);
-			CacheStore(&states[i], &Writer->acc_slot->tts_tid);
-			entry = CacheLookup(names[i]);
+			EsCacheStore(accounts, &states[i], &Writer->acc_slot->tts_tid);
+			cached = EsCacheLookup(accounts, names[i], NULL);
 		}
-		states[i] = entry->state;
+		states[i] = *cached;
 		found[i] = true;
 	}
 	ExecClearTuple(Writer->acc_slot);
 	pfree(todo);
-}
-
-/* An es_accounts row of a state, as Datums in table order. */
-static void
-StateToValues(const EsAccountState *state, Datum *v, bool *n)
-{
-	memset(n, 0, sizeof(bool) * ACC_NATTS);
-	v[ACC_ACCOUNT_ID - 1] = Int64GetDatum(state->account_id);
-	v[ACC_ACCOUNT - 1] = CStringGetTextDatum(state->account);
-	v[ACC_CURRENCY - 1] = CStringGetTextDatum(state->currency);
-	v[ACC_STATUS - 1] = CStringGetTextDatum(EsStatusName(state->status));
-	v[ACC_BALANCE - 1] = Int64GetDatum(state->balance);
-	v[ACC_PENDING_OUT - 1] = Int64GetDatum(state->pending_out);
-	v[ACC_PENDING_IN - 1] = Int64GetDatum(state->pending_in);
-	v[ACC_AVAILABLE - 1] = Int64GetDatum(state->available);
-	v[ACC_OVERDRAFT_LIMIT - 1] = Int64GetDatum(state->overdraft_limit);
-	v[ACC_MAX_BALANCE - 1] = Int64GetDatum(state->max_balance);
-	n[ACC_MAX_BALANCE - 1] = !state->has_max_balance;
-	v[ACC_VERSION - 1] = Int64GetDatum(state->version);
-	v[ACC_LAST_SEQ - 1] = Int64GetDatum(state->last_seq);
-	v[ACC_OPENED_AT - 1] = TimestampTzGetDatum(state->opened_at);
-	v[ACC_UPDATED_AT - 1] = TimestampTzGetDatum(state->updated_at);
-	v[ACC_LAST_HASH - 1] = EsHashGetDatum(state->last_hash);
 }
 
 /* Fill the virtual slot for es_accounts with a state. */
@@ -614,85 +399,51 @@ static void
 StateToSlot(const EsAccountState *state, TupleTableSlot *slot)
 {
 	ExecClearTuple(slot);
-	StateToValues(state, slot->tts_values, slot->tts_isnull);
+	EsRowStateToValues(state, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 }
 
 /*
- * An account state as a Datum of the row type es_accounts (tupdesc, which
- * es_replay gets from its result type), in the current memory context.
- */
-Datum
-EsStateToDatum(const EsAccountState *state, TupleDesc tupdesc)
-{
-	Datum		values[ACC_NATTS];
-	bool		isnull[ACC_NATTS];
-
-	if (tupdesc->natts != ACC_NATTS)
-		elog(ERROR, "es_accounts has %d columns, es_ledger expects %d",
-			 tupdesc->natts, ACC_NATTS);
-	StateToValues(state, values, isnull);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values,
-											 isnull));
-}
-
-/*
  * Insert a new account's projection row.  The caller has made sure the
- * name is free (under the name's advisory lock); a duplicate would fail on
- * the unique index.
+ * name is free (under the name's lock); a duplicate would fail on the
+ * unique index.
  */
 void
-EsStoreInsertAccount(const EsAccountState *state)
+EsWriteInsertAccount(const EsAccountState *state)
 {
 	StateToSlot(state, Writer->acc_new);
 	ExecSimpleRelationInsert(Writer->accounts, Writer->estate, Writer->acc_new);
-	CacheStore(state, &Writer->acc_new->tts_tid);
+	EsCacheStore(Writer->accounts->ri_RelationDesc, state,
+				 &Writer->acc_new->tts_tid);
 }
 
 /* Write an account's projection row; it must be locked (cached). */
 void
-EsStoreUpdateAccount(const EsAccountState *state)
+EsWriteUpdateAccount(const EsAccountState *state)
 {
-	EsCachedAccount *entry = CacheLookup(state->account);
+	Relation	accounts = Writer->accounts->ri_RelationDesc;
+	ItemPointerData tid;
 
-	if (entry == NULL)
+	if (EsCacheLookup(accounts, state->account, &tid) == NULL)
 		elog(ERROR, "account %lld was not locked before its update",
 			 (long long) state->account_id);
 	ExecClearTuple(Writer->acc_slot);
-	Writer->acc_slot->tts_tid = entry->tid;
+	Writer->acc_slot->tts_tid = tid;
 	StateToSlot(state, Writer->acc_new);
 	ExecSimpleRelationUpdate(Writer->accounts, Writer->estate,
 							 &Writer->epqstate, Writer->acc_slot,
 							 Writer->acc_new);
-	CacheStore(state, &Writer->acc_new->tts_tid);
+	EsCacheStore(accounts, state, &Writer->acc_new->tts_tid);
 }
 
 /* Append one sealed event to the log. */
 void
-EsStoreInsertEvent(const EsEvent *ev)
+EsWriteInsertEvent(const EsEvent *ev)
 {
 	TupleTableSlot *slot = Writer->ev_new;
-	Datum	   *v = slot->tts_values;
-	bool	   *n = slot->tts_isnull;
 
 	ExecClearTuple(slot);
-	memset(n, 0, sizeof(bool) * EV_NATTS);
-	v[EV_SEQ - 1] = Int64GetDatum(ev->seq);
-	v[EV_ACCOUNT_ID - 1] = Int64GetDatum(ev->account_id);
-	v[EV_VERSION - 1] = Int64GetDatum(ev->version);
-	v[EV_TYPE - 1] = CStringGetTextDatum(EsEventTypeName(ev->type));
-	v[EV_AMOUNT - 1] = Int64GetDatum(ev->amount);
-	v[EV_DATA - 1] = JsonbPGetDatum(ev->data);
-	if (ev->command_id)
-		v[EV_COMMAND_ID - 1] = CStringGetTextDatum(ev->command_id);
-	else
-		n[EV_COMMAND_ID - 1] = true;
-	v[EV_RECORDED_AT - 1] = TimestampTzGetDatum(ev->recorded_at);
-	v[EV_EFFECTIVE_AT - 1] = TimestampTzGetDatum(ev->effective_at);
-	v[EV_CHECKSUM - 1] = Int64GetDatum((int64) ev->checksum);
-	v[EV_HASH - 1] = EsHashGetDatum(ev->hash);
-	v[EV_FORMAT - 1] = Int16GetDatum(ES_EVENT_FORMAT_VERSION);
-	v[EV_TX - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	EsRowEventToValues(ev, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(Writer->events, Writer->estate, slot);
 }
@@ -710,8 +461,9 @@ OpenCommands(void)
 	if (w->commands)
 		return;
 	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
-	w->commands = OpenResultRel(w->estate, "es_commands", 3, CMD_NATTS);
-	w->command_idx = index_open(OurRelid("es_commands_pkey"), RowExclusiveLock);
+	w->commands = OpenResultRel(w->estate, ES_REL_COMMANDS, 3);
+	w->command_idx = index_open(EsRowRelid(ES_REL_COMMANDS_ID_IDX),
+								RowExclusiveLock);
 	w->cmd_slot = table_slot_create(w->commands->ri_RelationDesc,
 									&w->estate->es_tupleTable);
 	w->cmd_new = ExecInitExtraTupleSlot(w->estate,
@@ -725,35 +477,31 @@ OpenCommands(void)
  * sees es_commands.  The command is copied into the current memory context.
  */
 bool
-EsStoreFindCommand(const char *id, Jsonb **command, int64 *seq)
+EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq)
 {
 	TupleTableSlot *slot;
-	bool		isnull;
 
 	OpenCommands();
 	slot = Writer->cmd_slot;
 	if (!ProbeText(Writer->commands->ri_RelationDesc, Writer->command_idx, id,
 				   slot))
 		return false;
-	*command = DatumGetJsonbPCopy(slot_getattr(slot, CMD_COMMAND, &isnull));
-	*seq = DatumGetInt64(slot_getattr(slot, CMD_SEQ, &isnull));
+	slot_getallattrs(slot);
+	EsRowCommandFromValues(slot->tts_values, slot->tts_isnull, command, seq);
 	ExecClearTuple(slot);
 	return true;
 }
 
 /* Register an applied command under its idempotency key. */
 void
-EsStoreInsertCommand(const char *id, Jsonb *command, int64 seq)
+EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 {
 	TupleTableSlot *slot;
 
 	OpenCommands();
 	slot = Writer->cmd_new;
 	ExecClearTuple(slot);
-	memset(slot->tts_isnull, 0, sizeof(bool) * CMD_NATTS);
-	slot->tts_values[CMD_COMMAND_ID - 1] = CStringGetTextDatum(id);
-	slot->tts_values[CMD_COMMAND - 1] = JsonbPGetDatum(command);
-	slot->tts_values[CMD_SEQ - 1] = Int64GetDatum(seq);
+	EsRowCommandToValues(id, command, seq, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(Writer->commands, Writer->estate, slot);
 }
