@@ -17,3 +17,17 @@ CREATE FUNCTION es_check_shape(rel regclass, shape regclass) RETURNS boolean
 COMMENT ON FUNCTION es_check_shape(regclass, regclass) IS
 	'true if table rel has the columns this library expects of es_events, es_accounts or es_commands; 55000 otherwise';
 REVOKE ALL ON FUNCTION es_check_shape(regclass, regclass) FROM PUBLIC;
+
+-- Separation of duties: es_ledger_admin administers accounts, writers only
+-- move money (es_apply checks each command's type against the caller too).
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_admin') THEN
+		CREATE ROLE es_ledger_admin NOLOGIN;
+	END IF;
+END
+$roles$;
+GRANT es_ledger_reader TO es_ledger_admin;
+REVOKE EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) FROM es_ledger_writer;
+GRANT EXECUTE ON FUNCTION es_apply(jsonb) TO es_ledger_admin;
+GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) TO es_ledger_admin;

@@ -14,9 +14,13 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_writer') THEN
 		CREATE ROLE es_ledger_writer NOLOGIN;
 	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_admin') THEN
+		CREATE ROLE es_ledger_admin NOLOGIN;
+	END IF;
 END
 $roles$;
 GRANT es_ledger_reader TO es_ledger_writer;
+GRANT es_ledger_reader TO es_ledger_admin;
 GRANT USAGE ON SCHEMA @extschema@ TO es_ledger_reader;
 
 -------------------------------------------------------------------------------
@@ -162,7 +166,8 @@ COMMENT ON FUNCTION es_check_shape(regclass, regclass) IS
 	'true if table rel has the columns this library expects of es_events, es_accounts or es_commands; 55000 otherwise';
 
 -------------------------------------------------------------------------------
--- Privileges: PUBLIC gets nothing; readers read, writers apply commands.
+-- Privileges: PUBLIC gets nothing; readers read, writers move money,
+-- admins administer accounts.
 -------------------------------------------------------------------------------
 REVOKE ALL ON TABLE es_events, es_accounts, es_commands FROM PUBLIC;
 REVOKE ALL ON SEQUENCE es_events_seq_seq, es_accounts_account_id_seq FROM PUBLIC;
@@ -175,7 +180,10 @@ REVOKE ALL ON FUNCTION es_log_handler(internal), es_guard_projection(), es_guard
 
 GRANT SELECT ON TABLE es_events, es_accounts TO es_ledger_reader;
 GRANT EXECUTE ON FUNCTION es_replay(text, timestamptz, timestamptz) TO es_ledger_reader;
-GRANT EXECUTE ON FUNCTION es_apply(jsonb), es_open_account(text, text, bigint, bigint, text),
-	es_deposit(text, bigint, text), es_withdraw(text, bigint, text),
+-- es_apply checks each command's type against the caller's role too (42501):
+-- writers move money, admins administer accounts.
+GRANT EXECUTE ON FUNCTION es_apply(jsonb) TO es_ledger_writer, es_ledger_admin;
+GRANT EXECUTE ON FUNCTION es_deposit(text, bigint, text), es_withdraw(text, bigint, text),
 	es_transfer(text, text, bigint, text)
 	TO es_ledger_writer;
+GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) TO es_ledger_admin;

@@ -51,3 +51,55 @@ RESET ROLE;
 SELECT account, balance FROM es_accounts WHERE account LIKE 'r-%' ORDER BY 1;
 DROP SCHEMA r_evil CASCADE;
 DROP ROLE r_nobody, r_reader, r_writer;
+
+-- separation of duties: every command type as reader, writer and admin.
+-- Writers move money; admins administer accounts; a command outside the
+-- caller's role fails with 42501 and writes nothing.
+CREATE ROLE r_reader IN ROLE es_ledger_reader;
+CREATE ROLE r_writer IN ROLE es_ledger_writer;
+CREATE ROLE r_admin IN ROLE es_ledger_admin;
+SELECT es_open_account('r-c', 'USD') > 0 AS ok;
+CREATE FUNCTION outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE;
+END $$;
+CREATE TABLE r_cmds (ord int, name text, sql text);
+INSERT INTO r_cmds VALUES
+ (1, 'open_account', $$SELECT es_apply('{"type": "open_account", "account": "r-m", "currency": "USD"}')$$),
+ (2, 'es_open_account', $$SELECT es_open_account('r-n', 'USD')$$),
+ (3, 'deposit', $$SELECT es_apply('{"type": "deposit", "account": "r-a", "amount": 1}')$$),
+ (4, 'es_deposit', $$SELECT es_deposit('r-a', 1)$$),
+ (5, 'withdraw', $$SELECT es_apply('{"type": "withdraw", "account": "r-a", "amount": 1}')$$),
+ (6, 'es_withdraw', $$SELECT es_withdraw('r-a', 1)$$),
+ (7, 'transfer', $$SELECT es_apply('{"type": "transfer", "from": "r-a", "to": "r-b", "amount": 1}')$$),
+ (8, 'es_transfer', $$SELECT es_transfer('r-a', 'r-b', 1)$$),
+ (9, 'freeze_account', $$SELECT es_apply('{"type": "freeze_account", "account": "r-b"}')$$),
+ (10, 'unfreeze_account', $$SELECT es_apply('{"type": "unfreeze_account", "account": "r-b"}')$$),
+ (11, 'set_limits', $$SELECT es_apply('{"type": "set_limits", "account": "r-a", "overdraft_limit": 1000000}')$$),
+ (12, 'close_account', $$SELECT es_apply('{"type": "close_account", "account": "r-c"}')$$),
+ (13, 'mixed batch', $$SELECT es_apply('[{"type": "deposit", "account": "r-a", "amount": 1}, {"type": "freeze_account", "account": "r-a"}]')$$);
+GRANT SELECT ON r_cmds TO PUBLIC;
+SELECT count(*) AS events_before FROM es_events \gset
+SET ROLE r_reader;
+SELECT ord, name, outcome(sql) AS reader FROM r_cmds ORDER BY ord;
+RESET ROLE;
+SELECT count(*) - :events_before AS written FROM es_events;
+SET ROLE r_writer;
+SELECT ord, name, outcome(sql) AS writer FROM r_cmds ORDER BY ord;
+RESET ROLE;
+SELECT count(*) - :events_before AS written FROM es_events;
+SET ROLE r_admin;
+SELECT ord, name, outcome(sql) AS admin FROM r_cmds ORDER BY ord;
+RESET ROLE;
+SELECT count(*) - :events_before AS written FROM es_events;
+-- the message names the command type and the role it needs
+SET ROLE r_writer;
+SELECT try($$SELECT es_apply('{"type": "set_limits", "account": "r-a", "overdraft_limit": 1000000000}')::text$$);
+RESET ROLE;
+SELECT account, status, overdraft_limit FROM es_accounts WHERE account LIKE 'r-%' ORDER BY 1;
+DROP TABLE r_cmds;
+DROP FUNCTION outcome(text);
+DROP ROLE r_reader, r_writer, r_admin;

@@ -8,34 +8,40 @@
  *	1. Shape (es_command.c): the JSON, or the shorthand's arguments, become
  *	   an EsCommand or are refused with ES009 / 22003 before the database is
  *	   touched.
- *	2. Idempotency: a command with an id takes a transaction advisory lock
- *	   on the id's hash, so two commands with one id are serialised, then
- *	   looks the id up in es_commands (es_write.c).  A known id with the same
- *	   canonical command returns the seq it returned the first time and
- *	   writes nothing; with another command it fails with ES008.
- *	3. Lock (es_write.c): the accounts the command names are locked (the row
+ *	2. Role: each command type is for es_ledger_writer (money movements) or
+ *	   es_ledger_admin (account administration); every command of the call
+ *	   is checked before anything is written, 42501 otherwise.
+ *	3. Idempotency: a command with an id looks it up in es_commands
+ *	   (es_write.c).  A known id with the same canonical command returns the
+ *	   seq it returned the first time and writes nothing; with another
+ *	   command it fails with ES008.
+ *	4. Lock (es_write.c): the accounts the command names are locked (the row
  *	   lock FOR UPDATE takes, in ascending account_id order, so two transfers
  *	   in opposite directions cannot deadlock) and their states read; an
- *	   account the command opens is instead serialised on its name and
- *	   looked up.
- *	4. Decide (es_decide.c): the command type's handler checks its rules
+ *	   account the command opens has no row yet and is only looked up.
+ *	5. Decide (es_decide.c): the command type's handler checks its rules
  *	   against those states and returns the events to append.
- *	5. Events: each is numbered (seq from the log's sequence, version from
+ *	6. Events: each is numbered (seq from the log's sequence, version from
  *	   the account), sealed (checksum and hash link, es_event.c) and folded
- *	   into its account's state (EsFoldEvent, the fold replay uses); then
- *	   es_write.c appends them, writes each account's projection row once
- *	   and registers the id.
+ *	   into its account's state (EsFoldEvent, the fold replay uses).  Then
+ *	   es_write.c registers the id and inserts a new account's row, both
+ *	   through their unique indexes the way INSERT ... ON CONFLICT does: a
+ *	   concurrent command with the same id, or open of the same name, makes
+ *	   one of the two wait for the other and then answer as if it had come
+ *	   second (the idempotent result or ES008; ES004).  No advisory lock is
+ *	   taken, so no other role can block a command by taking one.  Last, the
+ *	   events are appended and each account's projection row written once.
  *
  * An error at any step raises, and the transaction (or the caller's
  * savepoint) undoes whatever was written: nothing is ever half applied.  A
  * JSON array is a batch: its commands are applied in order by the same
- * steps, and it is atomic for the same reason.  A batch first takes the
- * advisory locks of all its ids, then those of the names it opens, then the
- * row locks of every existing account it names, each in ascending order, so
- * it locks in the same order as single commands do.  (A caller's own
- * transaction that calls es_apply several times takes its locks command by
- * command, and can deadlock with another such transaction like any two
- * transactions can.)  Batches and parsing check for interrupts between
+ * steps, and it is atomic for the same reason.  A batch first takes the row
+ * locks of every existing account it names, in ascending account_id order,
+ * as a single command does.  (A caller's own transaction that calls
+ * es_apply several times takes its locks command by command, and can
+ * deadlock with another such transaction like any two transactions can;
+ * so can two batches that open the same names, or use the same ids, in
+ * opposite orders: one gets 40P01 and writes nothing.)  Batches and parsing check for interrupts between
  * commands, so statement_timeout and cancel stop a long batch.
  *
  * recorded_at is the transaction's start time, raised where needed to the
@@ -51,39 +57,15 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
 #include "es_ledger.h"
-
-/* First keys of the advisory locks on idempotency keys and account names. */
-#define ES_ADVISORY_CLASS	0x45534c47	/* "ESLG" */
-#define ES_ADVISORY_NAME_CLASS	0x45534c4e	/* "ESLN" */
-
-/* The advisory lock key of a name or idempotency key. */
-static int32
-AdvisoryKey(const char *text)
-{
-	return (int32) hash_bytes((const unsigned char *) text, strlen(text));
-}
-
-/*
- * Take a transaction advisory lock: class ES_ADVISORY_CLASS serialises
- * commands with one idempotency key, ES_ADVISORY_NAME_CLASS opens of one
- * account name.  Taken again by the same transaction, it is a no-op in
- * effect.
- */
-static void
-AdvisoryLock(int32 class, int32 key)
-{
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(class), Int32GetDatum(key));
-}
 
 /* The recorded_at of a command's events (see the file header). */
 static TimestampTz
@@ -100,9 +82,9 @@ RecordedAt(const EsAccountState *states, int n)
 /*
  * Step 3: lock the accounts a command names and read their states into
  * states[], with found[] telling which exist; returns how many it names.
- * An account the command opens is not locked (it has no row yet): opens of
- * one name are serialised by the name's lock, then the name is looked up
- * with a fresh snapshot.
+ * An account the command opens is not locked (it has no row yet): its name
+ * is looked up with a fresh snapshot, and a concurrent open of the name is
+ * caught when the row is inserted (AppendDecision).
  */
 static int
 LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
@@ -117,7 +99,6 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
 	{
 		int64		id;
 
-		AdvisoryLock(ES_ADVISORY_NAME_CLASS, AdvisoryKey(cmd->account));
 		found[0] = EsWriteLookupAccountId(cmd->account, &id);
 		EsFoldInit(&states[0], 0);
 		states[0].account = cmd->account;
@@ -129,9 +110,26 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
 }
 
 /*
- * Step 5: number, seal and fold the events decided into the states, then
- * write them, the projection rows and the idempotency register.  Returns
- * the seq of the last event.
+ * The answer to a command whose id is registered already: the seq it
+ * returned the first time, or ES008 if the id was used for another command.
+ */
+static int64
+KnownCommand(const EsCommand *cmd, Jsonb *canonical, Jsonb *known, int64 seq)
+{
+	if (compareJsonbContainers(&known->root, &canonical->root) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
+				 errmsg("command id \"%s\" was already used for another command",
+						cmd->id),
+				 errdetail("A retry must repeat the original command exactly; a new command needs a new id.")));
+	return seq;
+}
+
+/*
+ * Step 6: number, seal and fold the events decided into the states, then
+ * register the id, insert new accounts, append the events and write the
+ * projection rows.  Returns the seq of the last event, or the answer for an
+ * id a concurrent command registered first.
  */
 static int64
 AppendDecision(const EsCommand *cmd, const EsDecision *decision,
@@ -145,16 +143,17 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 
 	for (int i = 0; i < decision->nevents; i++)
 	{
-		EsAccountState *state = &states[decision->events[i].account];
+		int			a = decision->events[i].account;
+		EsAccountState *state = &states[a];
 		EsEvent    *ev = &events[i];
 
-		if (state->status == ES_ACCOUNT_NONE && !opened[decision->events[i].account])
+		if (state->status == ES_ACCOUNT_NONE && !opened[a])
 		{
 			/* A new account: its id, and its state before the first event. */
 			EsFoldInit(state, EsWriteNextAccountId());
-			opened[decision->events[i].account] = true;
+			opened[a] = true;
 		}
-		touched[decision->events[i].account] = true;
+		touched[a] = true;
 		ev->seq = EsWriteNextSeq();
 		ev->account_id = state->account_id;
 		ev->version = state->version + 1;
@@ -169,22 +168,30 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		seq = ev->seq;
 	}
 
-	/* A new account's row first: its unique name is the last guard. */
+	if (cmd->id && !EsWriteInsertCommand(cmd->id, canonical, seq))
+	{
+		/* A concurrent command with this id committed first. */
+		Jsonb	   *known;
+		int64		known_seq;
+
+		if (!EsWriteFindCommand(cmd->id, &known, &known_seq))
+			elog(ERROR, "command id \"%s\" is registered but cannot be read",
+				 cmd->id);
+		return KnownCommand(cmd, canonical, known, known_seq);
+	}
 	for (int a = 0; a < nstates; a++)
-		if (opened[a])
-			EsWriteInsertAccount(&states[a]);
+		if (opened[a] && !EsWriteInsertAccount(&states[a]))
+			EsDecideAccountExists(states[a].account);
 	for (int i = 0; i < decision->nevents; i++)
 		EsWriteInsertEvent(&events[i]);
 	for (int a = 0; a < nstates; a++)
 		if (touched[a] && !opened[a])
 			EsWriteUpdateAccount(&states[a]);
-	if (cmd->id)
-		EsWriteInsertCommand(cmd->id, canonical, seq);
 	return seq;
 }
 
 /*
- * Apply one parsed command (steps 2 to 5 of the file header) and return the
+ * Apply one parsed command (steps 3 to 6 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
  * idempotent command.  The caller holds the writer (EsWriteBegin) and the
  * write guard.
@@ -204,18 +211,9 @@ ApplyCommand(const EsCommand *cmd)
 		Jsonb	   *known;
 		int64		seq;
 
-		AdvisoryLock(ES_ADVISORY_CLASS, AdvisoryKey(cmd->id));
 		canonical = EsCommandCanonical(cmd);
 		if (EsWriteFindCommand(cmd->id, &known, &seq))
-		{
-			if (compareJsonbContainers(&known->root, &canonical->root) != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
-						 errmsg("command id \"%s\" was already used for another command",
-								cmd->id),
-						 errdetail("A retry must repeat the original command exactly; a new command needs a new id.")));
-			return seq;
-		}
+			return KnownCommand(cmd, canonical, known, seq);
 	}
 
 	n = LockCommandAccounts(cmd, states, found);
@@ -223,14 +221,42 @@ ApplyCommand(const EsCommand *cmd)
 	return AppendDecision(cmd, &decision, states, n, canonical);
 }
 
-/* int32 comparator for qsort. */
-static int
-CompareInt32(const void *a, const void *b)
+/*
+ * Step 2: refuse, with 42501 and before anything is written, a call that
+ * holds a command the current user may not send: money movements need
+ * es_ledger_writer, account administration es_ledger_admin (membership
+ * with inherited privileges; superusers have both).
+ */
+static void
+Authorize(List *cmds)
 {
-	int32		x = *(const int32 *) a;
-	int32		y = *(const int32 *) b;
+	bool		checked[2] = {false, false};
+	ListCell   *lc;
 
-	return (x > y) - (x < y);
+	foreach(lc, cmds)
+	{
+		const EsCommand *cmd = lfirst(lc);
+		EsCommandRole role = EsDecideHandler(cmd->type)->role;
+		const char *rolename = EsDecideRoleName(role);
+		Oid			roleid;
+
+		if (checked[role])
+			continue;
+		roleid = get_role_oid(rolename, true);
+		if (!superuser() &&
+			(!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for command type %s",
+							EsDecideHandler(cmd->type)->name),
+					 errdetail("Only members of %s may send %s commands.",
+							   rolename,
+							   role == ES_ROLE_ADMIN ? "account administration" :
+							   "money movement"),
+					 cmd->ordinal > 0 ?
+					 errcontext("command %d of the batch", cmd->ordinal) : 0));
+		checked[role] = true;
+	}
 }
 
 /* C-string pointer comparator for qsort. */
@@ -241,19 +267,14 @@ CompareNames(const void *a, const void *b)
 }
 
 /*
- * Before any command of a batch runs, take what its commands would take one
- * by one, in the order single commands take them: first the advisory locks
- * of its idempotency keys, then those of the names it opens (each in
- * ascending key order), then the row locks of every existing account it
- * names (in ascending account_id order).  So a
+ * Before any command of a batch runs, lock every existing account it names,
+ * in ascending account_id order, as single commands lock theirs.  So a
  * batch and the commands running beside it wait for each other but never
- * deadlock.
+ * deadlock on accounts.
  */
 static void
 LockBatch(List *cmds)
 {
-	int32	   *keys = palloc(sizeof(int32) * list_length(cmds));
-	int			nkeys = 0;
 	int			max = list_length(cmds) * 2;
 	const char **names = palloc(sizeof(char *) * max);
 	EsAccountState *states = palloc(sizeof(EsAccountState) * max);
@@ -266,30 +287,8 @@ LockBatch(List *cmds)
 		EsCommand  *cmd = lfirst(lc);
 
 		CHECK_FOR_INTERRUPTS();
-		if (cmd->id)
-			keys[nkeys++] = AdvisoryKey(cmd->id);
-	}
-	qsort(keys, nkeys, sizeof(int32), CompareInt32);
-	for (int i = 0; i < nkeys; i++)
-		AdvisoryLock(ES_ADVISORY_CLASS, keys[i]);
-
-	nkeys = 0;
-	foreach(lc, cmds)
-	{
-		EsCommand  *cmd = lfirst(lc);
-
 		if (EsDecideHandler(cmd->type)->opens)
-			keys[nkeys++] = AdvisoryKey(cmd->account);
-	}
-	qsort(keys, nkeys, sizeof(int32), CompareInt32);
-	for (int i = 0; i < nkeys; i++)
-		AdvisoryLock(ES_ADVISORY_NAME_CLASS, keys[i]);
-	pfree(keys);
-
-	foreach(lc, cmds)
-	{
-		EsCommand  *cmd = lfirst(lc);
-
+			continue;			/* no row yet */
 		if (cmd->account)
 			names[n++] = cmd->account;
 		if (cmd->to_account)
@@ -322,6 +321,7 @@ EsApplyCommands(List *cmds)
 	if (list_length(cmds) > 1)
 		cmdcxt = AllocSetContextCreate(CurrentMemoryContext, "es_apply command",
 									   ALLOCSET_DEFAULT_SIZES);
+	Authorize(cmds);
 	EsGuardBeginWrite();
 	PG_TRY();
 	{
@@ -367,11 +367,12 @@ EsApplyCommands(List *cmds)
  *
  * Validates a command (or an array of commands: an atomic batch) against the
  * current state, appends its events to es_events, updates es_accounts and
- * returns the seq of the last event written.  Locks, all held to the end of
- * the transaction: the row locks of FOR UPDATE on the es_accounts rows of
- * the accounts touched; a transaction advisory lock per idempotency key and,
- * for open_account, one on the account name; RowExclusiveLock on the
- * tables written.
+ * returns the seq of the last event written.  Needs es_ledger_writer for
+ * money movements and es_ledger_admin for account administration (42501).
+ * Locks, all held to the end of the transaction: the row locks of FOR
+ * UPDATE on the es_accounts rows of the accounts touched; RowExclusiveLock
+ * on the tables written.  Waits (no lock kept) for a concurrent command
+ * with the same id, or open of the same name, to finish.
  */
 PG_FUNCTION_INFO_V1(es_apply);
 Datum

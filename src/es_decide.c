@@ -5,8 +5,9 @@
  *	  it must pass against the current state and the events it produces.
  *
  * Everything that differs between command types is in the handler table
- * EsHandlers below, keyed by EsCommandType: the JSON "type" name, the
- * fields the type takes besides the common ones (id, effective_at,
+ * EsHandlers below, keyed by EsCommandType: the JSON "type" name, the role
+ * that may send it (es_ledger_writer moves money, es_ledger_admin
+ * administers accounts; es_apply.c checks it), the fields the type takes besides the common ones (id, effective_at,
  * expected_version, metadata), a check of its required fields (shape, run
  * by the parser in es_command.c) and its decide function.  Adding a command
  * type is one entry here, its decide function, and the fold case of each
@@ -84,6 +85,20 @@ NotFound(const char *account)
 			(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
 			 errmsg("account \"%s\" not found", account),
 			 errdetail("No account of that name has been opened.")));
+	pg_unreachable();
+}
+
+/*
+ * Raise ES004 for a name that is taken; also used by es_apply.c when a
+ * concurrent open of the name wins the race to the unique index.
+ */
+void
+EsDecideAccountExists(const char *account)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
+			 errmsg("account \"%s\" already exists", account),
+			 errdetail("Account names are unique ledger-wide, closed accounts included.")));
 	pg_unreachable();
 }
 
@@ -312,10 +327,7 @@ DecideOpenAccount(const EsCommand *cmd, const EsAccountState *states,
 	EsData		d;
 
 	if (found[0])
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
-				 errmsg("account \"%s\" already exists", cmd->account),
-				 errdetail("Account names are unique ledger-wide, closed accounts included.")));
+		EsDecideAccountExists(cmd->account);
 	if (cmd->has_expected_version && cmd->expected_version != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_VERSION_CONFLICT),
@@ -468,22 +480,22 @@ DecideSetLimits(const EsCommand *cmd, const EsAccountState *states,
 /* ------------------------------------------------------ the table */
 
 static const EsCommandHandler EsHandlers[ES_CMD_COUNT] = {
-	[ES_CMD_OPEN_ACCOUNT] = {"open_account", true,
+	[ES_CMD_OPEN_ACCOUNT] = {"open_account", ES_ROLE_ADMIN, true,
 		{"account", "currency", "overdraft_limit", "max_balance"},
 	CheckOpenAccount, DecideOpenAccount},
-	[ES_CMD_DEPOSIT] = {"deposit", false, {"account", "amount"},
+	[ES_CMD_DEPOSIT] = {"deposit", ES_ROLE_WRITER, false, {"account", "amount"},
 	CheckAccountAmount, DecideDeposit},
-	[ES_CMD_WITHDRAW] = {"withdraw", false, {"account", "amount"},
+	[ES_CMD_WITHDRAW] = {"withdraw", ES_ROLE_WRITER, false, {"account", "amount"},
 	CheckAccountAmount, DecideWithdraw},
-	[ES_CMD_TRANSFER] = {"transfer", false, {"from", "to", "amount"},
+	[ES_CMD_TRANSFER] = {"transfer", ES_ROLE_WRITER, false, {"from", "to", "amount"},
 	CheckTransfer, DecideTransfer},
-	[ES_CMD_FREEZE_ACCOUNT] = {"freeze_account", false, {"account"},
+	[ES_CMD_FREEZE_ACCOUNT] = {"freeze_account", ES_ROLE_ADMIN, false, {"account"},
 	CheckAccount, DecideFreeze},
-	[ES_CMD_UNFREEZE_ACCOUNT] = {"unfreeze_account", false, {"account"},
+	[ES_CMD_UNFREEZE_ACCOUNT] = {"unfreeze_account", ES_ROLE_ADMIN, false, {"account"},
 	CheckAccount, DecideUnfreeze},
-	[ES_CMD_CLOSE_ACCOUNT] = {"close_account", false, {"account"},
+	[ES_CMD_CLOSE_ACCOUNT] = {"close_account", ES_ROLE_ADMIN, false, {"account"},
 	CheckAccount, DecideClose},
-	[ES_CMD_SET_LIMITS] = {"set_limits", false,
+	[ES_CMD_SET_LIMITS] = {"set_limits", ES_ROLE_ADMIN, false,
 		{"account", "overdraft_limit", "max_balance"},
 	CheckSetLimits, DecideSetLimits},
 };
@@ -508,6 +520,13 @@ EsDecideTypeFromName(const char *name, EsCommandType *type)
 			return true;
 		}
 	return false;
+}
+
+/* The SQL name of the role a command type needs. */
+const char *
+EsDecideRoleName(EsCommandRole role)
+{
+	return role == ES_ROLE_ADMIN ? "es_ledger_admin" : "es_ledger_writer";
 }
 
 /* "Known types: open_account, deposit, ...", for messages. */

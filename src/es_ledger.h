@@ -165,6 +165,7 @@ typedef enum EsRel
 	ES_REL_EVENTS_SEQ_IDX,		/* es_events_pkey (seq) */
 	ES_REL_EVENTS_VERSION_IDX,	/* es_events_account_version_key */
 	ES_REL_EVENTS_OPENED_IDX,	/* es_events_opened_idx (data->>'account') */
+	ES_REL_ACCOUNTS_ID_IDX,		/* es_accounts_pkey (account_id) */
 	ES_REL_ACCOUNTS_NAME_IDX,	/* es_accounts_account_key */
 	ES_REL_COMMANDS_ID_IDX,		/* es_commands_pkey */
 	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
@@ -247,11 +248,11 @@ extern int64 EsWriteNextAccountId(void);
 extern bool EsWriteLookupAccountId(const char *account, int64 *account_id);
 extern void EsWriteLockAccounts(const char *const *names, int n,
 								EsAccountState *states, bool *found);
-extern void EsWriteInsertAccount(const EsAccountState *state);
+extern bool EsWriteInsertAccount(const EsAccountState *state);
 extern void EsWriteUpdateAccount(const EsAccountState *state);
 extern void EsWriteInsertEvent(const EsEvent *ev);
 extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
-extern void EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
+extern bool EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
 
 /* ----------------------------------------------------------------- es_scan.c */
 
@@ -326,9 +327,17 @@ typedef struct EsDecision
  * (found[i] false for a name with no account) and either raises the rule
  * the command breaks or fills in its events.  It reads nothing else.
  */
+/* Who may send a command type: a member of which of the extension's roles. */
+typedef enum EsCommandRole
+{
+	ES_ROLE_WRITER,				/* es_ledger_writer: money movements */
+	ES_ROLE_ADMIN				/* es_ledger_admin: account administration */
+} EsCommandRole;
+
 typedef struct EsCommandHandler
 {
 	const char *name;			/* the JSON "type" */
+	EsCommandRole role;			/* who may send it */
 	bool		opens;			/* creates its account (no row to lock) */
 	const char *fields[5];		/* fields taken besides the common ones */
 	void		(*check) (const EsCommand *cmd);	/* required fields */
@@ -339,6 +348,8 @@ typedef struct EsCommandHandler
 extern const EsCommandHandler *EsDecideHandler(EsCommandType type);
 extern bool EsDecideTypeFromName(const char *name, EsCommandType *type);
 extern const char *EsDecideTypeNames(void);
+extern const char *EsDecideRoleName(EsCommandRole role);
+extern void EsDecideAccountExists(const char *account) pg_attribute_noreturn();
 extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
 
 /* -------------------------------------------------------------- es_command.c */

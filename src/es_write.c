@@ -23,6 +23,21 @@
  * what committed while we waited for a lock.  Accounts this transaction
  * already locked come from the account cache (es_cache.c).
  *
+ * Unique names and ids.  A new account's row and an idempotency key's
+ * register row are inserted the way INSERT ... ON CONFLICT DO NOTHING does
+ * (InsertUnique): a pre-check of the unique index that waits for any
+ * transaction inserting the same key, then a speculative insertion that is
+ * undone if a concurrent one got there first.  So concurrent opens of one
+ * name, or uses of one id, queue behind each other without advisory locks
+ * (which any role could take to block them) and without one lock-table
+ * entry per key; the loser learns that the key is taken and es_apply.c
+ * answers ES004, or the idempotent result / ES008.
+ *
+ * Sequences.  The first seq and account id drawn in a transaction are
+ * compared with the largest in the table's primary key; a sequence set
+ * back (setval by a superuser) is moved past it, so it cannot make every
+ * later append fail on a duplicate key.
+ *
  * Command ids.  EsWriteNextCommand does CommandCounterIncrement before each
  * command, as SPI does before each statement, so a command sees and may
  * update the rows written by the previous one, even within one SQL
@@ -34,6 +49,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/nbtree.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -46,6 +62,8 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -53,6 +71,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/xid8.h"
 
 #include "es_ledger.h"
@@ -123,7 +142,8 @@ OpenResultRel(EState *estate, EsRel which, Index rti)
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
 	InitResultRelInfo(rri, rel, rti, NULL, 0);
-	ExecOpenIndices(rri, false);
+	/* Speculative: InsertUnique checks unique indexes before inserting. */
+	ExecOpenIndices(rri, which != ES_REL_EVENTS);
 	/* So that AFTER triggers find it, and ExecCloseResultRelations closes it. */
 	estate->es_opened_result_relations =
 		lappend(estate->es_opened_result_relations, rri);
@@ -229,18 +249,98 @@ EsWriteNextCommand(void)
 	ResetPerTupleExprContext(Writer->estate);
 }
 
+/*
+ * The largest bigint key attno of table rel in its unique index idx, over
+ * every row version there (SnapshotAny), or 0 for an empty table.
+ */
+static int64
+MaxKey(EsRel rel, EsRel idx, int attno)
+{
+	Relation	heap = table_open(EsRowRelid(rel), AccessShareLock);
+	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	IndexScanDesc scan = index_beginscan(heap, index, SnapshotAny, 0, 0);
+	int64		max = 0;
+
+	index_rescan(scan, NULL, 0, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		max = EsRowSlotInt64(slot, attno);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return max;
+}
+
+/* The owner of a relation. */
+static Oid
+RelOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * nextval of one of our sequences.  The first draw of a transaction is
+ * checked against the table's largest key; a sequence set back is moved
+ * past it with setval, run as the sequence's owner (no user code runs
+ * there), so nextval never hands out a key that exists.
+ */
+static int64
+NextKey(EsRel seq, EsRel rel, EsRel idx, int attno, LocalTransactionId *checked)
+{
+	Oid			seqoid = EsRowRelid(seq);
+	int64		v = nextval_internal(seqoid, false);
+	int64		max;
+
+	if (*checked == MyProc->lxid)
+		return v;
+	max = MaxKey(rel, idx, attno);
+	if (v <= max)
+	{
+		Oid			saved_user;
+		int			saved_sec;
+
+		GetUserIdAndSecContext(&saved_user, &saved_sec);
+		SetUserIdAndSecContext(RelOwner(seqoid),
+							   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid),
+							Int64GetDatum(max));
+		SetUserIdAndSecContext(saved_user, saved_sec);
+		ereport(WARNING,
+				(errmsg("sequence \"%s\" was behind its table; moved past %lld",
+						EsRowRelName(seq), (long long) max),
+				 errdetail("Someone set the sequence back; es_ledger never reuses a key.")));
+		v = nextval_internal(seqoid, false);
+	}
+	*checked = MyProc->lxid;
+	return v;
+}
+
 /* The next global position in the log. */
 int64
 EsWriteNextSeq(void)
 {
-	return nextval_internal(EsRowRelid(ES_REL_EVENTS_SEQ), false);
+	static LocalTransactionId checked = InvalidLocalTransactionId;
+
+	return NextKey(ES_REL_EVENTS_SEQ, ES_REL_EVENTS, ES_REL_EVENTS_SEQ_IDX,
+				   ES_EV_ATT_SEQ, &checked);
 }
 
 /* A new account id. */
 int64
 EsWriteNextAccountId(void)
 {
-	return nextval_internal(EsRowRelid(ES_REL_ACCOUNTS_SEQ), false);
+	static LocalTransactionId checked = InvalidLocalTransactionId;
+
+	return NextKey(ES_REL_ACCOUNTS_SEQ, ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX,
+				   ES_ACC_ATT_ACCOUNT_ID, &checked);
 }
 
 /*
@@ -404,17 +504,67 @@ StateToSlot(const EsAccountState *state, TupleTableSlot *slot)
 }
 
 /*
- * Insert a new account's projection row.  The caller has made sure the
- * name is free (under the name's lock); a duplicate would fail on the
- * unique index.
+ * Insert slot into a result relation unless its unique index idx already
+ * holds the key, the way INSERT ... ON CONFLICT DO NOTHING does (see
+ * ExecInsert): a pre-check that waits for any transaction inserting the
+ * same key, then a speculative insertion that is killed and retried if a
+ * concurrent inserter got there first.  Row triggers and constraints run as
+ * for ExecSimpleRelationInsert.  False if a committed (or our own) row
+ * with the key exists; nothing is inserted then.
  */
-void
+static bool
+InsertUnique(ResultRelInfo *rri, TupleTableSlot *slot, EsRel idx)
+{
+	EState	   *estate = Writer->estate;
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *arbiters = list_make1_oid(EsRowRelid(idx));
+	List	   *recheck = NIL;
+
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+		!ExecBRInsertTriggers(estate, rri, slot))
+		return true;			/* a trigger skipped it */
+	if (rel->rd_att->constr)
+		ExecConstraints(rri, slot, estate);
+
+	for (;;)
+	{
+		ItemPointerData conflict;
+		bool		specConflict = false;
+		uint32		token;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict, arbiters))
+			return false;
+		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+		table_tuple_insert_speculative(rel, slot, GetCurrentCommandId(true), 0,
+									   NULL, token);
+		recheck = ExecInsertIndexTuples(rri, slot, estate, false, true,
+										&specConflict, arbiters);
+		table_tuple_complete_speculative(rel, slot, token, !specConflict);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		if (!specConflict)
+			break;
+		list_free(recheck);
+	}
+	ExecARInsertTriggers(estate, rri, slot, recheck, NULL);
+	list_free(recheck);
+	return true;
+}
+
+/*
+ * Insert a new account's projection row, unless its name is taken: false
+ * then, after waiting for a concurrent open of the name to finish.
+ */
+bool
 EsWriteInsertAccount(const EsAccountState *state)
 {
 	StateToSlot(state, Writer->acc_new);
-	ExecSimpleRelationInsert(Writer->accounts, Writer->estate, Writer->acc_new);
+	if (!InsertUnique(Writer->accounts, Writer->acc_new,
+					  ES_REL_ACCOUNTS_NAME_IDX))
+		return false;
 	EsCacheStore(Writer->accounts->ri_RelationDesc, state,
 				 &Writer->acc_new->tts_tid);
+	return true;
 }
 
 /* Write an account's projection row; it must be locked (cached). */
@@ -492,8 +642,12 @@ EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq)
 	return true;
 }
 
-/* Register an applied command under its idempotency key. */
-void
+/*
+ * Register a command under its idempotency key, unless the key is taken:
+ * false then, after waiting for a concurrent command with the key to
+ * finish (the caller looks the key up again for the answer).
+ */
+bool
 EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 {
 	TupleTableSlot *slot;
@@ -503,5 +657,5 @@ EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 	ExecClearTuple(slot);
 	EsRowCommandToValues(id, command, seq, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
-	ExecSimpleRelationInsert(Writer->commands, Writer->estate, slot);
+	return InsertUnique(Writer->commands, slot, ES_REL_COMMANDS_ID_IDX);
 }
