@@ -27,3 +27,13 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PostgreSQL's code layout, as its pgindent makes it: `make indent` rewrites
+# src/*.c and src/*.h (needs pg_bsd_indent: apt-get install pg-bsd-indent).
+# `make typedefs` refreshes our type names in tools/typedefs.list; run it
+# after adding a typedef, before `make indent`.
+.PHONY: indent typedefs
+indent:
+	tools/indent.sh $(sort $(wildcard src/*.c src/*.h))
+typedefs:
+	tools/indent.sh --typedefs
