@@ -93,14 +93,20 @@ CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_acco
 	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
 CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_commands
 	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
+-- ALWAYS: session_replication_role = replica must not silence them.
+ALTER TABLE es_accounts ENABLE ALWAYS TRIGGER es_guard;
+ALTER TABLE es_commands ENABLE ALWAYS TRIGGER es_guard;
 
 CREATE FUNCTION es_guard_ddl() RETURNS event_trigger
 	AS 'MODULE_PATHNAME', 'es_guard_ddl' LANGUAGE C;
+-- es_guard_ddl fires for every command: it decides by the parse tree (and
+-- it loads the library, whose object_access_hook guards drops of es_events).
 CREATE EVENT TRIGGER es_guard_ddl ON ddl_command_start
-	WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'ALTER INDEX', 'ALTER SEQUENCE')
 	EXECUTE FUNCTION es_guard_ddl();
 CREATE EVENT TRIGGER es_guard_rewrite ON table_rewrite
 	EXECUTE FUNCTION es_guard_ddl();
+ALTER EVENT TRIGGER es_guard_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER es_guard_rewrite ENABLE ALWAYS;
 
 -- es_guard_drop(): refuses DROP TRIGGER of a guard trigger (sql_drop cannot
 -- be filtered by the C trigger above without reading dropped objects).
@@ -125,6 +131,18 @@ BEGIN
 END
 $fn$;
 CREATE EVENT TRIGGER es_guard_drop ON sql_drop EXECUTE FUNCTION es_guard_drop();
+ALTER EVENT TRIGGER es_guard_drop ENABLE ALWAYS;
+
+-- The extension's own indexes carry a DEPENDS ON EXTENSION mark: es_guard_ddl
+-- refuses to drop them, while the indexes users add for their queries can be
+-- dropped again.  Every index a later script creates needs the mark too.
+ALTER INDEX es_events_pkey DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_events_account_version_key DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_events_command_id_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_events_opened_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_accounts_pkey DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_accounts_account_key DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_commands_pkey DEPENDS ON EXTENSION es_ledger;
 
 -------------------------------------------------------------------------------
 -- Commands.  No function of the extension is SECURITY DEFINER: the C code

@@ -1,59 +1,143 @@
 /*-------------------------------------------------------------------------
  *
  * es_guard.c
- *	  The write guard: nothing but es_apply may write the log or the
- *	  projections, for any role, superusers included.
+ *	  The write guard and the DDL guard: nothing but es_apply may write the
+ *	  log or the projections, and nothing but the extension's own scripts
+ *	  may change its objects, for any role, superusers included.
  *
- * es_apply brackets its writes with EsGuardBeginWrite/EsGuardEndWrite.  The
- * es_log access method refuses inserts outside such a bracket, and the
- * statement triggers es_guard_projection() on the projection tables refuse
- * INSERT, UPDATE, DELETE and TRUNCATE outside one, all with ES011.  The
- * bracket is a backend-local counter, reset when a transaction ends, so an
- * error inside es_apply can never leave it open.
+ * Write guard.  es_apply brackets its writes with EsGuardBeginWrite and
+ * EsGuardEndWrite.  The es_log access method refuses inserts outside such a
+ * bracket, and the statement triggers es_guard_projection() on the
+ * projection tables refuse INSERT, UPDATE, DELETE and TRUNCATE outside one,
+ * all with ES011.  The bracket is a backend-local counter, reset when a
+ * transaction ends, so an error inside es_apply can never leave it open.
+ * The guard triggers and the event triggers are ENABLE ALWAYS, so that
+ * session_replication_role = replica does not silence them.
  *
- * The event trigger es_guard_ddl() closes the holes an access method cannot
- * see: ALTER TABLE that would drop or retype a column of an es_log table,
- * change its access method, or rewrite it, and ALTER TABLE that would
- * disable the guard triggers, add a column to or rename a table of the
- * extension, or rename its triggers, indexes or sequences (es_apply finds
- * them by name).  Scripts run by CREATE/ALTER EXTENSION are exempt from
- * es_guard_ddl, so upgrades can still change the schema.  es_guard_drop()
- * (sql_drop, plpgsql in the install script) refuses to drop a guard trigger
- * outside DROP EXTENSION; an upgrade script that must drop one disables that
- * event trigger around it.  A superuser can always get around software
- * (session_replication_role, ALTER EVENT TRIGGER ... DISABLE); the hash chain
- * is what makes tampering evident.
+ * DDL guard.  es_guard_ddl() runs on ddl_command_start for every command
+ * and refuses with ES011, on the extension's tables (members of es_ledger,
+ * found with getExtensionOfObject, never by name):
+ *	- ALTER TABLE, except storage parameters, statistics targets, attribute
+ *	  options, SET STORAGE, SET COMPRESSION, CLUSTER ON, SET WITHOUT
+ *	  CLUSTER, SET TABLESPACE, REPLICA IDENTITY and DISABLE / NO FORCE ROW
+ *	  LEVEL SECURITY; so every [ENABLE|DISABLE] [REPLICA|ALWAYS] TRIGGER,
+ *	  ADD/DROP COLUMN or CONSTRAINT, column changes, [NO] INHERIT, ATTACH or
+ *	  DETACH PARTITION, SET [UN]LOGGED, OWNER TO, ENABLE/FORCE ROW LEVEL
+ *	  SECURITY and SET ACCESS METHOD is refused;
+ *	- CREATE TRIGGER, CREATE RULE, CREATE or ALTER POLICY;
+ *	- CREATE TABLE ... INHERITS or PARTITION OF one of them, and ALTER TABLE
+ *	  of any table that would INHERIT, ATTACH or DETACH one of them;
+ *	- CREATE INDEX that is unique, uses an access method or operator class
+ *	  that is not built in, or whose key expressions or predicate call a
+ *	  function or operator, or coerce to a domain, that is not built in
+ *	  (OID >= FirstNormalObjectId): user code would run inside es_apply;
+ *	- renaming, SET SCHEMA, OWNER TO, ALTER SEQUENCE and DROP of any member
+ *	  (tables, sequences, functions, the access method, ...), ALTER FUNCTION
+ *	  and CREATE OR REPLACE FUNCTION of a member function, DROP INDEX of
+ *	  the extension's own indexes (marked with DEPENDS ON EXTENSION by the
+ *	  scripts; users' extra indexes stay droppable), [NO] DEPENDS ON
+ *	  EXTENSION es_ledger, ALTER EXTENSION es_ledger ADD or DROP, ALTER
+ *	  SCHEMA RENAME or OWNER TO of the extension's schema, and REASSIGN
+ *	  OWNED BY the extension's owner.
+ * On other es_log tables it refuses DROP COLUMN, ALTER COLUMN TYPE and SET
+ * ACCESS METHOD, and on table_rewrite it refuses to rewrite any es_log
+ * table.  Scripts of es_ledger itself (CREATE or ALTER EXTENSION) are
+ * exempt from all of this, so upgrades can still change the schema.
+ * es_guard_drop() (sql_drop, plpgsql in the install script) refuses to drop
+ * a guard trigger outside DROP EXTENSION.
  *
- * No locks are taken here beyond the catalog look-ups of the relation that a
- * DDL command names.
+ * Drop guard.  An object_access_hook refuses, at OAT_DROP, the deletion of
+ * an es_log table of the extension (es_events) that has any block, whatever
+ * command or cascade leads there: DROP EXTENSION, DROP SCHEMA ... CASCADE,
+ * DROP OWNED BY.  A superuser may allow it for the session with
+ * SET es_ledger.allow_drop = on.  The hook is installed when the library is
+ * loaded, which the ddl_command_start event trigger guarantees before any
+ * DDL command runs.
+ *
+ * What a superuser can still do (software cannot close it): ALTER EVENT
+ * TRIGGER ... DISABLE and DROP EVENT TRIGGER (event triggers do not fire
+ * for those commands), which switch the DDL guard off; catalog updates;
+ * writing the data files; setval() on the sequences.  The hash chain is
+ * what makes tampering evident.
+ *
+ * Locks: catalog look-ups of the objects a command names, without locks,
+ * except CREATE INDEX on an extension table, which takes the lock the
+ * command itself takes (ShareLock, or ShareUpdateExclusiveLock when
+ * CONCURRENTLY) to analyse the index expressions.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_event_trigger.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
+#include "parser/parse_type.h"
+#include "parser/parse_utilcmd.h"
+#include "storage/bufmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "es_ledger.h"
 
 /* How many es_apply write brackets are open in this backend. */
 static int	EsWriteDepth = 0;
+
+/* es_ledger.allow_drop: may a ledger holding events be dropped? */
+static bool EsAllowDrop = false;
+
+/* The object_access_hook we chain to. */
+static object_access_hook_type PrevObjectAccessHook = NULL;
+
+/* Details and hints of the DDL guard's refusals. */
+#define DETAIL_IMMUTABLE \
+	"The es_ledger event log is immutable and its projections are written only by es_apply."
+#define DETAIL_USER_CODE \
+	"It would run user code inside es_apply's writes to the ledger's tables."
+#define DETAIL_SHAPE \
+	"es_apply relies on the tables, indexes, sequences and functions of es_ledger exactly as its scripts created them."
+#define HINT_SCRIPTS \
+	"Only the scripts of es_ledger (CREATE EXTENSION, ALTER EXTENSION es_ledger UPDATE) may change its objects."
+#define HINT_INDEX \
+	"An index for your own queries is allowed if it is not unique and uses only built-in functions, operators and operator classes."
+#define HINT_DROP \
+	"If the ledger really is to be destroyed, a superuser must first run SET es_ledger.allow_drop = on."
+
+static void EsGuardObjectAccess(ObjectAccessType access, Oid classId,
+								Oid objectId, int subId, void *arg);
 
 /* Open a write bracket: the log and projections accept writes. */
 void
@@ -86,19 +170,38 @@ EsGuardXactCallback(XactEvent event, void *arg)
 		EsWriteDepth = 0;
 }
 
-/* Install the transaction callback; called once from _PG_init. */
+/*
+ * Install the transaction callback, the drop guard's object_access_hook and
+ * the GUC es_ledger.allow_drop; called once from _PG_init.  A value a
+ * superuser SET before the library was loaded (a placeholder) is taken over
+ * by DefineCustomBoolVariable; one a non-superuser SET is refused then.
+ */
 void
 EsGuardInit(void)
 {
 	RegisterXactCallback(EsGuardXactCallback, NULL);
+
+	DefineCustomBoolVariable("es_ledger.allow_drop",
+							 "Allows dropping an es_ledger event log that holds events.",
+							 "DROP EXTENSION es_ledger, DROP SCHEMA ... CASCADE, DROP OWNED BY and any "
+							 "other command that would drop es_events while it holds events fail "
+							 "unless this is on.",
+							 &EsAllowDrop,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	PrevObjectAccessHook = object_access_hook;
+	object_access_hook = EsGuardObjectAccess;
 }
 
 /*
  * es_guard_projection() RETURNS trigger
  *
  * BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR EACH STATEMENT on
- * every projection table.  Refuses the statement with ES011 unless es_apply
- * (or another es_ledger operation) is writing.
+ * every projection table (ENABLE ALWAYS).  Refuses the statement with ES011
+ * unless es_apply (or another es_ledger operation) is writing.  No locks.
  */
 PG_FUNCTION_INFO_V1(es_guard_projection);
 Datum
@@ -140,6 +243,51 @@ EsGuardLogAmOid(void)
 	return get_table_am_oid("es_log", true);
 }
 
+/* The OID of the es_ledger extension, or InvalidOid if not installed. */
+static Oid
+EsExtensionOid(void)
+{
+	return get_extension_oid("es_ledger", true);
+}
+
+/* Is a script of es_ledger itself (CREATE or ALTER EXTENSION) running? */
+static bool
+InOurScript(Oid extoid)
+{
+	return creating_extension && OidIsValid(extoid) &&
+		CurrentExtensionObject == extoid;
+}
+
+/*
+ * The schema and owner of extension extoid (get_extension_schema is not
+ * exported in PostgreSQL 15).  InvalidOid for both if it does not exist.
+ */
+static void
+GetExtensionSchemaOwner(Oid extoid, Oid *nspoid, Oid *owner)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	*nspoid = InvalidOid;
+	*owner = InvalidOid;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_extension ext = (Form_pg_extension) GETSTRUCT(tup);
+
+		*nspoid = ext->extnamespace;
+		*owner = ext->extowner;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
 /* Is relid a table using the es_log access method? */
 static bool
 RelIsEsLog(Oid relid)
@@ -158,63 +306,307 @@ RelIsEsLog(Oid relid)
 	return relam == amoid;
 }
 
-/* Is relid a member of the es_ledger extension? */
+/* Is relid a member (table, sequence, ...) of extension extoid? */
 static bool
-RelIsOurs(Oid relid)
+RelIsOurs(Oid relid, Oid extoid)
 {
-	Oid			extoid = get_extension_oid("es_ledger", true);
-
 	return OidIsValid(relid) && OidIsValid(extoid) &&
 		getExtensionOfObject(RelationRelationId, relid) == extoid;
 }
 
-/* Refuse a DDL command on an es_ledger table with ES011. */
+/* The relation a qualified name designates, without locking; or InvalidOid. */
+static Oid
+RelidOfRangeVar(RangeVar *rv)
+{
+	if (rv == NULL)
+		return InvalidOid;
+	return RangeVarGetRelid(rv, NoLock, true);
+}
+
+/*
+ * Is indexid one of the extension's own indexes, that is an index on one of
+ * its tables that the scripts marked with DEPENDS ON EXTENSION es_ledger?
+ */
+static bool
+IndexIsOurs(Oid indexid, Oid extoid)
+{
+	Oid			table;
+
+	if (!OidIsValid(indexid) || get_rel_relkind(indexid) != RELKIND_INDEX)
+		return false;
+	table = IndexGetRelation(indexid, true);
+	if (!RelIsOurs(table, extoid))
+		return false;
+	return list_member_oid(getAutoExtensionsOfObject(RelationRelationId, indexid),
+						   extoid);
+}
+
+/* Refuse a DDL command on an es_ledger relation with ES011. */
 static void
-RefuseDdl(Oid relid, const char *what)
+RefuseRel(Oid relid, const char *what, const char *detail, const char *hint)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_LOG_IMMUTABLE),
 			 errmsg("cannot %s \"%s\"", what, get_rel_name(relid)),
-			 errdetail("The es_ledger event log is immutable and its projections are written only by es_apply.")));
+			 errdetail("%s", detail),
+			 errhint("%s", hint)));
 }
 
-/* Check each subcommand of an ALTER TABLE before it runs. */
+/* Refuse a DDL command on another object of es_ledger with ES011. */
 static void
-GuardAlterTable(AlterTableStmt *stmt)
+RefuseObject(const ObjectAddress *addr, const char *what)
 {
-	Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	bool		eslog = RelIsEsLog(relid);
-	bool		ours = RelIsOurs(relid);
-	ListCell   *lc;
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+			 errmsg("cannot %s %s", what, getObjectDescription(addr, false)),
+			 errdetail("%s", DETAIL_SHAPE),
+			 errhint("%s", HINT_SCRIPTS)));
+}
 
-	if (!eslog && !ours)
+/*
+ * The OID and catalog of a non-relation object named (type, object), looked
+ * up without locks, for the kinds of object an extension's members can be;
+ * InvalidOid if it does not exist or is of another kind.  Relations and the
+ * objects that belong to a relation (triggers, rules, policies, constraints,
+ * columns) are checked by the callers through their relation.
+ */
+static Oid
+LookupObject(ObjectType type, Node *object, Oid *classId)
+{
+	switch (type)
+	{
+		case OBJECT_FUNCTION:
+		case OBJECT_PROCEDURE:
+		case OBJECT_ROUTINE:
+		case OBJECT_AGGREGATE:
+			*classId = ProcedureRelationId;
+			return LookupFuncWithArgs(type, castNode(ObjectWithArgs, object), true);
+		case OBJECT_TYPE:
+		case OBJECT_DOMAIN:
+			*classId = TypeRelationId;
+			return LookupTypeNameOid(NULL, castNode(TypeName, object), true);
+		case OBJECT_ACCESS_METHOD:
+			*classId = AccessMethodRelationId;
+			return get_am_oid(strVal(object), true);
+		default:
+			return InvalidOid;
+	}
+}
+
+/* If the object named (type, object) is a member of extoid, refuse "what". */
+static void
+RefuseIfMember(ObjectType type, Node *object, Oid extoid, const char *what)
+{
+	ObjectAddress addr;
+	Oid			classId = InvalidOid;
+	Oid			objectId = LookupObject(type, object, &classId);
+
+	if (OidIsValid(objectId) && getExtensionOfObject(classId, objectId) == extoid)
+	{
+		ObjectAddressSet(addr, classId, objectId);
+		RefuseObject(&addr, what);
+	}
+}
+
+/* Is the object type one of those whose name is a relation's (RangeVar)? */
+static bool
+IsRelationType(ObjectType type)
+{
+	return type == OBJECT_TABLE || type == OBJECT_SEQUENCE ||
+		type == OBJECT_VIEW || type == OBJECT_MATVIEW ||
+		type == OBJECT_FOREIGN_TABLE || type == OBJECT_INDEX;
+}
+
+/* Refuse if the schema nspname is the extension's schema. */
+static void
+RefuseIfOurSchema(const char *nspname, Oid extoid, const char *what)
+{
+	Oid			nspoid;
+	Oid			owner;
+
+	if (nspname == NULL)
 		return;
+	GetExtensionSchemaOwner(extoid, &nspoid, &owner);
+	if (OidIsValid(nspoid) && get_namespace_oid(nspname, true) == nspoid)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot %s schema \"%s\"", what, nspname),
+				 errdetail("Schema \"%s\" holds extension es_ledger, whose functions are pinned to it.",
+						   nspname),
+				 errhint("%s", HINT_SCRIPTS)));
+}
+
+/* The verb for a refused ALTER TABLE subcommand on an extension table. */
+static const char *
+AlterTableVerb(AlterTableType subtype)
+{
+	switch (subtype)
+	{
+		case AT_DropColumn:
+		case AT_DropColumnRecurse:
+			return "drop a column of";
+		case AT_AlterColumnType:
+			return "change a column type of";
+		case AT_SetAccessMethod:
+			return "change the access method of";
+		case AT_AddColumn:
+		case AT_AddColumnRecurse:
+			return "add a column to";
+		case AT_DisableTrig:
+		case AT_DisableTrigAll:
+		case AT_DisableTrigUser:
+		case AT_EnableReplicaTrig:
+			return "disable the guard triggers of";
+		case AT_EnableTrig:
+		case AT_EnableAlwaysTrig:
+		case AT_EnableTrigAll:
+		case AT_EnableTrigUser:
+			return "change how the triggers fire on";
+		case AT_EnableRule:
+		case AT_EnableAlwaysRule:
+		case AT_EnableReplicaRule:
+		case AT_DisableRule:
+			return "change how the rules fire on";
+		case AT_AddConstraint:
+		case AT_AddConstraintRecurse:
+		case AT_AddIndex:
+		case AT_AddIndexConstraint:
+			return "add a constraint to";
+		case AT_DropConstraint:
+		case AT_DropConstraintRecurse:
+			return "drop a constraint of";
+		case AT_AlterConstraint:
+			return "change a constraint of";
+		case AT_SetLogged:
+		case AT_SetUnLogged:
+			return "change the persistence of";
+		case AT_AddInherit:
+		case AT_DropInherit:
+		case AT_AddOf:
+		case AT_DropOf:
+			return "change the inheritance of";
+		case AT_AttachPartition:
+		case AT_DetachPartition:
+		case AT_DetachPartitionFinalize:
+			return "attach or detach a partition of";
+		case AT_ChangeOwner:
+			return "change the owner of";
+		case AT_EnableRowSecurity:
+		case AT_ForceRowSecurity:
+			return "enable row level security on";
+		default:
+			return "alter";
+	}
+}
+
+/* May this ALTER TABLE subcommand run on an extension table? */
+static bool
+AlterTableAllowed(AlterTableType subtype)
+{
+	switch (subtype)
+	{
+		case AT_SetRelOptions:
+		case AT_ResetRelOptions:
+		case AT_ReplaceRelOptions:
+		case AT_SetStatistics:
+		case AT_SetOptions:
+		case AT_ResetOptions:
+		case AT_SetStorage:
+		case AT_SetCompression:
+		case AT_ClusterOn:
+		case AT_DropCluster:
+		case AT_SetTableSpace:
+		case AT_ReplicaIdentity:
+		case AT_DisableRowSecurity:
+		case AT_NoForceRowSecurity:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* The detail of a refused ALTER TABLE subcommand on an extension table. */
+static const char *
+AlterTableDetail(AlterTableType subtype)
+{
+	switch (subtype)
+	{
+		case AT_AddConstraint:
+		case AT_AddConstraintRecurse:
+		case AT_EnableRowSecurity:
+		case AT_ForceRowSecurity:
+		case AT_EnableTrig:
+		case AT_EnableAlwaysTrig:
+		case AT_EnableTrigAll:
+		case AT_EnableTrigUser:
+		case AT_EnableRule:
+		case AT_EnableAlwaysRule:
+		case AT_EnableReplicaRule:
+		case AT_ColumnDefault:
+			return DETAIL_USER_CODE;
+		case AT_DropColumn:
+		case AT_DropColumnRecurse:
+		case AT_AlterColumnType:
+		case AT_SetAccessMethod:
+		case AT_DisableTrig:
+		case AT_DisableTrigAll:
+		case AT_DisableTrigUser:
+		case AT_EnableReplicaTrig:
+			return DETAIL_IMMUTABLE;
+		default:
+			return DETAIL_SHAPE;
+	}
+}
+
+/*
+ * Check each subcommand of an ALTER TABLE before it runs: the allowed list
+ * on the extension's tables, the old column and access-method checks on
+ * other es_log tables, and INHERIT / ATTACH / DETACH naming an extension
+ * table from any table.
+ */
+static void
+GuardAlterTable(AlterTableStmt *stmt, Oid extoid)
+{
+	Oid			relid = RelidOfRangeVar(stmt->relation);
+	bool		eslog = RelIsEsLog(relid);
+	bool		ours = RelIsOurs(relid, extoid);
+	ListCell   *lc;
 
 	foreach(lc, stmt->cmds)
 	{
 		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		Oid			other = InvalidOid;
+
+		if (ours && !AlterTableAllowed(cmd->subtype))
+			RefuseRel(relid, AlterTableVerb(cmd->subtype),
+					  AlterTableDetail(cmd->subtype), HINT_SCRIPTS);
 
 		switch (cmd->subtype)
 		{
 			case AT_DropColumn:
-				RefuseDdl(relid, "drop a column of");
-				break;
+			case AT_DropColumnRecurse:
 			case AT_AlterColumnType:
-				RefuseDdl(relid, "change a column type of");
-				break;
 			case AT_SetAccessMethod:
-				RefuseDdl(relid, "change the access method of");
+				if (eslog)
+					RefuseRel(relid, AlterTableVerb(cmd->subtype),
+							  DETAIL_IMMUTABLE,
+							  "Tables using the es_log access method keep their columns and access method.");
 				break;
-			case AT_AddColumn:
-				if (ours)
-					RefuseDdl(relid, "add a column to");
+			case AT_AddInherit:
+			case AT_DropInherit:
+				if (cmd->def != NULL && IsA(cmd->def, RangeVar))
+					other = RelidOfRangeVar((RangeVar *) cmd->def);
+				if (RelIsOurs(other, extoid))
+					RefuseRel(other, "inherit from", DETAIL_SHAPE, HINT_SCRIPTS);
 				break;
-			case AT_DisableTrig:
-			case AT_DisableTrigAll:
-			case AT_DisableTrigUser:
-			case AT_EnableReplicaTrig:
-				if (ours)
-					RefuseDdl(relid, "disable the guard triggers of");
+			case AT_AttachPartition:
+			case AT_DetachPartition:
+			case AT_DetachPartitionFinalize:
+				if (cmd->def != NULL && IsA(cmd->def, PartitionCmd))
+					other = RelidOfRangeVar(((PartitionCmd *) cmd->def)->name);
+				if (RelIsOurs(other, extoid))
+					RefuseRel(other, "attach or detach the partition",
+							  DETAIL_SHAPE, HINT_SCRIPTS);
 				break;
 			default:
 				break;
@@ -222,26 +614,398 @@ GuardAlterTable(AlterTableStmt *stmt)
 	}
 }
 
+/* CREATE TABLE: refuse INHERITS or PARTITION OF an extension table. */
+static void
+GuardCreateTable(CreateStmt *stmt, Oid extoid)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->inhRelations)
+	{
+		Oid			parent = RelidOfRangeVar(lfirst_node(RangeVar, lc));
+
+		if (RelIsOurs(parent, extoid))
+			RefuseRel(parent, stmt->partbound ? "create a partition of" : "inherit from",
+					  DETAIL_SHAPE, HINT_SCRIPTS);
+	}
+}
+
+/* check_functions_in_node callback: is the function not built in? */
+static bool
+IsUserFunction(Oid funcid, void *context)
+{
+	return funcid >= FirstNormalObjectId;
+}
+
+/*
+ * Expression walker: does the expression call a function or operator that
+ * is not built in, or coerce to a domain that is not (its CHECK constraints
+ * would run)?
+ */
+static bool
+CallsUserCode(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, IsUserFunction, context))
+		return true;
+	switch (nodeTag(node))
+	{
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+			if (((OpExpr *) node)->opno >= FirstNormalObjectId)
+				return true;
+			break;
+		case T_ScalarArrayOpExpr:
+			if (((ScalarArrayOpExpr *) node)->opno >= FirstNormalObjectId)
+				return true;
+			break;
+		case T_RowCompareExpr:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((RowCompareExpr *) node)->opnos)
+				{
+					if (lfirst_oid(lc) >= FirstNormalObjectId)
+						return true;
+				}
+				break;
+			}
+		case T_CoerceToDomain:
+			if (((CoerceToDomain *) node)->resulttype >= FirstNormalObjectId)
+				return true;
+			break;
+		default:
+			break;
+	}
+	return expression_tree_walker(node, CallsUserCode, context);
+}
+
+/*
+ * CREATE INDEX on an extension table: refuse a unique index, and one that
+ * would run user code on every insert (an access method, operator class,
+ * function, operator or domain that is not built in).  The statement is
+ * analysed as DefineIndex will see it, after taking the lock the command
+ * takes anyway.
+ */
+static void
+GuardCreateIndex(IndexStmt *stmt, Oid extoid)
+{
+	Oid			relid = RelidOfRangeVar(stmt->relation);
+	Oid			amoid;
+	LOCKMODE	lockmode;
+	IndexStmt  *xstmt;
+	ListCell   *lc;
+
+	if (!RelIsOurs(relid, extoid))
+		return;
+	if (stmt->unique || stmt->primary || stmt->isconstraint ||
+		stmt->excludeOpNames != NIL)
+		RefuseRel(relid, "create a unique index on", DETAIL_SHAPE, HINT_INDEX);
+
+	amoid = get_index_am_oid(stmt->accessMethod, true);
+	if (!OidIsValid(amoid))
+		return;					/* DefineIndex reports it */
+	if (amoid >= FirstNormalObjectId)
+		RefuseRel(relid, "create an index of a user-defined access method on",
+				  DETAIL_USER_CODE, HINT_INDEX);
+
+	lockmode = stmt->concurrent ? ShareUpdateExclusiveLock : ShareLock;
+	relid = RangeVarGetRelidExtended(stmt->relation, lockmode, 0,
+									 RangeVarCallbackOwnsRelation, NULL);
+	/* transformIndexStmt may scribble on its argument: give it a copy */
+	xstmt = transformIndexStmt(relid, copyObject(stmt), NULL);
+
+	if (CallsUserCode(xstmt->whereClause, NULL))
+		RefuseRel(relid, "create an index calling user-defined code on",
+				  DETAIL_USER_CODE, HINT_INDEX);
+	foreach(lc, xstmt->indexParams)
+	{
+		IndexElem  *elem = lfirst_node(IndexElem, lc);
+		Oid			atttype;
+		Oid			opclass;
+
+		if (elem->expr != NULL)
+		{
+			if (CallsUserCode(elem->expr, NULL))
+				RefuseRel(relid, "create an index calling user-defined code on",
+						  DETAIL_USER_CODE, HINT_INDEX);
+			atttype = exprType(elem->expr);
+		}
+		else
+		{
+			AttrNumber	attnum = get_attnum(relid, elem->name);
+
+			if (attnum == InvalidAttrNumber)
+				return;			/* DefineIndex reports it */
+			atttype = get_atttype(relid, attnum);
+		}
+		opclass = ResolveOpClass(elem->opclass, atttype, stmt->accessMethod, amoid);
+		if (opclass >= FirstNormalObjectId)
+			RefuseRel(relid, "create an index of a user-defined operator class on",
+					  DETAIL_USER_CODE, HINT_INDEX);
+	}
+}
+
+/*
+ * DROP: refuse to drop a member of the extension, or one of its own
+ * indexes, by name.  Drops that reach es_events by cascade are left to the
+ * drop guard (EsGuardObjectAccess), which sees every deleted object.
+ */
+static void
+GuardDrop(DropStmt *stmt, Oid extoid)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		Node	   *object = lfirst(lc);
+
+		if (IsRelationType(stmt->removeType))
+		{
+			RangeVar   *rv = makeRangeVarFromNameList(castNode(List, object));
+			Oid			relid = RelidOfRangeVar(rv);
+
+			if (RelIsOurs(relid, extoid))
+				RefuseRel(relid, "drop", DETAIL_SHAPE,
+						  "The objects of es_ledger go only with the extension; to drop a ledger that holds events, a superuser must first run SET es_ledger.allow_drop = on.");
+			if (IndexIsOurs(relid, extoid))
+				RefuseRel(relid, "drop", DETAIL_SHAPE,
+						  "Only indexes added for your own queries may be dropped.");
+		}
+		else
+			RefuseIfMember(stmt->removeType, object, extoid, "drop");
+	}
+}
+
+/* RENAME: refuse on members, their columns, constraints, triggers and
+ * indexes, and on the extension's schema (es_apply finds them by name). */
+static void
+GuardRename(RenameStmt *stmt, Oid extoid)
+{
+	if (stmt->relation != NULL)
+	{
+		Oid			relid = RelidOfRangeVar(stmt->relation);
+		Oid			table = relid;
+
+		/* An index belongs to the extension through its table. */
+		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_INDEX)
+			table = IndexGetRelation(relid, true);
+		if (RelIsOurs(table, extoid))
+			RefuseRel(relid, "rename", DETAIL_SHAPE, HINT_SCRIPTS);
+	}
+	else if (stmt->renameType == OBJECT_SCHEMA)
+		RefuseIfOurSchema(stmt->subname, extoid, "rename");
+	else
+		RefuseIfMember(stmt->renameType, stmt->object, extoid, "rename");
+}
+
+/*
+ * CREATE OR REPLACE FUNCTION or PROCEDURE: refuse to replace a member
+ * function (es_guard_ddl, es_guard_projection, es_apply, ...).  The function
+ * is looked up exactly as CreateFunction will: in its creation namespace,
+ * by name and input argument types.
+ */
+static void
+GuardReplaceFunction(CreateFunctionStmt *stmt, Oid extoid)
+{
+	char	   *name;
+	Oid			nspoid;
+	Oid		   *argtypes;
+	int			nargs = 0;
+	ListCell   *lc;
+	HeapTuple	tup;
+
+	if (!stmt->replace)
+		return;
+	nspoid = QualifiedNameGetCreationNamespace(stmt->funcname, &name);
+	argtypes = palloc(sizeof(Oid) * (list_length(stmt->parameters) + 1));
+	foreach(lc, stmt->parameters)
+	{
+		FunctionParameter *p = lfirst_node(FunctionParameter, lc);
+
+		if (p->mode == FUNC_PARAM_OUT || p->mode == FUNC_PARAM_TABLE)
+			continue;
+		argtypes[nargs] = LookupTypeNameOid(NULL, p->argType, true);
+		if (!OidIsValid(argtypes[nargs]))
+			return;				/* no such type: no such function of ours */
+		nargs++;
+	}
+	tup = SearchSysCache3(PROCNAMEARGSNSP, CStringGetDatum(name),
+						  PointerGetDatum(buildoidvector(argtypes, nargs)),
+						  ObjectIdGetDatum(nspoid));
+	if (HeapTupleIsValid(tup))
+	{
+		ObjectAddress addr;
+
+		ObjectAddressSet(addr, ProcedureRelationId,
+						 ((Form_pg_proc) GETSTRUCT(tup))->oid);
+		ReleaseSysCache(tup);
+		if (getExtensionOfObject(addr.classId, addr.objectId) == extoid)
+			RefuseObject(&addr, "replace");
+	}
+}
+
+/* Dispatch a ddl_command_start event to the check for its statement. */
+static void
+GuardCommandStart(Node *parsetree, Oid extoid)
+{
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterTableStmt:
+			GuardAlterTable((AlterTableStmt *) parsetree, extoid);
+			break;
+		case T_RenameStmt:
+			GuardRename((RenameStmt *) parsetree, extoid);
+			break;
+		case T_CreateTrigStmt:
+			{
+				Oid			relid = RelidOfRangeVar(((CreateTrigStmt *) parsetree)->relation);
+
+				if (RelIsOurs(relid, extoid))
+					RefuseRel(relid, "create a trigger on", DETAIL_USER_CODE, HINT_SCRIPTS);
+				break;
+			}
+		case T_RuleStmt:
+			{
+				Oid			relid = RelidOfRangeVar(((RuleStmt *) parsetree)->relation);
+
+				if (RelIsOurs(relid, extoid))
+					RefuseRel(relid, "create a rule on", DETAIL_USER_CODE, HINT_SCRIPTS);
+				break;
+			}
+		case T_CreatePolicyStmt:
+			{
+				Oid			relid = RelidOfRangeVar(((CreatePolicyStmt *) parsetree)->table);
+
+				if (RelIsOurs(relid, extoid))
+					RefuseRel(relid, "create a policy on", DETAIL_USER_CODE, HINT_SCRIPTS);
+				break;
+			}
+		case T_AlterPolicyStmt:
+			{
+				Oid			relid = RelidOfRangeVar(((AlterPolicyStmt *) parsetree)->table);
+
+				if (RelIsOurs(relid, extoid))
+					RefuseRel(relid, "alter a policy on", DETAIL_USER_CODE, HINT_SCRIPTS);
+				break;
+			}
+		case T_CreateStmt:
+			GuardCreateTable((CreateStmt *) parsetree, extoid);
+			break;
+		case T_CreateForeignTableStmt:
+			GuardCreateTable(&((CreateForeignTableStmt *) parsetree)->base, extoid);
+			break;
+		case T_IndexStmt:
+			GuardCreateIndex((IndexStmt *) parsetree, extoid);
+			break;
+		case T_DropStmt:
+			GuardDrop((DropStmt *) parsetree, extoid);
+			break;
+		case T_AlterSeqStmt:
+			{
+				Oid			relid = RelidOfRangeVar(((AlterSeqStmt *) parsetree)->sequence);
+
+				if (RelIsOurs(relid, extoid))
+					RefuseRel(relid, "alter sequence", DETAIL_SHAPE, HINT_SCRIPTS);
+				break;
+			}
+		case T_AlterObjectSchemaStmt:
+			{
+				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
+
+				if (stmt->relation != NULL)
+				{
+					Oid			relid = RelidOfRangeVar(stmt->relation);
+
+					if (RelIsOurs(relid, extoid))
+						RefuseRel(relid, "change the schema of", DETAIL_SHAPE, HINT_SCRIPTS);
+				}
+				else
+					RefuseIfMember(stmt->objectType, stmt->object, extoid,
+								   "change the schema of");
+				break;
+			}
+		case T_AlterOwnerStmt:
+			{
+				AlterOwnerStmt *stmt = (AlterOwnerStmt *) parsetree;
+
+				if (stmt->objectType == OBJECT_SCHEMA)
+					RefuseIfOurSchema(strVal(stmt->object), extoid, "change the owner of");
+				else
+					RefuseIfMember(stmt->objectType, stmt->object, extoid,
+								   "change the owner of");
+				break;
+			}
+		case T_AlterFunctionStmt:
+			{
+				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
+
+				RefuseIfMember(stmt->objtype, (Node *) stmt->func, extoid, "alter");
+				break;
+			}
+		case T_CreateFunctionStmt:
+			GuardReplaceFunction((CreateFunctionStmt *) parsetree, extoid);
+			break;
+		case T_AlterExtensionContentsStmt:
+			{
+				AlterExtensionContentsStmt *stmt = (AlterExtensionContentsStmt *) parsetree;
+
+				if (strcmp(stmt->extname, "es_ledger") == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+							 errmsg("cannot %s extension es_ledger",
+									stmt->action > 0 ? "add an object to" : "drop an object from"),
+							 errdetail("%s", DETAIL_SHAPE),
+							 errhint("%s", HINT_SCRIPTS)));
+				break;
+			}
+		case T_AlterObjectDependsStmt:
+			{
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+
+				if (strcmp(strVal(stmt->extname), "es_ledger") == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+							 errmsg("cannot change which objects depend on extension es_ledger"),
+							 errdetail("The mark tells the extension's own indexes from those users add."),
+							 errhint("%s", HINT_SCRIPTS)));
+				break;
+			}
+		case T_AlterExtensionStmt:
+			break;				/* ALTER EXTENSION UPDATE runs our own script */
+		default:
+			break;
+	}
+}
+
 /*
  * es_guard_ddl() RETURNS event_trigger
  *
- * On ddl_command_start (tag ALTER TABLE): refuses the subcommands listed in
- * the file header on es_log tables and on the extension's own tables.  On
- * table_rewrite: refuses to rewrite an es_log table.  Both with ES011.
- * Commands run by an extension script are let through.
+ * On ddl_command_start (every command; event trigger es_guard_ddl, ENABLE
+ * ALWAYS): refuses with ES011 the commands listed in the file header on the
+ * extension's objects and, for a few, on other es_log tables.  On
+ * table_rewrite (event trigger es_guard_rewrite): refuses with ES011 to
+ * rewrite an es_log table.  Scripts of es_ledger itself are let through.
+ * Takes no locks but for CREATE INDEX on an extension table (see
+ * GuardCreateIndex).  Being in the library, it also makes sure the drop
+ * guard's hook is installed before any DDL command runs.
  */
 PG_FUNCTION_INFO_V1(es_guard_ddl);
 Datum
 es_guard_ddl(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+	Oid			extoid;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("es_guard_ddl() must be called as an event trigger")));
 
-	if (creating_extension)
+	extoid = EsExtensionOid();
+	if (InOurScript(extoid))
 		PG_RETURN_VOID();
 
 	if (strcmp(trigdata->event, "table_rewrite") == 0)
@@ -251,25 +1015,139 @@ es_guard_ddl(PG_FUNCTION_ARGS)
 		relid = DatumGetObjectId(DirectFunctionCall1(pg_event_trigger_table_rewrite_oid,
 													 (Datum) 0));
 		if (RelIsEsLog(relid))
-			RefuseDdl(relid, "rewrite the es_log table");
+			RefuseRel(relid, "rewrite the es_log table", DETAIL_IMMUTABLE,
+					  "Tables using the es_log access method can never be rewritten.");
 	}
-	else if (IsA(trigdata->parsetree, AlterTableStmt))
-		GuardAlterTable((AlterTableStmt *) trigdata->parsetree);
-	else if (IsA(trigdata->parsetree, RenameStmt))
-	{
-		RenameStmt *stmt = (RenameStmt *) trigdata->parsetree;
-
-		if (stmt->relation != NULL)
-		{
-			Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-			Oid			table = relid;
-
-			/* An index belongs to the extension through its table. */
-			if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_INDEX)
-				table = IndexGetRelation(relid, true);
-			if (RelIsOurs(table))
-				RefuseDdl(relid, "rename");
-		}
-	}
+	else if (OidIsValid(extoid) && strcmp(trigdata->event, "ddl_command_start") == 0)
+		GuardCommandStart(trigdata->parsetree, extoid);
 	PG_RETURN_VOID();
+}
+
+/*
+ * The drop guard, at OAT_DROP of a relation: refuse to delete an es_log
+ * table of the extension (es_events) that has any block, unless
+ * es_ledger.allow_drop is on or a script of es_ledger is running.  The
+ * relation is still in the catalogs and locked AccessExclusive by the drop.
+ */
+static void
+GuardDropLog(Oid relid)
+{
+	Oid			extoid;
+	Relation	rel;
+	BlockNumber nblocks;
+
+	if (EsAllowDrop || get_rel_relkind(relid) != RELKIND_RELATION ||
+		!RelIsEsLog(relid))
+		return;
+	extoid = EsExtensionOid();
+	if (!RelIsOurs(relid, extoid) || InOurScript(extoid))
+		return;
+
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+		return;
+	nblocks = RelationGetNumberOfBlocks(rel);
+	RelationClose(rel);
+	if (nblocks > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot drop \"%s\" while it holds events", get_rel_name(relid)),
+				 errdetail("Dropping it would destroy the ledger's history."),
+				 errhint("%s", HINT_DROP)));
+}
+
+/*
+ * The owner of object objectId of catalog classId as seen through snapshot
+ * (NULL: the catalog snapshot, which does not yet see the current command's
+ * changes; SnapshotSelf sees them).  InvalidOid if the row is not found.
+ */
+static Oid
+ObjectOwner(Oid classId, Oid objectId, Snapshot snapshot)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(classId, AccessShareLock);
+	ScanKeyInit(&key, get_object_attnum_oid(classId), BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(objectId));
+	scan = systable_beginscan(rel, get_object_oid_index(classId), true,
+							  snapshot, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, get_object_attnum_owner(classId),
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			owner = DatumGetObjectId(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
+ * The owner guard, at OAT_POST_ALTER: refuse a change of owner of the
+ * extension, of its schema or of one of its members, unless a script of
+ * es_ledger is running.  This covers REASSIGN OWNED BY, which fires no event
+ * trigger; ALTER ... OWNER TO is refused earlier by es_guard_ddl.  The hook
+ * runs after the catalog update but before the command counter moves on,
+ * so the old owner is what the catalog snapshot sees and the new one what
+ * SnapshotSelf sees.
+ */
+static void
+GuardOwnerChange(Oid classId, Oid objectId)
+{
+	Oid			extoid;
+	Oid			nspoid;
+	Oid			extowner;
+	Oid			before;
+	Oid			after;
+	bool		ours;
+
+	if (classId != RelationRelationId && classId != ProcedureRelationId &&
+		classId != ExtensionRelationId && classId != NamespaceRelationId &&
+		classId != EventTriggerRelationId && classId != TypeRelationId)
+		return;
+	extoid = EsExtensionOid();
+	if (!OidIsValid(extoid) || InOurScript(extoid))
+		return;
+	if (classId == ExtensionRelationId)
+		ours = objectId == extoid;
+	else if (classId == NamespaceRelationId)
+	{
+		GetExtensionSchemaOwner(extoid, &nspoid, &extowner);
+		ours = objectId == nspoid;
+	}
+	else
+		ours = getExtensionOfObject(classId, objectId) == extoid;
+	if (!ours)
+		return;
+
+	before = ObjectOwner(classId, objectId, NULL);
+	after = ObjectOwner(classId, objectId, SnapshotSelf);
+	if (OidIsValid(before) && OidIsValid(after) && before != after)
+	{
+		ObjectAddress addr;
+
+		ObjectAddressSet(addr, classId, objectId);
+		RefuseObject(&addr, "change the owner of");
+	}
+}
+
+/* object_access_hook: the drop and owner guards, then the previous hook. */
+static void
+EsGuardObjectAccess(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
+{
+	if (PrevObjectAccessHook)
+		PrevObjectAccessHook(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0)
+		GuardDropLog(objectId);
+	else if (access == OAT_POST_ALTER && subId == 0)
+		GuardOwnerChange(classId, objectId);
 }
