@@ -1,0 +1,85 @@
+-- upgrade: a ledger created by 0.1.0 and updated with ALTER EXTENSION ends
+-- with the same objects as a fresh 0.2.0 install, keeps its events, and
+-- works.  Runs last: it drops and re-creates the extension.
+SET es_ledger.allow_drop = on;
+DROP EXTENSION IF EXISTS es_ledger CASCADE;
+RESET es_ledger.allow_drop;
+CREATE EXTENSION es_ledger VERSION '0.1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
+SELECT es_open_account('u-a', 'USD') > 0 AS ok, es_open_account('u-b', 'USD') > 0 AS ok;
+SELECT es_deposit('u-a', 100) > 0 AS ok, es_transfer('u-a', 'u-b', 30, 'u-t1') > 0 AS ok;
+ALTER EXTENSION es_ledger UPDATE TO '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
+-- the old events are there and replay to the projection
+SELECT account, balance, version FROM es_accounts ORDER BY account;
+SELECT bool_and((a.balance, a.version, a.last_hash) = (r.balance, r.version, r.last_hash)) AS replay_equals_projection
+  FROM es_accounts a, LATERAL es_replay(a.account) r;
+-- and the updated ledger works, including a retry of an old id
+SELECT es_transfer('u-a', 'u-b', 30, 'u-t1') = (SELECT max(seq) FROM es_events WHERE command_id = 'u-t1') AS retry_same_seq;
+SELECT es_deposit('u-b', 5) > 0 AS ok;
+SELECT try($$SELECT es_check_shape('es_events', 'es_events')::text$$);
+-- snapshot the updated extension's catalog state
+CREATE TEMP TABLE u_updated AS
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' || d.deptype::text AS fact
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'es_ledger')
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || ' secdef=' || p.prosecdef || ' config=' || coalesce(p.proconfig::text, '-')
+       || ' acl=' || coalesce(p.proacl::text, '-') || ' strict=' || p.proisstrict || ' vol=' || p.provolatile::text
+  FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'es\_%'
+UNION ALL
+SELECT 'table ' || c.relname || ' acl=' || coalesce(c.relacl::text, '-') || ' am=' || coalesce(a.amname, '-')
+  FROM pg_class c LEFT JOIN pg_am a ON a.oid = c.relam
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%'
+UNION ALL
+SELECT 'trigger ' || tgrelid::regclass || '.' || tgname || ' ' || tgenabled::text
+  FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'es\_%'
+UNION ALL
+SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtenabled::text || ' ' || coalesce(evttags::text, '-')
+  FROM pg_event_trigger WHERE evtname LIKE 'es\_%'
+UNION ALL
+SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '-')
+  FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
+ WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname;
+-- a fresh 0.2.0
+SET es_ledger.allow_drop = on;
+DROP EXTENSION es_ledger CASCADE;
+RESET es_ledger.allow_drop;
+CREATE EXTENSION es_ledger;
+CREATE TEMP TABLE u_fresh AS
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' || d.deptype::text AS fact
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'es_ledger')
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || ' secdef=' || p.prosecdef || ' config=' || coalesce(p.proconfig::text, '-')
+       || ' acl=' || coalesce(p.proacl::text, '-') || ' strict=' || p.proisstrict || ' vol=' || p.provolatile::text
+  FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'es\_%'
+UNION ALL
+SELECT 'table ' || c.relname || ' acl=' || coalesce(c.relacl::text, '-') || ' am=' || coalesce(a.amname, '-')
+  FROM pg_class c LEFT JOIN pg_am a ON a.oid = c.relam
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%'
+UNION ALL
+SELECT 'trigger ' || tgrelid::regclass || '.' || tgname || ' ' || tgenabled::text
+  FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'es\_%'
+UNION ALL
+SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtenabled::text || ' ' || coalesce(evttags::text, '-')
+  FROM pg_event_trigger WHERE evtname LIKE 'es\_%'
+UNION ALL
+SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '-')
+  FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
+ WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname;
+-- the two must not differ (no rows), and must not be empty
+SELECT count(*) > 20 AS facts FROM u_fresh;
+(SELECT 'only updated: ' || fact FROM u_updated EXCEPT SELECT 'only updated: ' || fact FROM u_fresh)
+UNION ALL
+(SELECT 'only fresh: ' || fact FROM u_fresh EXCEPT SELECT 'only fresh: ' || fact FROM u_updated)
+ORDER BY 1;
+-- a sequence set back (setval needs no DDL, so no guard sees it) cannot
+-- make appends fail on a duplicate key: es_apply moves it past its table
+SELECT es_open_account('u-c', 'USD') > 0 AS ok, es_deposit('u-c', 1) > 0 AS ok;
+SELECT setval('es_events_seq_seq', 1), setval('es_accounts_account_id_seq', 1);
+SELECT es_open_account('u-d', 'USD') > 0 AS ok, es_deposit('u-d', 2) > 0 AS ok;
+SELECT count(*) = count(DISTINCT seq) AS seqs_unique FROM es_events;
+SELECT account, balance, version FROM es_accounts ORDER BY account;
