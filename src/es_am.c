@@ -193,16 +193,16 @@ EsLogIndexBuildRangeScan(Relation table_rel, Relation index_rel,
 	PG_TRY();
 	{
 		result = GetHeapamTableAmRoutine()->index_build_range_scan(table_rel,
-																	index_rel,
-																	index_info,
-																	allow_sync,
-																	anyvisible,
-																	progress,
-																	start_blockno,
-																	numblocks,
-																	callback,
-																	callback_state,
-																	scan);
+																   index_rel,
+																   index_info,
+																   allow_sync,
+																   anyvisible,
+																   progress,
+																   start_blockno,
+																   numblocks,
+																   callback,
+																   callback_state,
+																   scan);
 	}
 	PG_FINALLY();
 	{

@@ -75,7 +75,7 @@
  */
 #define ES_EVENT_MAGIC			0x45534556	/* "ESEV" */
 #define ES_EVENT_FORMAT_VERSION	1
-#define ES_HASH_LEN				32		/* SHA-256 */
+#define ES_HASH_LEN				32	/* SHA-256 */
 
 typedef enum EsEventType
 {
@@ -332,7 +332,7 @@ typedef enum EsCommandRole
 {
 	ES_ROLE_WRITER,				/* es_ledger_writer: money movements */
 	ES_ROLE_ADMIN				/* es_ledger_admin: account administration */
-} EsCommandRole;
+}			EsCommandRole;
 
 typedef struct EsCommandHandler
 {
