@@ -11,14 +11,15 @@
  *	2. Role: each command type is for es_ledger_writer (money movements) or
  *	   es_ledger_admin (account administration); every command of the call
  *	   is checked before anything is written, 42501 otherwise.
- *	3. Idempotency: a command with an id looks it up in es_commands
- *	   (es_write.c).  A known id with the same canonical command returns the
- *	   seq it returned the first time and writes nothing; with another
- *	   command it fails with ES008.
- *	4. Lock (es_write.c): the accounts the command names are locked (the row
+ *	3. Lock (es_write.c): the accounts the command names are locked (the row
  *	   lock FOR UPDATE takes, in ascending account_id order, so two transfers
  *	   in opposite directions cannot deadlock) and their states read; an
  *	   account the command opens has no row yet and is only looked up.
+ *	4. Idempotency: a command with an id looks it up in es_commands
+ *	   (es_write.c), after the lock, so a retry that waited for its original
+ *	   sees it.  A known id with the same canonical command returns the seq
+ *	   it returned the first time and writes nothing; with another command it
+ *	   fails with ES008.
  *	5. Decide (es_decide.c): the command type's handler checks its rules
  *	   against those states and returns the events to append.
  *	6. Events: each is numbered (seq from the log's sequence, version from
@@ -206,6 +207,12 @@ ApplyCommand(const EsCommand *cmd)
 	Jsonb	   *canonical = NULL;
 	int			n;
 
+	/*
+	 * Lock first, then look the id up: a retry that waited for its original
+	 * on the account's row lock finds it registered, and answers with its
+	 * seq rather than with the rules against the state it left.
+	 */
+	n = LockCommandAccounts(cmd, states, found);
 	if (cmd->id)
 	{
 		Jsonb	   *known;
@@ -215,8 +222,6 @@ ApplyCommand(const EsCommand *cmd)
 		if (EsWriteFindCommand(cmd->id, &known, &seq))
 			return KnownCommand(cmd, canonical, known, seq);
 	}
-
-	n = LockCommandAccounts(cmd, states, found);
 	handler->decide(cmd, states, found, &decision);
 	return AppendDecision(cmd, &decision, states, n, canonical);
 }

@@ -272,52 +272,36 @@ MaxKey(EsRel rel, EsRel idx, int attno)
 	return max;
 }
 
-/* The owner of a relation. */
-static Oid
-RelOwner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
- * nextval of one of our sequences.  The first draw of a transaction is
- * checked against the table's largest key; a sequence set back is moved
- * past it with setval, run as the sequence's owner (no user code runs
- * there), so nextval never hands out a key that exists.
+ * nextval of one of our sequences.  In the first draw of a transaction the
+ * table's largest key is read first, then the sequence drawn: every key in
+ * the table was drawn before, so a draw not above it means the sequence
+ * was set back (setval by a superuser).  It is then drawn again until it
+ * passes the key: forward only, so concurrent draws are never handed out
+ * twice (setting it forward with setval could move it back past them).
  */
 static int64
 NextKey(EsRel seq, EsRel rel, EsRel idx, int attno, LocalTransactionId *checked)
 {
 	Oid			seqoid = EsRowRelid(seq);
-	int64		v = nextval_internal(seqoid, false);
 	int64		max;
+	int64		v;
 
 	if (*checked == MyProc->lxid)
-		return v;
+		return nextval_internal(seqoid, false);
 	max = MaxKey(rel, idx, attno);
+	v = nextval_internal(seqoid, false);
 	if (v <= max)
 	{
-		Oid			saved_user;
-		int			saved_sec;
-
-		GetUserIdAndSecContext(&saved_user, &saved_sec);
-		SetUserIdAndSecContext(RelOwner(seqoid),
-							   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid),
-							Int64GetDatum(max));
-		SetUserIdAndSecContext(saved_user, saved_sec);
 		ereport(WARNING,
-				(errmsg("sequence \"%s\" was behind its table; moved past %lld",
+				(errmsg("sequence \"%s\" was behind its table; moving it past %lld",
 						EsRowRelName(seq), (long long) max),
 				 errdetail("Someone set the sequence back; es_ledger never reuses a key.")));
-		v = nextval_internal(seqoid, false);
+		while (v <= max)
+		{
+			CHECK_FOR_INTERRUPTS();
+			v = nextval_internal(seqoid, false);
+		}
 	}
 	*checked = MyProc->lxid;
 	return v;
