@@ -431,7 +431,7 @@ RefuseIfOurSchema(const char *nspname, Oid extoid, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
 				 errmsg("cannot %s schema \"%s\"", what, nspname),
-				 errdetail("Schema \"%s\" holds extension es_ledger, whose functions are pinned to it.",
+				 errdetail("Schema \"%s\" holds extension es_ledger, whose tables and functions it holds.",
 						   nspname),
 				 errhint("%s", HINT_SCRIPTS)));
 }
@@ -780,7 +780,7 @@ GuardDrop(DropStmt *stmt, Oid extoid)
 }
 
 /* RENAME: refuse on members, their columns, constraints, triggers and
- * indexes, and on the extension's schema (es_apply finds them by name). */
+ * indexes, and on the extension's schema (renaming them would break the ledger's own scripts and tools). */
 static void
 GuardRename(RenameStmt *stmt, Oid extoid)
 {
