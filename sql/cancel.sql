@@ -2,14 +2,14 @@
 -- 57014, and nothing of it is written.
 SELECT es_open_account('cx-a', 'USD') > 0 AS ok;
 SELECT count(es_open_account('cx-' || i, 'USD')) AS opened FROM generate_series(0, 49) i;
--- 100,000 deposits over 50 accounts, then a withdrawal no balance can
--- cover.  Run to its end, the batch would fail with ES001; stopped in the
--- middle, it fails with 57014.
+-- 99,999 deposits over 50 accounts, then a withdrawal no balance can
+-- cover (100,000 commands: es_ledger.max_batch_commands).  Run to its end,
+-- the batch would fail with ES001; stopped in the middle, it fails with 57014.
 CREATE TEMP TABLE c_batch AS
 SELECT jsonb_agg(jsonb_build_object('type', 'deposit', 'account', 'cx-' || i % 50, 'amount', 1))
        || jsonb_build_array(jsonb_build_object('type', 'withdraw', 'account', 'cx-a',
                                                'amount', 1000000000)) AS cmds
-  FROM generate_series(1, 100000) i;
+  FROM generate_series(1, 99999) i;
 SELECT jsonb_array_length(cmds) AS commands FROM c_batch;
 SELECT count(*) AS events_before FROM es_events \gset
 \set VERBOSITY sqlstate
