@@ -20,7 +20,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	immutability guard superuser_guard roles malformed schema upgrade
+	input_limits immutability guard superuser_guard roles malformed schema upgrade
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type

@@ -55,8 +55,10 @@ REINDEX TABLE CONCURRENTLY es_events;
 DROP INDEX es_events_type_idx, es_events_type_idx2;
 SELECT count(*) > 0 AS locked FROM (SELECT seq FROM es_events ORDER BY seq LIMIT 3 FOR UPDATE) s;
 SELECT count(*) > 0 AS locked FROM (SELECT seq FROM es_events ORDER BY seq LIMIT 3 FOR KEY SHARE) s;
+SET es_ledger.max_metadata_bytes = '1MB';	-- the default is 8kB
 SELECT es_apply(jsonb_build_object('type', 'deposit', 'account', 'm-a', 'amount', 1,
        'metadata', jsonb_build_object('blob', repeat(md5('x'), 20000)))) > 0 AS big_ok;
+RESET es_ledger.max_metadata_bytes;
 SELECT length(data -> 'metadata' ->> 'blob') FROM es_events
  WHERE seq = (SELECT last_seq FROM es_accounts WHERE account = 'm-a');
 SELECT a.amname FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid JOIN pg_am a ON a.oid = t.relam

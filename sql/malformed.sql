@@ -55,6 +55,8 @@ SELECT n, left(cmd, 70) AS command, left(try(format('SELECT es_apply(%L)', cmd))
 SELECT count(*) AS cases, count(*) FILTER (WHERE r ~ '^(ES009|22003): ') AS rejected_as_expected
   FROM (SELECT try(format('SELECT es_apply(%L)', cmd)) AS r FROM cases) s;
 SELECT count(*) - (SELECT n FROM before) AS written FROM es_events;
--- deep metadata is data, kept whole
-SELECT es_apply(('{"type": "deposit", "account": "f-a", "amount": 1, "metadata": ' || repeat('{"a":', 1000) || '1' || repeat('}', 1000) || '}')::jsonb) > 0 AS ok;
+-- metadata is data, kept whole, up to es_ledger.max_metadata_depth (8) levels
+-- and max_metadata_bytes; deeper is refused (input_limits)
+SELECT es_apply(('{"type": "deposit", "account": "f-a", "amount": 1, "metadata": ' || repeat('{"a":', 8) || '1' || repeat('}', 8) || '}')::jsonb) > 0 AS ok;
+SELECT try(format('SELECT es_apply(%L)', '{"type": "deposit", "account": "f-a", "amount": 1, "metadata": ' || repeat('{"a":', 1000) || '1' || repeat('}', 1000) || '}'));
 SELECT balance FROM es_accounts WHERE account = 'f-a';

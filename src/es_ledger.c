@@ -26,4 +26,5 @@ _PG_init(void)
 	EsGuardInit();
 	EsCacheInit();
 	EsWriteInit();
+	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

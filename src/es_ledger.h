@@ -354,6 +354,14 @@ extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg
 
 /* -------------------------------------------------------------- es_command.c */
 
+/*
+ * EsCommandInit defines the GUCs bounding a command's input
+ * (es_ledger.max_batch_commands, max_metadata_bytes, max_metadata_depth) and
+ * reserves the "es_ledger" prefix: call it after every other es_ledger GUC.
+ * EsCommandParseArgument's commands share allocations: free them with their
+ * memory context, never one by one.
+ */
+extern void EsCommandInit(void);
 extern List *EsCommandParseArgument(Jsonb *jb);
 extern void EsCommandParse(Jsonb *jb, int ordinal, EsCommand *cmd);
 extern void EsCommandStart(EsCommand *cmd, EsCommandType type, int ordinal);
