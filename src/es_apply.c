@@ -106,7 +106,10 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
 		states[0].account_id = found[0] ? id : 0;
 	}
 	else
-		EsWriteLockAccounts(names, n, states, found);
+		/* States only for the distinct accounts, not two per command. */
+		states = palloc(sizeof(EsAccountState) * Max(n, 1));
+	found = palloc(sizeof(bool) * Max(n, 1));
+	EsWriteLockAccounts(names, n, states, found);
 	return n;
 }
 
@@ -209,8 +212,8 @@ ApplyCommand(const EsCommand *cmd)
 
 	/*
 	 * Lock first, then look the id up: a retry that waited for its original
-	 * on the account's row lock finds it registered, and answers with its
-	 * seq rather than with the rules against the state it left.
+	 * on the account's row lock finds it registered, and answers with its seq
+	 * rather than with the rules against the state it left.
 	 */
 	n = LockCommandAccounts(cmd, states, found);
 	if (cmd->id)
@@ -282,8 +285,8 @@ LockBatch(List *cmds)
 {
 	int			max = list_length(cmds) * 2;
 	const char **names = palloc(sizeof(char *) * max);
-	EsAccountState *states = palloc(sizeof(EsAccountState) * max);
-	bool	   *found = palloc(sizeof(bool) * max);
+	EsAccountState *states;
+	bool	   *found;
 	int			n = 0;
 	ListCell   *lc;
 
@@ -310,6 +313,9 @@ LockBatch(List *cmds)
 				names[u++] = names[i];
 		n = u;
 	}
+	/* States only for the distinct accounts, not two per command. */
+	states = palloc(sizeof(EsAccountState) * Max(n, 1));
+	found = palloc(sizeof(bool) * Max(n, 1));
 	EsWriteLockAccounts(names, n, states, found);
 	pfree(names);
 	pfree(states);
