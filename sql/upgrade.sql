@@ -18,9 +18,10 @@ SELECT bool_and((a.balance, a.version, a.last_hash) = (r.balance, r.version, r.l
 SELECT es_transfer('u-a', 'u-b', 30, 'u-t1') = (SELECT max(seq) FROM es_events WHERE command_id = 'u-t1') AS retry_same_seq;
 SELECT es_deposit('u-b', 5) > 0 AS ok;
 SELECT try($$SELECT es_check_shape('es_events', 'es_events')::text$$);
--- snapshot the updated extension's catalog state
-CREATE TEMP TABLE u_updated AS
-SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' || d.deptype::text AS fact
+-- the extension's catalog state, as facts that must be equal after an update
+-- and after a fresh install
+CREATE FUNCTION pg_temp.u_facts() RETURNS SETOF text LANGUAGE sql AS $$
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' || d.deptype::text
   FROM pg_depend d
  WHERE d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'es_ledger')
@@ -41,35 +42,15 @@ SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtenabled::text
 UNION ALL
 SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '-')
   FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
- WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname;
+ WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname
+$$;
+CREATE TEMP TABLE u_updated AS SELECT f AS fact FROM pg_temp.u_facts() f;
 -- a fresh 0.2.0
 SET es_ledger.allow_drop = on;
 DROP EXTENSION es_ledger CASCADE;
 RESET es_ledger.allow_drop;
 CREATE EXTENSION es_ledger;
-CREATE TEMP TABLE u_fresh AS
-SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' || d.deptype::text AS fact
-  FROM pg_depend d
- WHERE d.refclassid = 'pg_extension'::regclass
-   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'es_ledger')
-UNION ALL
-SELECT 'function ' || p.oid::regprocedure || ' secdef=' || p.prosecdef || ' config=' || coalesce(p.proconfig::text, '-')
-       || ' acl=' || coalesce(p.proacl::text, '-') || ' strict=' || p.proisstrict || ' vol=' || p.provolatile::text
-  FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'es\_%'
-UNION ALL
-SELECT 'table ' || c.relname || ' acl=' || coalesce(c.relacl::text, '-') || ' am=' || coalesce(a.amname, '-')
-  FROM pg_class c LEFT JOIN pg_am a ON a.oid = c.relam
- WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%'
-UNION ALL
-SELECT 'trigger ' || tgrelid::regclass || '.' || tgname || ' ' || tgenabled::text
-  FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'es\_%'
-UNION ALL
-SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtenabled::text || ' ' || coalesce(evttags::text, '-')
-  FROM pg_event_trigger WHERE evtname LIKE 'es\_%'
-UNION ALL
-SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '-')
-  FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
- WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname;
+CREATE TEMP TABLE u_fresh AS SELECT f AS fact FROM pg_temp.u_facts() f;
 -- the two must not differ (no rows), and must not be empty
 SELECT count(*) > 20 AS facts FROM u_fresh;
 (SELECT 'only updated: ' || fact FROM u_updated EXCEPT SELECT 'only updated: ' || fact FROM u_fresh)

@@ -106,10 +106,7 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
 		states[0].account_id = found[0] ? id : 0;
 	}
 	else
-		/* States only for the distinct accounts, not two per command. */
-		states = palloc(sizeof(EsAccountState) * Max(n, 1));
-	found = palloc(sizeof(bool) * Max(n, 1));
-	EsWriteLockAccounts(names, n, states, found);
+		EsWriteLockAccounts(names, n, states, found);
 	return n;
 }
 
