@@ -161,6 +161,22 @@ is($s2->{stderr}, '', '... and goes through when that one aborts');
 is($node->safe_psql('victim', q{SELECT string_agg(a.account, ',') FROM es_events e JOIN es_accounts a USING (account_id) WHERE command_id = 'abort'}),
 	'c', '... writing its own event');
 
+# A retry racing its original on the same account: it waits on the row
+# lock, then finds the id registered and answers with the seq, although the
+# rules would now refuse the command (the account is frozen).
+$node->safe_psql('victim', "SELECT es_open_account('f', 'USD')");
+my $fseq = $s1->query_safe(
+	q{BEGIN; SELECT es_apply('{"type": "freeze_account", "account": "f", "id": "freeze-f"}');});
+$s2->{stderr} = '';
+$s2->query_until(qr/started/,
+	qq{\\echo started\nSELECT es_apply('{"type": "freeze_account", "account": "f", "id": "freeze-f"}') AS retried;\n});
+ok(waits_for_lock('%freeze-f%'), 'a retry of a command in flight waits on the account');
+$s1->query_safe('COMMIT');
+$s2->query_safe('SELECT 1');
+is($s2->{stderr}, '', 'a retry racing its original on the same account returns its seq, not ES005');
+is($node->safe_psql('victim', q{SELECT count(*) FROM es_events WHERE command_id = 'freeze-f'}),
+	'1', '... and writes nothing');
+
 # Two opens of one name: the second waits, then ES004.
 $s1->query_safe(q{BEGIN; SELECT es_open_account('twin', 'USD');});
 $s2->{stderr} = '';
