@@ -22,7 +22,7 @@ REVOKE ALL ON FUNCTION es_check_shape(regclass, regclass) FROM PUBLIC;
 -- move money (es_apply checks each command's type against the caller too).
 DO $roles$
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_admin') THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_admin'::pg_catalog.name) THEN
 		CREATE ROLE es_ledger_admin NOLOGIN;
 	END IF;
 END

@@ -8,13 +8,13 @@
 -------------------------------------------------------------------------------
 DO $roles$
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_reader') THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_reader'::pg_catalog.name) THEN
 		CREATE ROLE es_ledger_reader NOLOGIN;
 	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_writer') THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_writer'::pg_catalog.name) THEN
 		CREATE ROLE es_ledger_writer NOLOGIN;
 	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'es_ledger_admin') THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_admin'::pg_catalog.name) THEN
 		CREATE ROLE es_ledger_admin NOLOGIN;
 	END IF;
 END
@@ -53,8 +53,11 @@ CREATE TABLE es_events (
 ) USING es_log;
 CREATE SEQUENCE es_events_seq_seq AS bigint OWNED BY es_events.seq;
 CREATE INDEX es_events_command_id_idx ON es_events (command_id) WHERE command_id IS NOT NULL;
-CREATE UNIQUE INDEX es_events_opened_idx ON es_events ((data ->> 'account'))
-	WHERE type = 'AccountOpened';
+-- Operators qualified: the script runs with the extension's schema in
+-- search_path, where another role may have planted look-alikes.
+CREATE UNIQUE INDEX es_events_opened_idx ON es_events
+	((data OPERATOR(pg_catalog.->>) 'account'::pg_catalog.text))
+	WHERE type OPERATOR(pg_catalog.=) 'AccountOpened'::pg_catalog.text;
 COMMENT ON TABLE es_events IS 'the event log: one immutable row per event, written only by es_apply';
 
 -------------------------------------------------------------------------------

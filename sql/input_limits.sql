@@ -145,6 +145,14 @@ INSERT INTO bad_names (label, name) VALUES
 	('trailing no-break space', 'il-b' || U&'\00A0'),
 	('leading ideographic space', U&'\3000' || 'il-b'),
 	('trailing thin space', 'il-b' || U&'\2009'),
+	('combining grapheme joiner', 'il' || U&'\034F' || 'b'),
+	('variation selector-16', 'il' || U&'\FE0F' || 'b'),
+	('Hangul choseong filler', 'il' || U&'\115F' || 'b'),
+	('Hangul filler', 'il' || U&'\3164' || 'b'),
+	('leading halfwidth Hangul filler', U&'\FFA0' || 'il-b'),
+	('trailing Braille blank', 'il-b' || U&'\2800'),
+	('inner no-break space', 'il' || U&'\00A0' || 'b'),
+	('inner ideographic space', 'il' || U&'\3000' || 'b'),
 	('only a space', ' ');
 SELECT es_open_account('il-b', 'EUR') > 0 AS ok;
 SELECT count(*) AS events_here FROM es_events \gset

@@ -62,5 +62,11 @@ ORDER BY 1;
 SELECT es_open_account('u-c', 'USD') > 0 AS ok, es_deposit('u-c', 1) > 0 AS ok;
 SELECT setval('es_events_seq_seq', 1), setval('es_accounts_account_id_seq', 1);
 SELECT es_open_account('u-d', 'USD') > 0 AS ok, es_deposit('u-d', 2) > 0 AS ok;
+-- set back in the middle of a transaction that already drew from it
+BEGIN;
+SELECT es_deposit('u-c', 1) > 0 AS ok;
+SELECT setval('es_events_seq_seq', 1) AS set_back;
+SELECT es_deposit('u-d', 1) > 0 AS ok;
+COMMIT;
 SELECT count(*) = count(DISTINCT seq) AS seqs_unique FROM es_events;
 SELECT account, balance, version FROM es_accounts ORDER BY account;

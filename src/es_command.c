@@ -210,46 +210,65 @@ CheckMetadata(JsonbValue *v, int ordinal)
  *		marks, embeddings, overrides and isolates, word joiner, byte order
  *		mark, tags, ...).
  *	Zl	line separator U+2028;	Zp	paragraph separator U+2029.
+ *	DI	the rest of Default_Ignorable_Code_Point (DerivedCoreProperties.txt):
+ *		characters drawn as nothing, though not Cf: combining grapheme
+ *		joiner, Hangul fillers, Mongolian free variation selectors,
+ *		variation selectors, Khmer inherent vowels, reserved ranges.
  */
 typedef struct EsCodeRange
 {
 	pg_wchar	first;
 	pg_wchar	last;
-	char		category;		/* 'c' Cc, 'f' Cf, 'z' Zl/Zp */
+	char		category;		/* 'c' Cc, 'f' Cf, 'z' Zl/Zp, 'i' DI */
 }			EsCodeRange;
 
 static const EsCodeRange refused_chars[] = {
 	{0x0000, 0x001F, 'c'},		/* Cc: C0 controls (tab, newline, ...) */
 	{0x007F, 0x009F, 'c'},		/* Cc: DEL, C1 controls */
 	{0x00AD, 0x00AD, 'f'},		/* Cf: soft hyphen */
+	{0x034F, 0x034F, 'i'},		/* DI: combining grapheme joiner */
 	{0x0600, 0x0605, 'f'},		/* Cf: Arabic number signs */
 	{0x061C, 0x061C, 'f'},		/* Cf: Arabic letter mark */
 	{0x06DD, 0x06DD, 'f'},		/* Cf: Arabic end of ayah */
 	{0x070F, 0x070F, 'f'},		/* Cf: Syriac abbreviation mark */
 	{0x0890, 0x0891, 'f'},		/* Cf: Arabic pound and piastre marks */
 	{0x08E2, 0x08E2, 'f'},		/* Cf: Arabic disputed end of ayah */
-	{0x180E, 0x180E, 'f'},		/* Cf: Mongolian vowel separator */
+	{0x115F, 0x1160, 'i'},		/* DI: Hangul choseong and jungseong fillers */
+	{0x17B4, 0x17B5, 'i'},		/* DI: Khmer inherent vowels */
+	{0x180B, 0x180F, 'f'},		/* DI: Mongolian variation selectors; Cf:
+								 * vowel separator */
 	{0x200B, 0x200F, 'f'},		/* Cf: zero-width space, ZWNJ, ZWJ, LRM, RLM */
 	{0x2028, 0x2028, 'z'},		/* Zl: line separator */
 	{0x2029, 0x2029, 'z'},		/* Zp: paragraph separator */
 	{0x202A, 0x202E, 'f'},		/* Cf: bidi embeddings and overrides */
-	{0x2060, 0x2064, 'f'},		/* Cf: word joiner, invisible operators */
-	{0x2066, 0x206F, 'f'},		/* Cf: bidi isolates, deprecated formats */
+	{0x2060, 0x206F, 'f'},		/* Cf: word joiner, invisible operators, bidi
+								 * isolates, deprecated formats; DI: U+2065 */
+	{0x3164, 0x3164, 'i'},		/* DI: Hangul filler */
+	{0xFE00, 0xFE0F, 'i'},		/* DI: variation selectors */
 	{0xFEFF, 0xFEFF, 'f'},		/* Cf: zero-width no-break space (BOM) */
+	{0xFFA0, 0xFFA0, 'i'},		/* DI: halfwidth Hangul filler */
+	{0xFFF0, 0xFFF8, 'i'},		/* DI: reserved */
 	{0xFFF9, 0xFFFB, 'f'},		/* Cf: interlinear annotation */
 	{0x110BD, 0x110BD, 'f'},	/* Cf: Kaithi number sign */
 	{0x110CD, 0x110CD, 'f'},	/* Cf: Kaithi number sign above */
 	{0x13430, 0x1343F, 'f'},	/* Cf: Egyptian hieroglyph format controls */
 	{0x1BCA0, 0x1BCA3, 'f'},	/* Cf: shorthand format controls */
 	{0x1D173, 0x1D17A, 'f'},	/* Cf: musical symbol beam and phrase */
+	{0xE0000, 0xE0000, 'i'},	/* DI: reserved */
 	{0xE0001, 0xE0001, 'f'},	/* Cf: language tag */
+	{0xE0002, 0xE001F, 'i'},	/* DI: reserved */
 	{0xE0020, 0xE007F, 'f'},	/* Cf: tag characters */
+	{0xE0080, 0xE0FFF, 'i'},	/* DI: variation selectors supplement,
+								 * reserved */
 };
 
 /*
- * White space a name may not begin or end with: property White_Space
- * (Unicode 15.0, PropList.txt), minus what refused_chars already refuses
- * anywhere (Cc, Zl, Zp): space and the other Zs characters.
+ * White space: property White_Space (Unicode 15.0, PropList.txt), minus
+ * what refused_chars already refuses anywhere (Cc, Zl, Zp): space and the
+ * other Zs characters, plus the Braille pattern blank U+2800, which is drawn
+ * as a space.  A name may not begin or end with any of them, and holds no
+ * white space but the plain space U+0020 (a no-break space between two
+ * words looks like a space).
  */
 static const EsCodeRange white_space[] = {
 	{0x0020, 0x0020, 's'},		/* space */
@@ -258,6 +277,7 @@ static const EsCodeRange white_space[] = {
 	{0x2000, 0x200A, 's'},		/* en quad ... hair space */
 	{0x202F, 0x202F, 's'},		/* narrow no-break space */
 	{0x205F, 0x205F, 's'},		/* medium mathematical space */
+	{0x2800, 0x2800, 's'},		/* Braille pattern blank (So) */
 	{0x3000, 0x3000, 's'},		/* ideographic space */
 };
 
@@ -393,16 +413,40 @@ CheckName(const char *what, const char *value, int ordinal, bool is_id)
 			continue;
 		kind = r->category == 'c' ? "a control character" :
 			r->category == 'f' ? "an invisible format character" :
+			r->category == 'i' ? "an invisible character" :
 			"a line or paragraph separator";
 		Invalid(ordinal,
 				psprintf("\"%s\" contains %s (U+%04X)", what, kind, (unsigned int) c),
 				is_id ?
 				"Ids may not contain control characters (Unicode category Cc)." :
-				"Account names and currencies may not contain control or format characters (Unicode categories Cc and Cf: zero-width characters, bidirectional controls, soft hyphen, byte order mark, ...) or line and paragraph separators, so that two different names cannot look the same.");
+				"Account names and currencies may not contain control or format characters (Unicode categories Cc and Cf: zero-width characters, bidirectional controls, soft hyphen, byte order mark, ...), other characters drawn as nothing (Default_Ignorable_Code_Point: combining grapheme joiner, variation selectors, Hangul fillers, ...) or line and paragraph separators, so that two different names cannot look the same.");
 	}
 	if (is_id)
 		return;
 
+	/* White space other than the plain space, anywhere. */
+	for (p = (const unsigned char *) utf8; p < end;)
+	{
+		pg_wchar	c;
+
+		if (!IS_HIGHBIT_SET(*p))
+		{
+			p++;
+			continue;
+		}
+		if (encoding == PG_SQL_ASCII)
+		{
+			p++;
+			continue;
+		}
+		c = utf8_to_unicode(p);
+		p += pg_utf_mblen(p);
+		if (FindRange(white_space, lengthof(white_space), c))
+			Invalid(ordinal,
+					psprintf("\"%s\" contains white space other than a plain space (U+%04X)",
+							 what, (unsigned int) c),
+					"Account names and currencies may hold no white space but U+0020, so that two different names cannot look the same.");
+	}
 	if (FindRange(white_space, lengthof(white_space), first))
 		Invalid(ordinal,
 				psprintf("\"%s\" begins with white space (U+%04X)", what,

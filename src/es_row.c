@@ -17,7 +17,8 @@
  * Relations are found by OID, never through search_path: the extension's
  * OID and schema OID come from pg_extension, each relation is looked up by
  * name in that schema only, and it must be a member of the extension (an
- * index: an index of the member table it belongs to) of the expected kind.
+ * index: an index of the member table it belongs to, marked DEPENDS ON
+ * EXTENSION es_ledger by the scripts) of the expected kind.
  * Renaming the schema, or planting a look-alike in another schema, changes
  * nothing.  The OIDs are cached per backend and forgotten on any relcache
  * invalidation of one of them (DROP EXTENSION, a rename, ...).
@@ -160,10 +161,12 @@ NotOurs(const char *name, const char *why)
 
 /*
  * The schema of extension extoid, from its pg_extension row (PostgreSQL 15
- * does not export get_extension_schema).
+ * does not export get_extension_schema), and whether its version's script
+ * marks the extension's indexes DEPENDS ON EXTENSION (0.1.0's did not; such
+ * a ledger is read until ALTER EXTENSION es_ledger UPDATE).
  */
 static Oid
-ExtensionSchema(Oid extoid)
+ExtensionSchema(Oid extoid, bool *marks_indexes)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -175,8 +178,19 @@ ExtensionSchema(Oid extoid)
 				ObjectIdGetDatum(extoid));
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
+	*marks_indexes = true;
 	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		version;
+
 		nspoid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+		/* 0.1.0's script did not mark its indexes DEPENDS ON EXTENSION. */
+		version = heap_getattr(tup, Anum_pg_extension_extversion,
+							   RelationGetDescr(rel), &isnull);
+		if (!isnull && strcmp(TextDatumGetCString(version), "0.1.0") == 0)
+			*marks_indexes = false;
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return nspoid;
@@ -188,6 +202,7 @@ ResolveRels(void)
 {
 	Oid			extoid = get_extension_oid("es_ledger", true);
 	Oid			nspoid;
+	bool		marks_indexes;
 
 	if (!EsRelCallbackRegistered)
 	{
@@ -199,7 +214,7 @@ ResolveRels(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension es_ledger is not installed in this database"),
 				 errhint("Run CREATE EXTENSION es_ledger.")));
-	nspoid = ExtensionSchema(extoid);
+	nspoid = ExtensionSchema(extoid, &marks_indexes);
 
 	for (int i = 0; i < ES_REL_COUNT; i++)
 	{
@@ -215,6 +230,11 @@ ResolveRels(void)
 			/* Tables are resolved first (EsRel order). */
 			if (IndexGetRelation(relid, false) != EsRelOids[def->table])
 				NotOurs(def->name, "The index does not belong to the extension's table.");
+			/* The scripts mark the extension's own indexes. */
+			if (marks_indexes &&
+				!list_member_oid(getAutoExtensionsOfObject(RelationRelationId, relid),
+								 extoid))
+				NotOurs(def->name, "The index is not marked as depending on the extension; it is not the one the extension created.");
 		}
 		else if (getExtensionOfObject(RelationRelationId, relid) != extoid)
 			NotOurs(def->name, "The relation is not a member of the extension.");

@@ -34,9 +34,11 @@
  * answers ES004, or the idempotent result / ES008.
  *
  * Sequences.  The first seq and account id drawn in a transaction are
- * compared with the largest in the table's primary key; a sequence set
- * back (setval by a superuser) is moved past it, so it cannot make every
- * later append fail on a duplicate key.
+ * compared with the largest in the table's primary key, and every draw
+ * with the backend's previous one; a sequence set back (setval by a
+ * superuser) is set forward past the table under a lock that keeps
+ * everyone else from drawing meanwhile (HealKey), so it cannot make later
+ * appends fail on a duplicate key or spin.
  *
  * Command ids.  EsWriteNextCommand does CommandCounterIncrement before each
  * command, as SPI does before each statement, so a command sees and may
@@ -272,38 +274,83 @@ MaxKey(EsRel rel, EsRel idx, int attno)
 	return max;
 }
 
+/* The owner of a relation. */
+static Oid
+RelOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 /*
- * nextval of one of our sequences.  In the first draw of a transaction the
- * table's largest key is read first, then the sequence drawn: every key in
- * the table was drawn before, so a draw not above it means the sequence
- * was set back (setval by a superuser).  It is then drawn again until it
- * passes the key: forward only, so concurrent draws are never handed out
- * twice (setting it forward with setval could move it back past them).
+ * A sequence that was set back: with every other transaction that drew from
+ * it finished (ShareRowExclusiveLock conflicts with the RowExclusiveLock
+ * nextval holds to the end of a transaction, so none can draw meanwhile),
+ * set it forward to the table's largest key, as the sequence's owner (no
+ * user code runs there), and draw again.  Setting it forward while others
+ * could draw might move it back past their draws; under the lock it cannot.
+ * A false alarm (the extension re-created, a draw of an aborted
+ * transaction) finds the sequence ahead and only draws.
  */
 static int64
-NextKey(EsRel seq, EsRel rel, EsRel idx, int attno, LocalTransactionId *checked)
+HealKey(Oid seqoid, EsRel seq, EsRel rel, EsRel idx, int attno)
 {
-	Oid			seqoid = EsRowRelid(seq);
 	int64		max;
 	int64		v;
 
-	if (*checked == MyProc->lxid)
-		return nextval_internal(seqoid, false);
+	LockRelationOid(seqoid, ShareRowExclusiveLock);
 	max = MaxKey(rel, idx, attno);
 	v = nextval_internal(seqoid, false);
 	if (v <= max)
 	{
+		Oid			saved_user;
+		int			saved_sec;
+
 		ereport(WARNING,
 				(errmsg("sequence \"%s\" was behind its table; moving it past %lld",
 						EsRowRelName(seq), (long long) max),
 				 errdetail("Someone set the sequence back; es_ledger never reuses a key.")));
-		while (v <= max)
-		{
-			CHECK_FOR_INTERRUPTS();
-			v = nextval_internal(seqoid, false);
-		}
+		GetUserIdAndSecContext(&saved_user, &saved_sec);
+		SetUserIdAndSecContext(RelOwner(seqoid),
+							   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid),
+							Int64GetDatum(max));
+		SetUserIdAndSecContext(saved_user, saved_sec);
+		v = nextval_internal(seqoid, false);
 	}
+	return v;
+}
+
+/*
+ * nextval of one of our sequences, never a key the table holds.  Every key
+ * in the table was drawn before the table's largest key is read, and a
+ * sequence only moves forward, so a draw that is not above that key (read
+ * at the first draw of each transaction), or not above this backend's
+ * previous draw, means the sequence was set back (setval by a superuser):
+ * HealKey sets it forward.
+ */
+static int64
+NextKey(EsRel seq, EsRel rel, EsRel idx, int attno, LocalTransactionId *checked,
+		int64 *last)
+{
+	Oid			seqoid = EsRowRelid(seq);
+	bool		check = *checked != MyProc->lxid;
+	int64		max = 0;
+	int64		v;
+
+	if (check)
+		max = MaxKey(rel, idx, attno);
+	v = nextval_internal(seqoid, false);
+	if ((check && v <= max) || v <= *last)
+		v = HealKey(seqoid, seq, rel, idx, attno);
 	*checked = MyProc->lxid;
+	*last = v;
 	return v;
 }
 
@@ -312,9 +359,10 @@ int64
 EsWriteNextSeq(void)
 {
 	static LocalTransactionId checked = InvalidLocalTransactionId;
+	static int64 last = 0;
 
 	return NextKey(ES_REL_EVENTS_SEQ, ES_REL_EVENTS, ES_REL_EVENTS_SEQ_IDX,
-				   ES_EV_ATT_SEQ, &checked);
+				   ES_EV_ATT_SEQ, &checked, &last);
 }
 
 /* A new account id. */
@@ -322,9 +370,10 @@ int64
 EsWriteNextAccountId(void)
 {
 	static LocalTransactionId checked = InvalidLocalTransactionId;
+	static int64 last = 0;
 
 	return NextKey(ES_REL_ACCOUNTS_SEQ, ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX,
-				   ES_ACC_ATT_ACCOUNT_ID, &checked);
+				   ES_ACC_ATT_ACCOUNT_ID, &checked, &last);
 }
 
 /*
