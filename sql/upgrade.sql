@@ -45,11 +45,20 @@ SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, '
  WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname
 $$;
 CREATE TEMP TABLE u_updated AS SELECT f AS fact FROM pg_temp.u_facts() f;
--- a fresh 0.2.0
+-- a fresh 0.2.0, installed over look-alike operators someone planted in
+-- the schema first: the script qualifies its operators, so it neither
+-- fails on them nor builds its index with them
 SET es_ledger.allow_drop = on;
 DROP EXTENSION es_ledger CASCADE;
 RESET es_ledger.allow_drop;
+CREATE FUNCTION u_jj(jsonb, jsonb) RETURNS text LANGUAGE sql AS 'SELECT (1/0)::text';
+CREATE OPERATOR public.->> (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = u_jj);
+CREATE FUNCTION u_tj(text, jsonb) RETURNS boolean LANGUAGE sql AS 'SELECT (1/0) = 1';
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = jsonb, FUNCTION = u_tj);
 CREATE EXTENSION es_ledger;
+DROP OPERATOR public.->> (jsonb, jsonb);
+DROP OPERATOR public.= (text, jsonb);
+DROP FUNCTION u_jj(jsonb, jsonb), u_tj(text, jsonb);
 CREATE TEMP TABLE u_fresh AS SELECT f AS fact FROM pg_temp.u_facts() f;
 -- the two must not differ (no rows), and must not be empty
 SELECT count(*) > 20 AS facts FROM u_fresh;
