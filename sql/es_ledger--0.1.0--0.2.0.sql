@@ -53,3 +53,36 @@ ALTER INDEX es_events_opened_idx DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_accounts_pkey DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_accounts_account_key DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_commands_pkey DEPENDS ON EXTENSION es_ledger;
+
+-- es_guard_drop finds the extension's schema by OID when it runs: 0.1.0
+-- compared with the name the schema had at install, so a renamed schema
+-- left the guard triggers unprotected.
+CREATE OR REPLACE FUNCTION es_guard_drop() RETURNS event_trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+	extschema text;
+	dropped record;
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects()
+				WHERE object_type OPERATOR(pg_catalog.=) 'extension'
+				  AND object_identity OPERATOR(pg_catalog.=) 'es_ledger') THEN
+		RETURN;
+	END IF;
+	-- The extension's schema by its name now, not at install: it may have
+	-- been renamed since (0.1.0 did not refuse it).
+	SELECT n.nspname INTO extschema
+	  FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'es_ledger';
+	FOR dropped IN
+		SELECT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects()
+		 WHERE object_type OPERATOR(pg_catalog.=) 'trigger'
+		   AND address_names[3] OPERATOR(pg_catalog.=) 'es_guard'
+		   AND address_names[1] OPERATOR(pg_catalog.=) extschema
+	LOOP
+		RAISE EXCEPTION 'cannot drop guard trigger %', dropped.object_identity
+			USING ERRCODE = 'ES011',
+				  DETAIL = 'Projections are written only by es_apply; the guard triggers enforce it.';
+	END LOOP;
+END
+$fn$;

@@ -116,16 +116,25 @@ ALTER EVENT TRIGGER es_guard_rewrite ENABLE ALWAYS;
 CREATE FUNCTION es_guard_drop() RETURNS event_trigger LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
+	extschema text;
 	dropped record;
 BEGIN
-	IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects()
-				WHERE object_type = 'extension' AND object_identity = 'es_ledger') THEN
+	IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects()
+				WHERE object_type OPERATOR(pg_catalog.=) 'extension'
+				  AND object_identity OPERATOR(pg_catalog.=) 'es_ledger') THEN
 		RETURN;
 	END IF;
+	-- The extension's schema by its name now, not at install: it may have
+	-- been renamed since (0.1.0 did not refuse it).
+	SELECT n.nspname INTO extschema
+	  FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'es_ledger';
 	FOR dropped IN
-		SELECT object_identity FROM pg_event_trigger_dropped_objects()
-		 WHERE object_type = 'trigger' AND address_names[3] = 'es_guard'
-		   AND address_names[1] = '@extschema@'
+		SELECT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects()
+		 WHERE object_type OPERATOR(pg_catalog.=) 'trigger'
+		   AND address_names[3] OPERATOR(pg_catalog.=) 'es_guard'
+		   AND address_names[1] OPERATOR(pg_catalog.=) extschema
 	LOOP
 		RAISE EXCEPTION 'cannot drop guard trigger %', dropped.object_identity
 			USING ERRCODE = 'ES011',

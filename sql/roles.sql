@@ -38,15 +38,29 @@ SELECT try($$SELECT balance::text FROM es_accounts WHERE account = 'r-b'$$);
 SELECT try($$UPDATE es_accounts SET balance = 0 RETURNING 1$$);
 SELECT try($$INSERT INTO es_events SELECT * FROM es_events LIMIT 1 RETURNING 1$$);
 SELECT try($$SELECT nextval('es_events_seq_seq')::text$$);
--- a writer's search_path cannot redirect es_apply
+-- a writer's search_path cannot redirect es_apply.  No look-alike of the
+-- ledger's tables or functions can be planted, even in a schema of the
+-- writer's own: the names are reserved in every schema (ES011).  Where the
+-- writer may not create at all (public), the privilege check comes first
+-- (42501).
 RESET ROLE;
 CREATE SCHEMA r_evil AUTHORIZATION r_writer;
 SET ROLE r_writer;
-CREATE TABLE r_evil.es_accounts (LIKE es_accounts);
+SELECT try($$CREATE TABLE r_evil.es_accounts (LIKE es_accounts)$$);
+SELECT try($$CREATE VIEW r_evil.es_events AS SELECT * FROM es_events$$);
+SELECT try($$CREATE FUNCTION r_evil.es_deposit(text, bigint, text DEFAULT NULL) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE FUNCTION public.es_apply(text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+-- what can be planted (operators, functions of other names) is not read:
+-- es_apply and es_replay find their tables, indexes and operators by OID
+CREATE FUNCTION r_evil.r_boom(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT 1/0 = 1';
+CREATE FUNCTION r_evil.r_boom(jsonb, jsonb) RETURNS text LANGUAGE sql AS 'SELECT (1/0)::text';
+CREATE OPERATOR r_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = r_evil.r_boom);
+CREATE OPERATOR r_evil.->> (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = r_evil.r_boom);
 SET search_path = r_evil, public;
 SELECT (es_deposit('r-a', 5) > 0)::text AS ok;
+SELECT (es_replay('r-a')).balance;
 RESET search_path;
-SELECT count(*) AS evil_rows FROM r_evil.es_accounts;
+SELECT count(*) AS evil_relations FROM pg_class WHERE relnamespace = 'r_evil'::regnamespace;
 RESET ROLE;
 SELECT account, balance FROM es_accounts WHERE account LIKE 'r-%' ORDER BY 1;
 DROP SCHEMA r_evil CASCADE;

@@ -77,17 +77,133 @@ SELECT try($$CREATE OR REPLACE FUNCTION es_guard_projection() RETURNS trigger LA
 SELECT try($$CREATE OR REPLACE FUNCTION public.es_guard_ddl() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END'$$);
 SELECT try($$DROP FUNCTION es_log_handler(internal) CASCADE$$);
 SELECT try($$DROP ACCESS METHOD es_log CASCADE$$);
--- a function of the same name in another schema, or of other arguments, is the user's own
-CREATE FUNCTION sg_elsewhere.es_apply(jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
-CREATE OR REPLACE FUNCTION sg_elsewhere.es_apply(jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint';
-CREATE OR REPLACE FUNCTION es_apply(text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
-DROP FUNCTION es_apply(text);
+-- the names of the extension's functions are reserved in every schema: a
+-- function of the same name with other arguments, or a default argument, or
+-- in a schema earlier in search_path, would capture unqualified calls
+SELECT try($$CREATE FUNCTION public.es_apply(text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE OR REPLACE FUNCTION es_apply(text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE FUNCTION es_apply(jsonb, int DEFAULT 0) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE FUNCTION sg_elsewhere.es_apply(jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE OR REPLACE FUNCTION sg_elsewhere.es_apply(jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'$$);
+SELECT try($$CREATE FUNCTION es_deposit(text, integer, text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE FUNCTION es_transfer(text, text, integer, text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'$$);
+SELECT try($$CREATE FUNCTION sg_elsewhere.es_replay(text) RETURNS int LANGUAGE sql AS 'SELECT 0'$$);
+SELECT try($$CREATE PROCEDURE sg_elsewhere.es_withdraw() LANGUAGE sql AS 'SELECT 0'$$);
+SELECT try($$CREATE AGGREGATE sg_elsewhere.es_open_account(int) (SFUNC = int4pl, STYPE = int)$$);
+SELECT try($$CREATE FUNCTION sg_elsewhere.es_check_shape(int) RETURNS int LANGUAGE sql AS 'SELECT 0'$$);
+SELECT try($$CREATE FUNCTION sg_elsewhere.es_guard_ddl() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END'$$);
+SELECT try($$CREATE FUNCTION sg_elsewhere.es_log_handler(internal) RETURNS table_am_handler LANGUAGE internal AS 'heap_tableam_handler'$$);
+-- (a range type's constructor functions are named like the type)
+SELECT try($$CREATE TYPE sg_elsewhere.es_apply AS RANGE (SUBTYPE = int)$$);
+-- and so are those of its tables, sequences and types, for every kind of
+-- relation and type, however it is made: a relation of the same name in a
+-- schema earlier in search_path would be read instead
+CREATE FOREIGN DATA WRAPPER sg_fdw;
+CREATE SERVER sg_server FOREIGN DATA WRAPPER sg_fdw;
+SELECT try($$CREATE VIEW sg_elsewhere.es_accounts AS SELECT * FROM public.es_accounts$$);
+SELECT try($$CREATE TABLE sg_elsewhere.es_events (LIKE public.es_events)$$);
+SELECT try($$CREATE TABLE sg_elsewhere.es_commands AS SELECT 1 AS x$$);
+SELECT try($$CREATE MATERIALIZED VIEW sg_elsewhere.es_accounts AS SELECT 1 AS x$$);
+SELECT try($$CREATE FOREIGN TABLE sg_elsewhere.es_accounts (x int) SERVER sg_server$$);
+SELECT try($$CREATE SEQUENCE sg_elsewhere.es_events_seq_seq$$);
+SELECT try($$CREATE TYPE sg_elsewhere.es_accounts AS (balance bigint)$$);
+SELECT try($$CREATE TYPE sg_elsewhere.es_events AS ENUM ('x')$$);
+SELECT try($$CREATE TYPE sg_elsewhere.es_events$$);
+SELECT try($$CREATE DOMAIN sg_elsewhere.es_commands AS int$$);
+SELECT try($$CREATE TEMP VIEW es_accounts AS SELECT 1 AS x$$);
+SELECT try($$CREATE SCHEMA sg_more CREATE VIEW es_events AS SELECT 1 AS x$$);
+\set VERBOSITY sqlstate
+SELECT 1 AS x INTO sg_elsewhere.es_commands;
+\set VERBOSITY default
+-- renaming to a reserved name is refused too
+CREATE FUNCTION sg_elsewhere.sg_f(text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
+CREATE PROCEDURE sg_elsewhere.sg_p() LANGUAGE sql AS 'SELECT 0';
+CREATE AGGREGATE sg_elsewhere.sg_agg(int) (SFUNC = int4pl, STYPE = int);
+CREATE TABLE sg_elsewhere.sg_t (x int);
+CREATE VIEW sg_elsewhere.sg_v AS SELECT 1 AS x;
+CREATE MATERIALIZED VIEW sg_elsewhere.sg_mv AS SELECT 1 AS x;
+CREATE SEQUENCE sg_elsewhere.sg_s;
+CREATE INDEX sg_i ON sg_elsewhere.sg_t (x);
+CREATE TYPE sg_elsewhere.sg_comp AS (x int);
+CREATE TYPE sg_elsewhere.sg_enum AS ENUM ('x');
+CREATE DOMAIN sg_elsewhere.sg_dom AS int;
+SELECT try($$CREATE INDEX es_accounts_account_id_seq ON sg_elsewhere.sg_t (x)$$);
+SELECT try($$ALTER FUNCTION sg_elsewhere.sg_f(text) RENAME TO es_apply$$);
+SELECT try($$ALTER PROCEDURE sg_elsewhere.sg_p() RENAME TO es_transfer$$);
+SELECT try($$ALTER AGGREGATE sg_elsewhere.sg_agg(int) RENAME TO es_deposit$$);
+SELECT try($$ALTER ROUTINE sg_elsewhere.sg_f(text) RENAME TO es_replay$$);
+SELECT try($$ALTER TABLE sg_elsewhere.sg_t RENAME TO es_accounts$$);
+SELECT try($$ALTER VIEW sg_elsewhere.sg_v RENAME TO es_events$$);
+SELECT try($$ALTER MATERIALIZED VIEW sg_elsewhere.sg_mv RENAME TO es_commands$$);
+SELECT try($$ALTER SEQUENCE sg_elsewhere.sg_s RENAME TO es_accounts_account_id_seq$$);
+SELECT try($$ALTER INDEX sg_elsewhere.sg_i RENAME TO es_events$$);
+SELECT try($$ALTER TYPE sg_elsewhere.sg_comp RENAME TO es_accounts$$);
+SELECT try($$ALTER TYPE sg_elsewhere.sg_enum RENAME TO es_accounts$$);
+SELECT try($$ALTER DOMAIN sg_elsewhere.sg_dom RENAME TO es_commands$$);
+DROP FUNCTION sg_elsewhere.sg_f(text);
+DROP PROCEDURE sg_elsewhere.sg_p();
+DROP AGGREGATE sg_elsewhere.sg_agg(int);
+DROP VIEW sg_elsewhere.sg_v;
+DROP MATERIALIZED VIEW sg_elsewhere.sg_mv;
+DROP TABLE sg_elsewhere.sg_t;
+DROP SEQUENCE sg_elsewhere.sg_s;
+DROP TYPE sg_elsewhere.sg_comp, sg_elsewhere.sg_enum;
+DROP DOMAIN sg_elsewhere.sg_dom;
+-- other names, and other kinds of object, stay the user's: a table named
+-- like a function, a function named like a table, a renamed column
+CREATE TABLE sg_elsewhere.es_apply (es_events int);
+CREATE FUNCTION sg_elsewhere.es_accounts() RETURNS int LANGUAGE sql AS 'SELECT 0';
+ALTER TABLE sg_elsewhere.es_apply RENAME COLUMN es_events TO es_commands;
+CREATE FUNCTION sg_elsewhere.es_apply_more(jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
+DROP TABLE sg_elsewhere.es_apply;
+DROP FUNCTION sg_elsewhere.es_accounts(), sg_elsewhere.es_apply_more(jsonb);
+-- a look-alike made before the names were reserved (here: with the DDL
+-- guard off, in a session that has not loaded the library) can be renamed
+-- away or dropped, not replaced or moved to another schema
+CREATE SCHEMA sg_more;
+ALTER EVENT TRIGGER es_guard_ddl DISABLE;
+\c -
+CREATE FUNCTION sg_elsewhere.es_apply(text) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
+CREATE VIEW sg_elsewhere.es_accounts AS SELECT 1 AS x;
+ALTER EVENT TRIGGER es_guard_ddl ENABLE ALWAYS;
+\c -
+SELECT try($$CREATE OR REPLACE FUNCTION sg_elsewhere.es_apply(text) RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'$$);
+SELECT try($$ALTER FUNCTION sg_elsewhere.es_apply(text) SET SCHEMA sg_more$$);
+SELECT try($$ALTER VIEW sg_elsewhere.es_accounts SET SCHEMA sg_more$$);
+ALTER FUNCTION sg_elsewhere.es_apply(text) OWNER TO sg_other;
+ALTER FUNCTION sg_elsewhere.es_apply(text) RENAME TO sg_was_es_apply;
+DROP FUNCTION sg_elsewhere.sg_was_es_apply(text);
+DROP VIEW sg_elsewhere.es_accounts;
 -- extension membership, the DEPENDS ON EXTENSION mark, the extension's schema
 SELECT try($$ALTER EXTENSION es_ledger DROP TABLE es_commands$$);
 SELECT try($$ALTER EXTENSION es_ledger DROP EVENT TRIGGER es_guard_ddl$$);
 SELECT try($$ALTER EXTENSION es_ledger ADD TABLE sg_plain$$);
 SELECT try($$ALTER INDEX es_events_pkey NO DEPENDS ON EXTENSION es_ledger$$);
 SELECT try($$ALTER INDEX es_events_pkey DEPENDS ON EXTENSION es_ledger$$);
+-- nor can another extension be given the extension's objects, or its
+-- indexes (its TOAST tables' too), triggers, types or schema: DROP EXTENSION
+-- of that one would drop them (and, through a row type, the table)
+CREATE EXTENSION postgres_fdw;
+SELECT try($$ALTER INDEX es_events_opened_idx DEPENDS ON EXTENSION postgres_fdw$$);
+SELECT try($$ALTER INDEX es_commands_pkey NO DEPENDS ON EXTENSION postgres_fdw$$);
+SELECT regexp_replace(try(format('ALTER INDEX %s DEPENDS ON EXTENSION postgres_fdw', i.indexrelid::regclass)), '_[0-9]+_', '_N_', 'g') AS try
+  FROM pg_class c JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = 'es_events'::regclass;
+SELECT try($$ALTER TRIGGER es_guard ON es_accounts DEPENDS ON EXTENSION postgres_fdw$$);
+SELECT try($$ALTER FUNCTION es_apply(jsonb) DEPENDS ON EXTENSION postgres_fdw$$);
+SELECT try($$ALTER EXTENSION postgres_fdw ADD TYPE es_accounts$$);
+SELECT try($$ALTER EXTENSION postgres_fdw ADD TYPE es_events[]$$);
+SELECT try($$ALTER EXTENSION postgres_fdw ADD SCHEMA public$$);
+SELECT try($$ALTER EXTENSION postgres_fdw ADD TABLE es_commands$$);
+SELECT try($$ALTER EXTENSION postgres_fdw ADD ACCESS METHOD es_log$$);
+-- (an index of the user's own table may be marked)
+CREATE INDEX sg_plain_idx ON sg_plain (seq);
+ALTER INDEX sg_plain_idx DEPENDS ON EXTENSION postgres_fdw;
+DROP EXTENSION postgres_fdw;
+SELECT count(*) AS sg_plain_idx FROM pg_class WHERE relname = 'sg_plain_idx';
+SELECT count(*) AS ledger_indexes FROM pg_index i, pg_class c
+ WHERE c.oid IN ('es_events'::regclass, 'es_accounts'::regclass, 'es_commands'::regclass)
+   AND i.indrelid IN (c.oid, c.reltoastrelid);
+SELECT tgrelid::regclass AS "table", tgname FROM pg_trigger WHERE tgname = 'es_guard' ORDER BY 1;
 SELECT try($$ALTER SCHEMA public RENAME TO sg_renamed$$);
 SELECT try($$ALTER SCHEMA public OWNER TO sg_other$$);
 ALTER SCHEMA sg_elsewhere OWNER TO sg_other;
@@ -251,4 +367,7 @@ DROP DOMAIN sg_pos;
 DROP FUNCTION sg_lower(text), sg_noop();
 DROP TABLE sg_plain, sg_parted, sg_before;
 DROP SCHEMA sg_elsewhere CASCADE;
+DROP SCHEMA sg_more;
+DROP SERVER sg_server;
+DROP FOREIGN DATA WRAPPER sg_fdw;
 DROP ROLE sg_other;

@@ -28,6 +28,7 @@ SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' ||
 UNION ALL
 SELECT 'function ' || p.oid::regprocedure || ' secdef=' || p.prosecdef || ' config=' || coalesce(p.proconfig::text, '-')
        || ' acl=' || coalesce(p.proacl::text, '-') || ' strict=' || p.proisstrict || ' vol=' || p.provolatile::text
+       || ' src=' || md5(p.prosrc)
   FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'es\_%'
 UNION ALL
 SELECT 'table ' || c.relname || ' acl=' || coalesce(c.relacl::text, '-') || ' am=' || coalesce(a.amname, '-')
@@ -79,3 +80,20 @@ SELECT es_deposit('u-d', 1) > 0 AS ok;
 COMMIT;
 SELECT count(*) = count(DISTINCT seq) AS seqs_unique FROM es_events;
 SELECT account, balance, version FROM es_accounts ORDER BY account;
+
+-- es_guard_drop looks the extension's schema up when it runs: a ledger whose
+-- schema was renamed under 0.1.0 (which allowed it) keeps its guard
+-- triggers after the update
+SET es_ledger.allow_drop = on;
+DROP EXTENSION es_ledger CASCADE;
+RESET es_ledger.allow_drop;
+CREATE SCHEMA u_ledger;
+CREATE EXTENSION es_ledger VERSION '0.1.0' SCHEMA u_ledger;
+ALTER SCHEMA u_ledger RENAME TO u_renamed;
+ALTER EXTENSION es_ledger UPDATE TO '0.2.0';
+SELECT try($$DROP TRIGGER es_guard ON u_renamed.es_accounts$$);
+SELECT try($$DROP TRIGGER es_guard ON u_renamed.es_commands$$);
+SELECT tgrelid::regclass AS "table", tgname FROM pg_trigger WHERE tgname = 'es_guard' ORDER BY 1;
+DROP EXTENSION es_ledger;
+DROP SCHEMA u_renamed;
+CREATE EXTENSION es_ledger;

@@ -38,13 +38,39 @@
  *	  scripts; users' extra indexes stay droppable), [NO] DEPENDS ON
  *	  EXTENSION es_ledger, ALTER EXTENSION es_ledger ADD or DROP, ALTER
  *	  SCHEMA RENAME or OWNER TO of the extension's schema, and REASSIGN
- *	  OWNED BY the extension's owner.
+ *	  OWNED BY the extension's owner;
+ *	- ALTER ... [NO] DEPENDS ON EXTENSION of any other extension, and ALTER
+ *	  EXTENSION of any other extension ADD or DROP, naming a member, the
+ *	  extension's schema, or a part of a member table that is not itself a
+ *	  member (an index, also of its TOAST table; a trigger; its row type or
+ *	  array type): DROP EXTENSION of the other extension would drop it.
  * On other es_log tables it refuses DROP COLUMN, ALTER COLUMN TYPE and SET
  * ACCESS METHOD, and on table_rewrite it refuses to rewrite any es_log
  * table.  Scripts of es_ledger itself (CREATE or ALTER EXTENSION) are
  * exempt from all of this, so upgrades can still change the schema.
  * es_guard_drop() (sql_drop, plpgsql in the install script) refuses to drop
- * a guard trigger outside DROP EXTENSION.
+ * a guard trigger outside DROP EXTENSION; it finds the extension's schema
+ * by OID when it runs, so a renamed schema does not escape it.
+ *
+ * Name reservation.  The extension is called and read with unqualified names
+ * (es_apply(...), FROM es_accounts), often in schema public, which the
+ * database owner owns.  A function named es_apply with other argument types
+ * or a default argument, in any schema, or one in a schema earlier in
+ * search_path, would capture such a call (and run with the caller's rights,
+ * a superuser's say); a view named es_accounts earlier in search_path would
+ * be read instead of the table.  So, for every role, the object_access_hook
+ * refuses with ES011 to create, rename to or move to another schema (SET
+ * SCHEMA) a function, procedure or aggregate named like a member function,
+ * or a relation (table, view, materialized view, sequence, index, foreign
+ * table, composite type) or type named like a member relation or type, in
+ * any schema, unless a script of es_ledger is running
+ * (GuardReservedName).  The names are those of the members at the time, so
+ * what a later version adds is covered.  The hook sees every road to the
+ * catalogs: CREATE TABLE AS, SELECT INTO, CREATE SCHEMA ... CREATE VIEW,
+ * range types' constructor functions, other extensions' scripts.  A
+ * look-alike made before (under 0.1.0, or with the DDL guard off) is left
+ * alone: it can be renamed away or dropped, not replaced or moved.
+ * pg_upgrade's restore (binary upgrade mode) is not checked.
  *
  * Drop guard.  An object_access_hook refuses, at OAT_DROP, the deletion of
  * an es_log table of the extension (es_events) that has any block, whatever
@@ -56,7 +82,8 @@
  *
  * What a superuser can still do (software cannot close it): ALTER EVENT
  * TRIGGER ... DISABLE and DROP EVENT TRIGGER (event triggers do not fire
- * for those commands), which switch the DDL guard off; catalog updates;
+ * for those commands), which switch the DDL guard off (and, in sessions
+ * that have not loaded the library otherwise, the hooks); catalog updates;
  * writing the data files; setval() on the sequences.  The hash chain is
  * what makes tampering evident.
  *
@@ -82,6 +109,7 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_event_trigger.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
@@ -103,6 +131,7 @@
 #include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/catcache.h"
 #include "utils/fmgrprotos.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -314,6 +343,82 @@ RelIsOurs(Oid relid, Oid extoid)
 		getExtensionOfObject(RelationRelationId, relid) == extoid;
 }
 
+/*
+ * The table a TOAST table belongs to (the one it has an internal dependency
+ * on), or InvalidOid.
+ */
+static Oid
+ToastOwner(Oid toastid)
+{
+	Relation	rel;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(toastid));
+	scan = systable_beginscan(rel, DependDependerIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (dep->deptype == DEPENDENCY_INTERNAL &&
+			dep->refclassid == RelationRelationId)
+		{
+			owner = dep->refobjid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
+ * Is relid a member relation of extoid, or a part of one that is not itself
+ * a member: its TOAST table, or an index of it or of its TOAST table?
+ */
+static bool
+RelOrPartIsOurs(Oid relid, Oid extoid)
+{
+	char		relkind;
+
+	if (!OidIsValid(relid) || !OidIsValid(extoid))
+		return false;
+	relkind = get_rel_relkind(relid);
+	if (relkind == RELKIND_INDEX || relkind == RELKIND_PARTITIONED_INDEX)
+	{
+		relid = IndexGetRelation(relid, true);
+		relkind = get_rel_relkind(relid);
+	}
+	if (relkind == RELKIND_TOASTVALUE)
+		relid = ToastOwner(relid);
+	return RelIsOurs(relid, extoid);
+}
+
+/*
+ * Is typoid a type of extoid: a member type, the row type of a member
+ * relation, or the array type of one of those?
+ */
+static bool
+TypeIsOurs(Oid typoid, Oid extoid)
+{
+	Oid			elem;
+
+	if (!OidIsValid(typoid) || !OidIsValid(extoid))
+		return false;
+	if (getExtensionOfObject(TypeRelationId, typoid) == extoid)
+		return true;
+	if (RelIsOurs(get_typ_typrelid(typoid), extoid))
+		return true;
+	elem = get_element_type(typoid);
+	return OidIsValid(elem) && elem != typoid && TypeIsOurs(elem, extoid);
+}
+
 /* The relation a qualified name designates, without locking; or InvalidOid. */
 static Oid
 RelidOfRangeVar(RangeVar *rv)
@@ -364,6 +469,19 @@ RefuseObject(const ObjectAddress *addr, const char *what)
 }
 
 /*
+ * The TypeName of a type as a command names it: a TypeName (DROP, ALTER
+ * EXTENSION, COMMENT) or a qualified name list (RENAME, SET SCHEMA, OWNER
+ * TO).
+ */
+static TypeName *
+TypeNameOf(Node *object)
+{
+	if (IsA(object, List))
+		return makeTypeNameFromNameList((List *) object);
+	return castNode(TypeName, object);
+}
+
+/*
  * The OID and catalog of a non-relation object named (type, object), looked
  * up without locks, for the kinds of object an extension's members can be;
  * InvalidOid if it does not exist or is of another kind.  Relations and the
@@ -384,7 +502,7 @@ LookupObject(ObjectType type, Node *object, Oid *classId)
 		case OBJECT_TYPE:
 		case OBJECT_DOMAIN:
 			*classId = TypeRelationId;
-			return LookupTypeNameOid(NULL, castNode(TypeName, object), true);
+			return LookupTypeNameOid(NULL, TypeNameOf(object), true);
 		case OBJECT_ACCESS_METHOD:
 			*classId = AccessMethodRelationId;
 			return get_am_oid(strVal(object), true);
@@ -847,6 +965,131 @@ GuardReplaceFunction(CreateFunctionStmt *stmt, Oid extoid)
 	}
 }
 
+/*
+ * The object of es_ledger that a command names as (type, object, relation),
+ * if it is one: a member, a part of a member relation (index, TOAST table,
+ * trigger, row type or array type), or the extension's schema.  Sets *addr
+ * and returns true if so.  Looked up without locks.
+ */
+static bool
+NamedObjectIsOurs(ObjectType type, Node *object, RangeVar *relation,
+				  Oid extoid, ObjectAddress *addr)
+{
+	Oid			relid;
+	Oid			classId = InvalidOid;
+	Oid			objectId;
+
+	switch (type)
+	{
+		case OBJECT_TRIGGER:
+		case OBJECT_RULE:
+		case OBJECT_POLICY:
+			/* ALTER TRIGGER name ON table: the table is in relation */
+			relid = RelidOfRangeVar(relation);
+			if (!RelOrPartIsOurs(relid, extoid))
+				return false;
+			ObjectAddressSet(*addr, RelationRelationId, relid);
+			return true;
+		case OBJECT_TABLE:
+		case OBJECT_SEQUENCE:
+		case OBJECT_VIEW:
+		case OBJECT_MATVIEW:
+		case OBJECT_FOREIGN_TABLE:
+		case OBJECT_INDEX:
+			if (relation == NULL && object != NULL)
+				relation = makeRangeVarFromNameList(castNode(List, object));
+			relid = RelidOfRangeVar(relation);
+			if (!RelOrPartIsOurs(relid, extoid))
+				return false;
+			ObjectAddressSet(*addr, RelationRelationId, relid);
+			return true;
+		case OBJECT_TYPE:
+		case OBJECT_DOMAIN:
+			objectId = LookupTypeNameOid(NULL, TypeNameOf(object), true);
+			if (!TypeIsOurs(objectId, extoid))
+				return false;
+			ObjectAddressSet(*addr, TypeRelationId, objectId);
+			return true;
+		case OBJECT_SCHEMA:
+			{
+				Oid			nspoid;
+				Oid			owner;
+
+				GetExtensionSchemaOwner(extoid, &nspoid, &owner);
+				if (!OidIsValid(nspoid) ||
+					get_namespace_oid(strVal(object), true) != nspoid)
+					return false;
+				ObjectAddressSet(*addr, NamespaceRelationId, nspoid);
+				return true;
+			}
+		default:
+			objectId = LookupObject(type, object, &classId);
+			if (!OidIsValid(objectId) ||
+				getExtensionOfObject(classId, objectId) != extoid)
+				return false;
+			ObjectAddressSet(*addr, classId, objectId);
+			return true;
+	}
+}
+
+/*
+ * ALTER EXTENSION ... ADD or DROP: refuse it for es_ledger itself, and, for
+ * any other extension, on an object of es_ledger (its row types, indexes,
+ * schema...): DROP EXTENSION of the other one would then drop it, and with
+ * it, through its internal dependencies, the ledger's tables.
+ */
+static void
+GuardExtensionContents(AlterExtensionContentsStmt *stmt, Oid extoid)
+{
+	ObjectAddress addr;
+
+	if (strcmp(stmt->extname, "es_ledger") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot %s extension es_ledger",
+						stmt->action > 0 ? "add an object to" : "drop an object from"),
+				 errdetail("%s", DETAIL_SHAPE),
+				 errhint("%s", HINT_SCRIPTS)));
+	if (NamedObjectIsOurs(stmt->objtype, stmt->object, NULL, extoid, &addr))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot %s extension \"%s\" %s of es_ledger",
+						stmt->action > 0 ? "add to" : "drop from",
+						stmt->extname, getObjectDescription(&addr, false)),
+				 errdetail("DROP EXTENSION %s would drop it, and with it objects of es_ledger.",
+						   stmt->extname),
+				 errhint("%s", HINT_SCRIPTS)));
+}
+
+/*
+ * ALTER ... [NO] DEPENDS ON EXTENSION: refuse it for es_ledger (the mark
+ * tells the extension's own indexes from those users add) and, for any
+ * extension, on an object of es_ledger or an index, TOAST table or trigger
+ * of one of its tables: DROP EXTENSION of that extension would drop it.
+ */
+static void
+GuardDependsOnExtension(AlterObjectDependsStmt *stmt, Oid extoid)
+{
+	ObjectAddress addr;
+
+	if (strcmp(strVal(stmt->extname), "es_ledger") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot change which objects depend on extension es_ledger"),
+				 errdetail("The mark tells the extension's own indexes from those users add."),
+				 errhint("%s", HINT_SCRIPTS)));
+	if (NamedObjectIsOurs(stmt->objectType, stmt->object, stmt->relation,
+						  extoid, &addr))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot make %s%s %sdepend on extension \"%s\"",
+						stmt->objectType == OBJECT_TRIGGER ? "a trigger on " : "",
+						getObjectDescription(&addr, false),
+						stmt->remove ? "no longer " : "", strVal(stmt->extname)),
+				 errdetail("DROP EXTENSION %s would drop it.", strVal(stmt->extname)),
+				 errhint("%s", HINT_SCRIPTS)));
+}
+
 /* Dispatch a ddl_command_start event to the check for its statement. */
 static void
 GuardCommandStart(Node *parsetree, Oid extoid)
@@ -949,30 +1192,11 @@ GuardCommandStart(Node *parsetree, Oid extoid)
 			GuardReplaceFunction((CreateFunctionStmt *) parsetree, extoid);
 			break;
 		case T_AlterExtensionContentsStmt:
-			{
-				AlterExtensionContentsStmt *stmt = (AlterExtensionContentsStmt *) parsetree;
-
-				if (strcmp(stmt->extname, "es_ledger") == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_ES_LOG_IMMUTABLE),
-							 errmsg("cannot %s extension es_ledger",
-									stmt->action > 0 ? "add an object to" : "drop an object from"),
-							 errdetail("%s", DETAIL_SHAPE),
-							 errhint("%s", HINT_SCRIPTS)));
-				break;
-			}
+			GuardExtensionContents((AlterExtensionContentsStmt *) parsetree, extoid);
+			break;
 		case T_AlterObjectDependsStmt:
-			{
-				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
-
-				if (strcmp(strVal(stmt->extname), "es_ledger") == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_ES_LOG_IMMUTABLE),
-							 errmsg("cannot change which objects depend on extension es_ledger"),
-							 errdetail("The mark tells the extension's own indexes from those users add."),
-							 errhint("%s", HINT_SCRIPTS)));
-				break;
-			}
+			GuardDependsOnExtension((AlterObjectDependsStmt *) parsetree, extoid);
+			break;
 		case T_AlterExtensionStmt:
 			break;				/* ALTER EXTENSION UPDATE runs our own script */
 		default:
@@ -1057,19 +1281,28 @@ GuardDropLog(Oid relid)
 }
 
 /*
- * The owner of object objectId of catalog classId as seen through snapshot
- * (NULL: the catalog snapshot, which does not yet see the current command's
- * changes; SnapshotSelf sees them).  InvalidOid if the row is not found.
+ * Read the owner, name and namespace of object objectId of catalog classId
+ * as seen through snapshot (NULL: the catalog snapshot, which does not yet
+ * see the current command's changes; SnapshotSelf sees them).  Any of the
+ * outputs may be NULL; a column the catalog lacks reads as InvalidOid or an
+ * empty name.  Returns false if the row is not found.
  */
-static Oid
-ObjectOwner(Oid classId, Oid objectId, Snapshot snapshot)
+static bool
+ReadObjectRow(Oid classId, Oid objectId, Snapshot snapshot, Oid *owner,
+			  NameData *name, Oid *nspoid)
 {
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
-	Oid			owner = InvalidOid;
+	bool		found = false;
 
+	if (owner)
+		*owner = InvalidOid;
+	if (name)
+		NameStr(*name)[0] = '\0';
+	if (nspoid)
+		*nspoid = InvalidOid;
 	rel = table_open(classId, AccessShareLock);
 	ScanKeyInit(&key, get_object_attnum_oid(classId), BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(objectId));
@@ -1078,16 +1311,37 @@ ObjectOwner(Oid classId, Oid objectId, Snapshot snapshot)
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		AttrNumber	attnum;
 		bool		isnull;
-		Datum		d = heap_getattr(tup, get_object_attnum_owner(classId),
-									 RelationGetDescr(rel), &isnull);
+		Datum		d;
 
-		if (!isnull)
-			owner = DatumGetObjectId(d);
+		found = true;
+		attnum = get_object_attnum_owner(classId);
+		if (owner && attnum != InvalidAttrNumber)
+		{
+			d = heap_getattr(tup, attnum, desc, &isnull);
+			if (!isnull)
+				*owner = DatumGetObjectId(d);
+		}
+		attnum = get_object_attnum_name(classId);
+		if (name && attnum != InvalidAttrNumber)
+		{
+			d = heap_getattr(tup, attnum, desc, &isnull);
+			if (!isnull)
+				namestrcpy(name, NameStr(*DatumGetName(d)));
+		}
+		attnum = get_object_attnum_namespace(classId);
+		if (nspoid && attnum != InvalidAttrNumber)
+		{
+			d = heap_getattr(tup, attnum, desc, &isnull);
+			if (!isnull)
+				*nspoid = DatumGetObjectId(d);
+		}
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return owner;
+	return found;
 }
 
 /*
@@ -1128,8 +1382,8 @@ GuardOwnerChange(Oid classId, Oid objectId)
 	if (!ours)
 		return;
 
-	before = ObjectOwner(classId, objectId, NULL);
-	after = ObjectOwner(classId, objectId, SnapshotSelf);
+	ReadObjectRow(classId, objectId, NULL, &before, NULL, NULL);
+	ReadObjectRow(classId, objectId, SnapshotSelf, &after, NULL, NULL);
 	if (OidIsValid(before) && OidIsValid(after) && before != after)
 	{
 		ObjectAddress addr;
@@ -1139,15 +1393,139 @@ GuardOwnerChange(Oid classId, Oid objectId)
 	}
 }
 
-/* object_access_hook: the drop and owner guards, then the previous hook. */
+/*
+ * Is there a member of extension extoid, other than objectId, named name
+ * in catalog classId (one of pg_proc, pg_class, pg_type), in any schema?
+ * Searched through the name's catalog cache list.
+ */
+static bool
+MemberNamed(int cacheId, Oid classId, const char *name, Oid objectId,
+			Oid extoid)
+{
+	CatCList   *list;
+	bool		found = false;
+	int			i;
+
+	list = SearchSysCacheList1(cacheId, CStringGetDatum(name));
+	for (i = 0; i < list->n_members && !found; i++)
+	{
+		HeapTuple	tup = &list->members[i]->tuple;
+		Oid			oid;
+
+		if (classId == ProcedureRelationId)
+			oid = ((Form_pg_proc) GETSTRUCT(tup))->oid;
+		else if (classId == RelationRelationId)
+			oid = ((Form_pg_class) GETSTRUCT(tup))->oid;
+		else
+			oid = ((Form_pg_type) GETSTRUCT(tup))->oid;
+		found = oid != objectId &&
+			getExtensionOfObject(classId, oid) == extoid;
+	}
+	ReleaseSysCacheList(list);
+	return found;
+}
+
+/*
+ * The name reservation, at OAT_POST_CREATE and OAT_POST_ALTER of a function
+ * (procedure, aggregate), a relation (table, view, materialized view,
+ * sequence, index, foreign table, composite type) or a type: refuse, with
+ * ES011, an object that is not es_ledger's own but bears, in any schema,
+ * the name of one of its member functions (for a function) or of one of its
+ * member relations or types (for the others), unless a script of es_ledger
+ * is running.  Altering such an object is refused only when the command
+ * gives it that name or moves it to another schema (RENAME, SET SCHEMA), so
+ * that a look-alike made before the reservation can still be renamed away
+ * or dropped.  The set of names is that of the extension's members as they
+ * are, so functions and tables a later version adds are covered too.
+ *
+ * Why: es_ledger is called and read with unqualified names (es_apply(...),
+ * FROM es_accounts) in a schema that is often public.  A function of the
+ * same name with other argument types or a default argument, or one in a
+ * schema earlier in search_path, captures such calls; a view of the same
+ * name earlier in search_path is read instead of the table.
+ *
+ * The new row is seen through SnapshotSelf, the one before the command
+ * through the catalog snapshot (see GuardOwnerChange).  A row type (its
+ * relation is checked) and pg_upgrade's restore are not checked.
+ */
+static void
+GuardReservedName(ObjectAccessType access, Oid classId, Oid objectId)
+{
+	Oid			extoid;
+	NameData	name;
+	Oid			nspoid;
+	NameData	oldname;
+	Oid			oldnspoid;
+	bool		reserved;
+
+	if (classId != ProcedureRelationId && classId != RelationRelationId &&
+		classId != TypeRelationId)
+		return;
+	if (IsBinaryUpgrade)
+		return;
+	extoid = EsExtensionOid();
+	if (!OidIsValid(extoid) || InOurScript(extoid))
+		return;
+	if (!ReadObjectRow(classId, objectId, SnapshotSelf, NULL, &name, &nspoid))
+		return;
+	if (classId == TypeRelationId && OidIsValid(get_typ_typrelid(objectId)))
+		return;					/* a row type: its relation is checked */
+
+	if (classId == ProcedureRelationId)
+		reserved = MemberNamed(PROCNAMEARGSNSP, ProcedureRelationId,
+							   NameStr(name), objectId, extoid);
+	else
+		reserved = MemberNamed(RELNAMENSP, RelationRelationId,
+							   NameStr(name), objectId, extoid) ||
+			MemberNamed(TYPENAMENSP, TypeRelationId,
+						NameStr(name), objectId, extoid);
+	if (!reserved)
+		return;
+	if (getExtensionOfObject(classId, objectId) == extoid ||
+		(classId == TypeRelationId && TypeIsOurs(objectId, extoid)))
+		return;
+	if (access == OAT_POST_ALTER &&
+		ReadObjectRow(classId, objectId, NULL, NULL, &oldname, &oldnspoid) &&
+		strcmp(NameStr(oldname), NameStr(name)) == 0 && oldnspoid == nspoid)
+		return;					/* neither renamed nor moved */
+
+	if (classId == ProcedureRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("the name %s is reserved by extension es_ledger",
+						quote_identifier(NameStr(name))),
+				 errdetail("Calls of es_ledger's function %s name no schema, so another function of that name in any schema could capture them (through other argument types, a default argument or a schema earlier in search_path).",
+						   quote_identifier(NameStr(name))),
+				 errhint("Choose another name: es_ledger reserves the names of its functions, tables, sequences and types in every schema of the database.")));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("the name %s is reserved by extension es_ledger",
+						quote_identifier(NameStr(name))),
+				 errdetail("Queries name es_ledger's %s without a schema; a relation or type of that name in a schema earlier in search_path would be read in its place.",
+						   quote_identifier(NameStr(name))),
+				 errhint("Choose another name: es_ledger reserves the names of its functions, tables, sequences and types in every schema of the database.")));
+}
+
+/*
+ * object_access_hook: the previous hook, then the drop guard, the owner
+ * guard and the name reservation.
+ */
 static void
 EsGuardObjectAccess(ObjectAccessType access, Oid classId, Oid objectId,
 					int subId, void *arg)
 {
 	if (PrevObjectAccessHook)
 		PrevObjectAccessHook(access, classId, objectId, subId, arg);
-	if (access == OAT_DROP && classId == RelationRelationId && subId == 0)
+	if (subId != 0)
+		return;
+	if (access == OAT_DROP && classId == RelationRelationId)
 		GuardDropLog(objectId);
-	else if (access == OAT_POST_ALTER && subId == 0)
+	else if (access == OAT_POST_CREATE)
+		GuardReservedName(access, classId, objectId);
+	else if (access == OAT_POST_ALTER)
+	{
 		GuardOwnerChange(classId, objectId);
+		GuardReservedName(access, classId, objectId);
+	}
 }

@@ -2,8 +2,10 @@
 # several roles and sessions.
 #
 # - A database owner (not a superuser) who owns the extension's schema
-#   cannot become superuser through the ledger, cannot forge balances by
-#   planting look-alike objects or operators, and cannot drop the ledger.
+#   cannot become superuser through the ledger: no function or relation
+#   named like one of the extension's can be planted (ES011), so no overload
+#   captures a superuser's es_apply('...'), and no view forges balances;
+#   planted operators are not read; and the ledger cannot be dropped.
 # - A role with no grants at all cannot delay es_apply by taking advisory
 #   locks on the keys es_ledger 0.1.0 used (lock_timeout shows it).
 # - Two commands with one id, or two opens of one name, queue behind each
@@ -45,23 +47,65 @@ my ($ret, $out, $err);
 isnt($ret, 0, 'the database owner cannot rename the extension\'s schema');
 like($err, qr/ES011|cannot/, '... refused by the guard');
 
-# Look-alikes in a schema of the owner's, first in search_path, and an
-# operator that would break a ->> lookup: nothing of es_ledger reads them.
+# Look-alikes: the extension's functions, tables, sequences and types have
+# names reserved in every schema, for the database owner as for anyone, so
+# no overload or look-alike can capture an unqualified call or query.
 $node->safe_psql('victim', q{
 	CREATE SCHEMA evil AUTHORIZATION owner;
 });
+my @plants = (
+	[ 'a text overload of es_apply in public (a superuser\'s untyped literal would pick it)',
+		q{CREATE FUNCTION public.es_apply(text) RETURNS bigint LANGUAGE plpgsql AS $$
+		  BEGIN
+			EXECUTE 'ALTER ROLE owner SUPERUSER';
+			RETURN public.es_apply($1::jsonb);
+		  END $$;
+		  GRANT EXECUTE ON FUNCTION public.es_apply(text) TO PUBLIC;} ],
+	[ 'an integer overload of es_deposit (hijacks writers)',
+		q{CREATE FUNCTION public.es_deposit(text, integer, text DEFAULT NULL) RETURNS bigint
+		  LANGUAGE sql AS 'SELECT 0::bigint'} ],
+	[ 'an integer overload of es_transfer',
+		q{CREATE FUNCTION public.es_transfer(text, text, integer, text DEFAULT NULL) RETURNS bigint
+		  LANGUAGE sql AS 'SELECT 0::bigint'} ],
+	[ 'a one-argument es_replay (42725 for readers)',
+		q{CREATE FUNCTION public.es_replay(text) RETURNS int LANGUAGE sql AS 'SELECT 0'} ],
+	[ 'an es_apply with a default argument (42725 for everyone)',
+		q{CREATE FUNCTION public.es_apply(jsonb, int DEFAULT 0) RETURNS bigint
+		  LANGUAGE sql AS 'SELECT 0::bigint'} ],
+	[ 'es_apply(jsonb) in a schema of the owner\'s',
+		q{CREATE FUNCTION evil.es_apply(jsonb) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'} ],
+	[ 'a view evil.es_accounts with forged balances',
+		q{CREATE VIEW evil.es_accounts AS SELECT account, balance + 1000000 AS balance FROM public.es_accounts} ],
+	[ 'a view evil.es_events',
+		q{CREATE VIEW evil.es_events AS SELECT * FROM public.es_events WHERE false} ],
+	[ 'a table renamed to es_accounts',
+		q{CREATE TABLE evil.t (account text, balance bigint); ALTER TABLE evil.t RENAME TO es_accounts} ],
+);
+foreach my $plant (@plants)
+{
+	my ($what, $sql) = @$plant;
+	($ret, $out, $err) = $node->psql('victim', "\\set VERBOSITY verbose\nBEGIN;\n$sql;\nCOMMIT;",
+		on_error_stop => 1, extra_params => [ '-U', 'owner' ]);
+	isnt($ret, 0, "the database owner cannot plant $what");
+	like($err, qr/ES011: the name es_\w+ is reserved by extension es_ledger/, '... refused with ES011');
+}
+is($node->safe_psql('victim', q{
+	SELECT count(*) FROM pg_proc WHERE proname LIKE 'es\_%' AND pronamespace <> 'public'::regnamespace
+	UNION ALL
+	SELECT count(*) FROM pg_proc p WHERE proname LIKE 'es\_%'
+	   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+	UNION ALL
+	SELECT count(*) FROM pg_class WHERE relname LIKE 'es\_%' AND relnamespace = 'evil'::regnamespace}),
+	"0\n0\n0", 'no look-alike exists');
+
+# Operators are not reserved, and nothing of es_ledger reads them: one that
+# would break a ->> lookup, first in search_path.
 $node->safe_psql('victim', q{
-	CREATE FUNCTION evil.escalate() RETURNS SETOF public.es_events LANGUAGE plpgsql AS $$
-	BEGIN
-		ALTER ROLE owner SUPERUSER;
-		RETURN;
-	END $$;
-	CREATE VIEW evil.es_events AS SELECT * FROM evil.escalate();
-	CREATE VIEW evil.es_accounts AS SELECT * FROM public.es_accounts;
 	CREATE FUNCTION evil.jtext(jsonb, jsonb) RETURNS text LANGUAGE sql AS 'SELECT (1/0)::text';
 	CREATE FUNCTION evil.jtext(jsonb, text) RETURNS text LANGUAGE sql AS 'SELECT (1/0)::text';
 	CREATE OPERATOR public.->> (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = evil.jtext);
 	CREATE OPERATOR evil.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = evil.jtext);
+	ALTER DATABASE victim SET search_path = evil, public;
 }, extra_params => [ '-U', 'owner' ]);
 $node->safe_psql('victim', q{
 	ALTER ROLE reader SET search_path = evil, public;
@@ -74,20 +118,29 @@ is($node->safe_psql('victim', "SELECT (es_replay('a')).balance",
 is($node->safe_psql('victim', "SELECT es_deposit('a', 5) > 0",
 		extra_params => [ '-U', 'writer' ]),
 	't', 'a writer with that search_path still writes the real ledger');
+is($node->safe_psql('victim', "SELECT balance FROM es_accounts WHERE account = 'a'",
+		extra_params => [ '-U', 'reader' ]),
+	'105', 'the projection was written, and a reader reads it, not a look-alike');
+# The attacker's call: a superuser, with the database's search_path (evil
+# first), passes an untyped literal.
+is($node->safe_psql('victim', q{SELECT current_setting('search_path'), es_apply('{"type": "deposit", "account": "a", "amount": 5}') > 0}),
+	'evil, public|t', 'a superuser\'s es_apply(\'...\') with an untyped literal runs es_ledger\'s es_apply');
 is($node->safe_psql('victim', "SELECT balance FROM public.es_accounts WHERE account = 'a'"),
-	'105', 'the projection was written, not the look-alike');
+	'110', '... which wrote the ledger');
 ($ret, $out, $err) = $node->psql('victim', "SELECT (es_replay('a')).balance",
 	extra_params => [ '-U', 'owner' ]);
 isnt($ret, 0, 'the owner has no EXECUTE on es_replay');
 is($node->safe_psql('victim', "SELECT rolsuper FROM pg_roles WHERE rolname = 'owner'"),
 	'f', 'the database owner is still not a superuser');
+$node->safe_psql('victim', 'ALTER DATABASE victim RESET search_path',
+	extra_params => [ '-U', 'owner' ]);
 
 # 2. The owner cannot drop the ledger with the schema.
 ($ret, $out, $err) = $node->psql('victim', 'DROP SCHEMA public CASCADE',
 	extra_params => [ '-U', 'owner' ]);
 isnt($ret, 0, 'the database owner cannot drop the ledger with DROP SCHEMA ... CASCADE');
 is($node->safe_psql('victim', 'SELECT count(*) FROM public.es_events'),
-	'3', 'every event is still there');
+	'4', 'every event is still there');
 
 # --------------------------------------------- advisory locks of no one's
 # mallory has no grant at all, yet may take any advisory lock.  The keys
