@@ -8,19 +8,20 @@ OBJS = \
 	src/es_guard.o \
 	src/es_am.o \
 	src/es_cache.o \
-	src/es_write.o \
 	src/es_scan.o \
+	src/es_write.o \
 	src/es_decide.o \
 	src/es_command.o \
 	src/es_apply.o \
 	src/es_replay.o \
+	src/es_verify.o \
 	src/es_ledger.o
 
 DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	input_limits immutability guard superuser_guard roles malformed schema upgrade
+	input_limits immutability guard superuser_guard roles malformed verify schema upgrade
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type

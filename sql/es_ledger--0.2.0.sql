@@ -217,3 +217,18 @@ GRANT EXECUTE ON FUNCTION es_deposit(text, bigint, text), es_withdraw(text, bigi
 	es_transfer(text, text, bigint, text)
 	TO es_ledger_writer;
 GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) TO es_ledger_admin;
+
+-------------------------------------------------------------------------------
+-- Integrity: the verifier and digests (es_verify.c).  Readers may run them;
+-- they read one snapshot and block no writer.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_verify(account text DEFAULT NULL)
+	RETURNS TABLE(check_name text, ok boolean, checked bigint, first_bad_seq bigint, detail text)
+	AS 'MODULE_PATHNAME', 'es_verify' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_digest() RETURNS TABLE(seq bigint, digest bytea)
+	AS 'MODULE_PATHNAME', 'es_digest' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_verify_digest(seq bigint, digest bytea) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'es_verify_digest' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION es_verify(text), es_digest(), es_verify_digest(bigint, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_verify(text), es_digest(), es_verify_digest(bigint, bytea)
+	TO es_ledger_reader;

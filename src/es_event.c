@@ -129,11 +129,13 @@ EsEventEncode(const EsEvent *ev, StringInfo buf)
 }
 
 /*
- * Compute ev's checksum and its hash link from the previous hash of its
- * account (EsEventGenesisHash() for an account's first event).
+ * The checksum and hash link ev would be sealed with after prev_hash (the
+ * previous hash of its account, EsEventGenesisHash() for its first event),
+ * without changing ev: what the verifier recomputes.
  */
 void
-EsEventSeal(EsEvent *ev, const uint8 *prev_hash)
+EsEventComputeSeal(const EsEvent *ev, const uint8 *prev_hash, uint32 *checksum,
+				   uint8 *hash)
 {
 	StringInfoData buf;
 	pg_crc32c	crc;
@@ -145,16 +147,26 @@ EsEventSeal(EsEvent *ev, const uint8 *prev_hash)
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, buf.data, buf.len);
 	FIN_CRC32C(crc);
-	ev->checksum = crc;
+	*checksum = crc;
 
 	ctx = pg_cryptohash_create(PG_SHA256);
 	if (ctx == NULL ||
 		pg_cryptohash_init(ctx) < 0 ||
 		pg_cryptohash_update(ctx, prev_hash, ES_HASH_LEN) < 0 ||
 		pg_cryptohash_update(ctx, (const uint8 *) buf.data, buf.len) < 0 ||
-		pg_cryptohash_final(ctx, ev->hash, ES_HASH_LEN) < 0)
+		pg_cryptohash_final(ctx, hash, ES_HASH_LEN) < 0)
 		elog(ERROR, "could not compute SHA-256 of event %lld: %s",
 			 (long long) ev->seq, pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 	pfree(buf.data);
+}
+
+/*
+ * Compute ev's checksum and its hash link from the previous hash of its
+ * account (EsEventGenesisHash() for an account's first event).
+ */
+void
+EsEventSeal(EsEvent *ev, const uint8 *prev_hash)
+{
+	EsEventComputeSeal(ev, prev_hash, &ev->checksum, ev->hash);
 }

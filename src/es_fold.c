@@ -38,6 +38,8 @@ static const char *const EsStatusNames[] = {
 const char *
 EsFoldStatusName(EsAccountStatus status)
 {
+	if ((int) status < 0 || status > ES_ACCOUNT_CLOSED)
+		elog(ERROR, "invalid es_ledger account status %d", (int) status);
 	return EsStatusNames[status];
 }
 
@@ -82,33 +84,70 @@ DataField(const EsEvent *ev, const char *key)
 										NULL);
 }
 
-/* A text field of an event's data, required. */
+/* Is a text field of an event's data there? */
+static bool
+DataTextOk(const EsEvent *ev, const char *key)
+{
+	JsonbValue *v = DataField(ev, key);
+
+	return v != NULL && v->type == jbvString;
+}
+
+/* A text field of an event's data, checked by EsFoldProblem. */
 static char *
 DataText(const EsEvent *ev, const char *key)
 {
 	JsonbValue *v = DataField(ev, key);
 
-	if (v == NULL || v->type != jbvString)
-		BadEvent(ev, "a text field is missing from its data");
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
 /*
- * An integer field of an event's data.  Returns false when the field is
- * absent or JSON null.
+ * An integer field of an event's data: false when the field is absent or
+ * JSON null; *ok false when it is there but not an integer in range.
  */
 static bool
-DataInt64(const EsEvent *ev, const char *key, int64 *result)
+DataInt64(const EsEvent *ev, const char *key, int64 *result, bool *ok)
 {
 	JsonbValue *v = DataField(ev, key);
+	bool		have_error = false;
 
+	*ok = true;
 	if (v == NULL || v->type == jbvNull)
 		return false;
 	if (v->type != jbvNumeric)
-		BadEvent(ev, "a number field of its data is not a number");
-	*result = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-												NumericGetDatum(v->val.numeric)));
-	return true;
+	{
+		*ok = false;
+		return false;
+	}
+	{
+		/* The integer's text, as es_apply wrote it: digits, maybe a sign. */
+		char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
+															   NumericGetDatum(v->val.numeric)));
+		char	   *end;
+
+		errno = 0;
+		*result = strtoi64(text, &end, 10);
+		have_error = errno != 0 || end == text ||*end != '\0';
+
+		pfree(text);
+	}
+	if (have_error)
+		*ok = false;
+	return !have_error;
+}
+
+/* Are the limit fields an AccountOpened or LimitsChanged event sets sound? */
+static bool
+LimitsOk(const EsEvent *ev)
+{
+	int64		v;
+	bool		ok1;
+	bool		ok2;
+
+	DataInt64(ev, "overdraft_limit", &v, &ok1);
+	DataInt64(ev, "max_balance", &v, &ok2);
+	return ok1 && ok2;
 }
 
 /* Read the limits an AccountOpened or LimitsChanged event sets. */
@@ -116,18 +155,80 @@ static void
 FoldLimits(EsAccountState *state, const EsEvent *ev)
 {
 	int64		v;
+	bool		ok;
 
-	if (DataInt64(ev, "overdraft_limit", &v))
+	if (DataInt64(ev, "overdraft_limit", &v, &ok))
 		state->overdraft_limit = v;
 	if (DataField(ev, "max_balance") != NULL)
 	{
-		state->has_max_balance = DataInt64(ev, "max_balance", &v);
+		state->has_max_balance = DataInt64(ev, "max_balance", &v, &ok);
 		state->max_balance = state->has_max_balance ? v : 0;
 	}
 }
 
+static const char EsFoldOverflow[] = "the balance would leave the range of bigint";
+
 /*
- * Apply one event to an account state, in place.
+ * Why ev cannot be folded into state, or NULL if it can.  Never raises: a
+ * verifier calls it to report every bad event and go on.  What no fact may
+ * break: the event is the account's, its version follows the account's,
+ * an account is opened by its first event and only then, the type is
+ * known, a credit is positive, a debit negative and an event of any other
+ * type moves no money, the data the type needs is there, and no sum wraps.
+ */
+const char *
+EsFoldProblem(const EsAccountState *state, const EsEvent *ev)
+{
+	int64		sum;
+
+	if (ev->account_id != state->account_id)
+		return "it belongs to another account";
+	if (ev->version <= state->version)
+		return "its version does not follow the account's";
+	if ((state->status == ES_ACCOUNT_NONE) != (ev->type == ES_EV_ACCOUNT_OPENED))
+		return "an account is opened exactly once, by its first event";
+	switch (ev->type)
+	{
+		case ES_EV_ACCOUNT_OPENED:
+			if (!DataTextOk(ev, "account") || !DataTextOk(ev, "currency"))
+				return "a text field is missing from its data";
+			if (!LimitsOk(ev))
+				return "a limit in its data is not an integer";
+			if (ev->amount != 0)
+				return "an event of a type that moves no money has an amount";
+			break;
+		case ES_EV_DEPOSITED:
+		case ES_EV_TRANSFER_RECEIVED:
+			if (ev->amount <= 0)
+				return "a credit must have a positive amount";
+			break;
+		case ES_EV_WITHDRAWN:
+		case ES_EV_TRANSFER_SENT:
+			if (ev->amount >= 0)
+				return "a debit must have a negative amount";
+			break;
+		case ES_EV_LIMITS_CHANGED:
+			if (!LimitsOk(ev))
+				return "a limit in its data is not an integer";
+			/* fall through */
+		case ES_EV_ACCOUNT_FROZEN:
+		case ES_EV_ACCOUNT_UNFROZEN:
+		case ES_EV_ACCOUNT_CLOSED:
+			if (ev->amount != 0)
+				return "an event of a type that moves no money has an amount";
+			break;
+		default:
+			return "its type is unknown";
+	}
+	if (pg_add_s64_overflow(state->balance, ev->amount, &sum) ||
+		pg_sub_s64_overflow(sum, state->pending_out, &sum))
+		return EsFoldOverflow;
+	return NULL;
+}
+
+/*
+ * Apply one event to an account state, in place: ES012 (22003 for a sum
+ * that would wrap) if EsFoldProblem finds it cannot be folded.
  *
  * Every event moves the balance by its signed amount (0 for events that move
  * no money) and advances version, last_seq, updated_at and the hash link;
@@ -136,12 +237,17 @@ FoldLimits(EsAccountState *state, const EsEvent *ev)
 void
 EsFoldEvent(EsAccountState *state, const EsEvent *ev)
 {
-	if (ev->account_id != state->account_id)
-		BadEvent(ev, "it belongs to another account");
-	if (ev->version <= state->version)
-		BadEvent(ev, "its version does not follow the account's");
-	if ((state->status == ES_ACCOUNT_NONE) != (ev->type == ES_EV_ACCOUNT_OPENED))
-		BadEvent(ev, "an account is opened exactly once, by its first event");
+	const char *problem = EsFoldProblem(state, ev);
+
+	if (problem == EsFoldOverflow)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of account %lld out of range",
+						(long long) state->account_id),
+				 errdetail("Folding event %lld would take the balance past the range of bigint.",
+						   (long long) ev->seq)));
+	if (problem)
+		BadEvent(ev, problem);
 
 	switch (ev->type)
 	{
@@ -153,16 +259,6 @@ EsFoldEvent(EsAccountState *state, const EsEvent *ev)
 			state->overdraft_limit = 0;
 			state->has_max_balance = false;
 			FoldLimits(state, ev);
-			break;
-		case ES_EV_DEPOSITED:
-		case ES_EV_TRANSFER_RECEIVED:
-			if (ev->amount <= 0)
-				BadEvent(ev, "a credit must have a positive amount");
-			break;
-		case ES_EV_WITHDRAWN:
-		case ES_EV_TRANSFER_SENT:
-			if (ev->amount >= 0)
-				BadEvent(ev, "a debit must have a negative amount");
 			break;
 		case ES_EV_ACCOUNT_FROZEN:
 			state->status = ES_ACCOUNT_FROZEN;
@@ -177,19 +273,11 @@ EsFoldEvent(EsAccountState *state, const EsEvent *ev)
 			FoldLimits(state, ev);
 			break;
 		default:
-			BadEvent(ev, "its type is unknown");
+			break;				/* money moves by amount alone */
 	}
 
-	if (pg_add_s64_overflow(state->balance, ev->amount, &state->balance) ||
-		pg_sub_s64_overflow(state->balance, state->pending_out,
-							&state->available))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("balance of account %lld out of range",
-						(long long) state->account_id),
-				 errdetail("Folding event %lld would take the balance past the range of bigint.",
-						   (long long) ev->seq)));
-
+	state->balance += ev->amount;
+	state->available = state->balance - state->pending_out;
 	state->version = ev->version;
 	state->last_seq = ev->seq;
 	state->updated_at = ev->recorded_at;

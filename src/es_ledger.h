@@ -14,8 +14,9 @@
  *	  es_guard.c	EsGuard		the write guard and the triggers enforcing it
  *	  es_am.c		(none)		the es_log table access method (immutable heap)
  *	  es_cache.c	EsCache		the per-transaction account cache
+ *	  es_scan.c		EsScan		reading our tables by index scans (replay,
+ *								verify, the writer's sequence check)
  *	  es_write.c	EsWrite		executor-level appends and projection writes
- *	  es_scan.c		EsScan		reading the log by index scans (replay)
  *	  es_decide.c	EsDecide	the command handler table: each command type's
  *								fields, rules and the events it produces
  *	  es_command.c	EsCommand	a command's JSON (or a shorthand's arguments)
@@ -23,6 +24,7 @@
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
  *								decide, append
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
+ *	  es_verify.c	(none)		es_verify, es_digest, es_verify_digest
  *	  es_ledger.c	(none)		module magic and _PG_init
  *
  * The SQL interface these implement is documented in doc/reference.md; how
@@ -35,6 +37,7 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "executor/tuptable.h"
@@ -112,6 +115,8 @@ typedef struct EsEvent
 extern const char *EsEventTypeName(EsEventType type);
 extern EsEventType EsEventTypeFromName(const char *name);
 extern void EsEventEncode(const EsEvent *ev, StringInfo buf);
+extern void EsEventComputeSeal(const EsEvent *ev, const uint8 *prev_hash,
+							   uint32 *checksum, uint8 *hash);
 extern void EsEventSeal(EsEvent *ev, const uint8 *prev_hash);
 extern const uint8 *EsEventGenesisHash(void);
 
@@ -147,6 +152,7 @@ typedef struct EsAccountState
 } EsAccountState;
 
 extern void EsFoldInit(EsAccountState *state, int64 account_id);
+extern const char *EsFoldProblem(const EsAccountState *state, const EsEvent *ev);
 extern void EsFoldEvent(EsAccountState *state, const EsEvent *ev);
 extern const char *EsFoldStatusName(EsAccountStatus status);
 extern EsAccountStatus EsFoldStatusFromName(const char *name);
@@ -208,10 +214,14 @@ extern const char *EsRowRelName(EsRel rel);
 extern Relation EsRowOpenTable(EsRel rel, LOCKMODE lockmode);
 extern void EsRowCheckShape(TupleDesc desc, EsRel rel, const char *relname);
 extern void EsRowEventToValues(const EsEvent *ev, Datum *values, bool *isnull);
+extern const char *EsRowEventDecode(const Datum *values, const bool *isnull,
+									EsEvent *ev);
 extern void EsRowEventFromValues(const Datum *values, const bool *isnull,
 								 EsEvent *ev);
 extern void EsRowStateToValues(const EsAccountState *state, Datum *values,
 							   bool *isnull);
+extern const char *EsRowStateDecode(const Datum *values, const bool *isnull,
+									EsAccountState *state);
 extern void EsRowStateFromValues(const Datum *values, const bool *isnull,
 								 EsAccountState *state);
 extern Datum EsRowStateToDatum(const EsAccountState *state, TupleDesc desc);
@@ -237,6 +247,33 @@ extern const EsAccountState *EsCacheLookup(Relation accounts, const char *name,
 extern void EsCacheStore(Relation accounts, const EsAccountState *state,
 						 ItemPointer tid);
 
+/* ----------------------------------------------------------------- es_scan.c */
+
+typedef void (*EsScanCallback) (const EsEvent *ev, void *arg);
+
+extern bool EsScanFindOpened(const char *account, int64 *account_id);
+extern int64 EsScanAccount(int64 account_id, const TimestampTz *as_of,
+						   const TimestampTz *effective_until,
+						   EsScanCallback callback, void *arg);
+
+/* A walk over one of our tables through one of its indexes. */
+typedef struct EsScanIter
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;		/* the current row, deformed */
+	MemoryContext rowcxt;		/* reset at every row */
+}			EsScanIter;
+
+extern EsScanIter * EsScanBegin(EsRel table, EsRel index, bool by_key,
+								int64 key, Snapshot snapshot);
+extern bool EsScanNext(EsScanIter * it);
+extern const char *EsScanDecodeEvent(EsScanIter * it, EsEvent *ev);
+extern const char *EsScanDecodeState(EsScanIter * it, EsAccountState *state);
+extern void EsScanEnd(EsScanIter * it);
+extern int64 EsScanMaxKey(EsRel rel, EsRel idx, int attno);
+
 /* ---------------------------------------------------------------- es_write.c */
 
 extern void EsWriteInit(void);
@@ -253,15 +290,6 @@ extern void EsWriteUpdateAccount(const EsAccountState *state);
 extern void EsWriteInsertEvent(const EsEvent *ev);
 extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern bool EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
-
-/* ----------------------------------------------------------------- es_scan.c */
-
-typedef void (*EsScanCallback) (const EsEvent *ev, void *arg);
-
-extern bool EsScanFindOpened(const char *account, int64 *account_id);
-extern int64 EsScanAccount(int64 account_id, const TimestampTz *as_of,
-						   const TimestampTz *effective_until,
-						   EsScanCallback callback, void *arg);
 
 /* --------------------------------------------------------------- es_decide.c */
 

@@ -372,43 +372,63 @@ EsRowEventToValues(const EsEvent *ev, Datum *v, bool *n)
 }
 
 /*
- * An event from an es_events row (Datums in table order).  Values are
- * copied or detoasted into the current memory context.  ES012 for a row
- * that breaks the log's promises; an unknown type decodes as ES_EV_INVALID,
- * which the fold refuses.
+ * Decode an event from an es_events row (Datums in table order) into ev,
+ * values copied or detoasted into the current memory context.  Returns
+ * NULL, or why the row breaks the log's promises (a NULL where a value is
+ * due, data that is not an object, a checksum out of range, a hash that is
+ * not 32 bytes, a format this library cannot encode) without raising, so a
+ * verifier can report it and go on.  An unknown type decodes as
+ * ES_EV_INVALID, which the fold refuses.
  */
-void
-EsRowEventFromValues(const Datum *v, const bool *n, EsEvent *ev)
+const char *
+EsRowEventDecode(const Datum *v, const bool *n, EsEvent *ev)
 {
-	char		key[64];
 	int64		checksum;
 
 	memset(ev, 0, sizeof(*ev));
-	if (n[ES_EV_ATT_SEQ - 1])
-		BadRow("es_events", "with a null seq", "seq is null");
-	ev->seq = DatumGetInt64(v[ES_EV_ATT_SEQ - 1]);
-	snprintf(key, sizeof(key), "seq " INT64_FORMAT, ev->seq);
+	if (!n[ES_EV_ATT_SEQ - 1])
+		ev->seq = DatumGetInt64(v[ES_EV_ATT_SEQ - 1]);
+	if (!n[ES_EV_ATT_ACCOUNT_ID - 1])
+		ev->account_id = DatumGetInt64(v[ES_EV_ATT_ACCOUNT_ID - 1]);
 	for (int i = 0; i < ES_EV_NATTS; i++)
 		if (n[i] && i + 1 != ES_EV_ATT_COMMAND_ID)
-			BadRow("es_events", key,
-				   psprintf("column \"%s\" is null", EsEventColumns[i].name));
-	ev->account_id = DatumGetInt64(v[ES_EV_ATT_ACCOUNT_ID - 1]);
+			return psprintf("column \"%s\" is null", EsEventColumns[i].name);
 	ev->version = DatumGetInt64(v[ES_EV_ATT_VERSION - 1]);
 	ev->type = EsEventTypeFromName(TextDatumGetCString(v[ES_EV_ATT_TYPE - 1]));
 	ev->amount = DatumGetInt64(v[ES_EV_ATT_AMOUNT - 1]);
 	ev->data = DatumGetJsonbP(v[ES_EV_ATT_DATA - 1]);
 	if (!JB_ROOT_IS_OBJECT(ev->data) || JB_ROOT_IS_SCALAR(ev->data))
-		BadRow("es_events", key, "data is not a JSON object");
+		return "data is not a JSON object";
 	ev->command_id = n[ES_EV_ATT_COMMAND_ID - 1] ? NULL :
 		TextDatumGetCString(v[ES_EV_ATT_COMMAND_ID - 1]);
 	ev->recorded_at = DatumGetTimestampTz(v[ES_EV_ATT_RECORDED_AT - 1]);
 	ev->effective_at = DatumGetTimestampTz(v[ES_EV_ATT_EFFECTIVE_AT - 1]);
 	checksum = DatumGetInt64(v[ES_EV_ATT_CHECKSUM - 1]);
 	if (checksum < 0 || checksum > (int64) PG_UINT32_MAX)
-		BadRow("es_events", key, "its checksum is not a 32-bit value");
+		return "its checksum is not a 32-bit value";
 	ev->checksum = (uint32) checksum;
 	if (!HashFromDatum(v[ES_EV_ATT_HASH - 1], ev->hash))
-		BadRow("es_events", key, "its hash is not 32 bytes long");
+		return "its hash is not 32 bytes long";
+	if (DatumGetInt16(v[ES_EV_ATT_FORMAT - 1]) != ES_EVENT_FORMAT_VERSION)
+		return psprintf("its format version %d is not one this library knows",
+						(int) DatumGetInt16(v[ES_EV_ATT_FORMAT - 1]));
+	return NULL;
+}
+
+/*
+ * An event from an es_events row (Datums in table order), as
+ * EsRowEventDecode, raising ES012 for a row that breaks the log's promises.
+ */
+void
+EsRowEventFromValues(const Datum *v, const bool *n, EsEvent *ev)
+{
+	const char *problem = EsRowEventDecode(v, n, ev);
+
+	if (problem)
+		BadRow("es_events",
+			   n[ES_EV_ATT_SEQ - 1] ? "with a null seq" :
+			   psprintf("seq " INT64_FORMAT, ev->seq),
+			   problem);
 }
 
 /* --------------------------------------------------------------- accounts */
@@ -437,27 +457,24 @@ EsRowStateToValues(const EsAccountState *state, Datum *v, bool *n)
 }
 
 /*
- * A state from an es_accounts row (Datums in table order), texts copied
- * into the current memory context.  ES012 for a damaged row.
+ * Decode a state from an es_accounts row (Datums in table order), texts
+ * copied into the current memory context.  Returns NULL, or why the row is
+ * damaged (a NULL where a value is due, an unknown status, a last_hash not
+ * 32 bytes), without raising.
  */
-void
-EsRowStateFromValues(const Datum *v, const bool *n, EsAccountState *state)
+const char *
+EsRowStateDecode(const Datum *v, const bool *n, EsAccountState *state)
 {
-	char		key[64];
-
-	if (n[ES_ACC_ATT_ACCOUNT_ID - 1])
-		BadRow("es_accounts", "with a null account_id", "account_id is null");
-	EsFoldInit(state, DatumGetInt64(v[ES_ACC_ATT_ACCOUNT_ID - 1]));
-	snprintf(key, sizeof(key), "of account_id " INT64_FORMAT, state->account_id);
+	EsFoldInit(state, n[ES_ACC_ATT_ACCOUNT_ID - 1] ? 0 :
+			   DatumGetInt64(v[ES_ACC_ATT_ACCOUNT_ID - 1]));
 	for (int i = 0; i < ES_ACC_NATTS; i++)
 		if (n[i] && i + 1 != ES_ACC_ATT_MAX_BALANCE)
-			BadRow("es_accounts", key,
-				   psprintf("column \"%s\" is null", EsAccountColumns[i].name));
+			return psprintf("column \"%s\" is null", EsAccountColumns[i].name);
 	state->account = TextDatumGetCString(v[ES_ACC_ATT_ACCOUNT - 1]);
 	state->currency = TextDatumGetCString(v[ES_ACC_ATT_CURRENCY - 1]);
 	state->status = EsFoldStatusFromName(TextDatumGetCString(v[ES_ACC_ATT_STATUS - 1]));
 	if (state->status == ES_ACCOUNT_NONE)
-		BadRow("es_accounts", key, "its status is unknown");
+		return "its status is unknown";
 	state->balance = DatumGetInt64(v[ES_ACC_ATT_BALANCE - 1]);
 	state->pending_out = DatumGetInt64(v[ES_ACC_ATT_PENDING_OUT - 1]);
 	state->pending_in = DatumGetInt64(v[ES_ACC_ATT_PENDING_IN - 1]);
@@ -471,7 +488,23 @@ EsRowStateFromValues(const Datum *v, const bool *n, EsAccountState *state)
 	state->opened_at = DatumGetTimestampTz(v[ES_ACC_ATT_OPENED_AT - 1]);
 	state->updated_at = DatumGetTimestampTz(v[ES_ACC_ATT_UPDATED_AT - 1]);
 	if (!HashFromDatum(v[ES_ACC_ATT_LAST_HASH - 1], state->last_hash))
-		BadRow("es_accounts", key, "its last_hash is not 32 bytes long");
+		return "its last_hash is not 32 bytes long";
+	return NULL;
+}
+
+/*
+ * A state from an es_accounts row, as EsRowStateDecode, raising ES012 for a
+ * damaged row.
+ */
+void
+EsRowStateFromValues(const Datum *v, const bool *n, EsAccountState *state)
+{
+	const char *problem = EsRowStateDecode(v, n, state);
+
+	if (problem)
+		BadRow("es_accounts",
+			   psprintf("of account_id " INT64_FORMAT, state->account_id),
+			   problem);
 }
 
 /*

@@ -14,8 +14,16 @@
  *	  (data->>'account') of AccountOpened events, for an account's id.
  *	- EsScanAccount walks es_events_account_version_key forwards from
  *	  (account_id, 1): the account's events in version order.
+ *	- EsScanBegin/EsScanNext/EsScanEnd walk any of our tables through one
+ *	  of its indexes, all rows or those of one key, for the verifier; the
+ *	  caller decodes each row with the codec, so that a damaged row can be
+ *	  reported rather than raised.
+ *	- EsScanMaxKey reads the largest key of a table's unique index over
+ *	  every row version (SnapshotAny), for the writer's sequence check and
+ *	  for digests.
  *
- * Both read with the caller's active snapshot, as a query in the calling
+ * They read with the caller's active snapshot (the iterator with the one it
+ * is given), as a query in the calling
  * statement would, and check no privilege: EXECUTE on the SQL function that
  * calls them is the gate.
  *
@@ -90,33 +98,21 @@ EsScanAccount(int64 account_id, const TimestampTz *as_of,
 			  const TimestampTz *effective_until,
 			  EsScanCallback callback, void *arg)
 {
-	Relation	events = EsRowOpenTable(ES_REL_EVENTS, AccessShareLock);
-	Relation	idx = index_open(EsRowRelid(ES_REL_EVENTS_VERSION_IDX),
-								 AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(events, NULL);
-	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
-												 "es_ledger scan row",
-												 ALLOCSET_DEFAULT_SIZES);
-	MemoryContext callercxt = CurrentMemoryContext;
-	ScanKeyData skey;
-	IndexScanDesc scan;
+	EsScanIter *it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX,
+								 true, account_id, GetActiveSnapshot());
 	int64		count = 0;
 
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[0], F_INT8EQ,
-						   Int64GetDatum(account_id));
-	scan = index_beginscan(events, idx, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (EsScanNext(it))
 	{
 		EsEvent		ev;
+		const char *problem = EsScanDecodeEvent(it, &ev);
 
-		CHECK_FOR_INTERRUPTS();
-		MemoryContextReset(rowcxt);
-		MemoryContextSwitchTo(rowcxt);
-		slot_getallattrs(slot);
-		EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);
-		MemoryContextSwitchTo(callercxt);
+		if (problem)
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_INTEGRITY),
+					 errmsg("es_events row seq %lld of account %lld is damaged: %s",
+							(long long) ev.seq, (long long) account_id, problem),
+					 errdetail("The row was changed behind es_apply's back.")));
 		if (as_of && ev.recorded_at > *as_of)
 			continue;
 		if (effective_until && ev.effective_at > *effective_until &&
@@ -125,10 +121,115 @@ EsScanAccount(int64 account_id, const TimestampTz *as_of,
 		callback(&ev, arg);
 		count++;
 	}
+	EsScanEnd(it);
+	return count;
+}
+
+/*
+ * Start walking table through its index: every row in index order (key 0
+ * and nkeys 0), or those whose first index column equals key (an int8).
+ * Rows are read with snapshot.  Each row's values are in it->slot after
+ * EsScanNext; EsScanDecode... run in a memory context reset at every row.
+ */
+EsScanIter *
+EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
+			Snapshot snapshot)
+{
+	EsScanIter *it = palloc0(sizeof(EsScanIter));
+	ScanKeyData skey;
+
+	it->heap = EsRowOpenTable(table, AccessShareLock);
+	it->index = index_open(EsRowRelid(index), AccessShareLock);
+	it->slot = table_slot_create(it->heap, NULL);
+	it->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger scan row",
+									   ALLOCSET_DEFAULT_SIZES);
+	it->scan = index_beginscan(it->heap, it->index, snapshot, by_key ? 1 : 0, 0);
+	if (by_key)
+	{
+		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   it->index->rd_indcollation[0], F_INT8EQ,
+							   Int64GetDatum(key));
+		index_rescan(it->scan, &skey, 1, NULL, 0);
+	}
+	else
+		index_rescan(it->scan, NULL, 0, NULL, 0);
+	return it;
+}
+
+/* The next row, its values deformed into it->slot; false at the end. */
+bool
+EsScanNext(EsScanIter * it)
+{
+	CHECK_FOR_INTERRUPTS();
+	MemoryContextReset(it->rowcxt);
+	if (!index_getnext_slot(it->scan, ForwardScanDirection, it->slot))
+		return false;
+	slot_getallattrs(it->slot);
+	return true;
+}
+
+/*
+ * Decode the current es_events row (EsRowEventDecode) in the row's memory
+ * context; NULL or why the row is damaged.
+ */
+const char *
+EsScanDecodeEvent(EsScanIter * it, EsEvent *ev)
+{
+	MemoryContext old = MemoryContextSwitchTo(it->rowcxt);
+	const char *problem = EsRowEventDecode(it->slot->tts_values,
+										   it->slot->tts_isnull, ev);
+
+	MemoryContextSwitchTo(old);
+	return problem;
+}
+
+/*
+ * Decode the current es_accounts row (EsRowStateDecode) in the row's memory
+ * context; NULL or why the row is damaged.
+ */
+const char *
+EsScanDecodeState(EsScanIter * it, EsAccountState *state)
+{
+	MemoryContext old = MemoryContextSwitchTo(it->rowcxt);
+	const char *problem = EsRowStateDecode(it->slot->tts_values,
+										   it->slot->tts_isnull, state);
+
+	MemoryContextSwitchTo(old);
+	return problem;
+}
+
+/* Finish a walk and release what it holds (locks stay to transaction end). */
+void
+EsScanEnd(EsScanIter * it)
+{
+	index_endscan(it->scan);
+	ExecDropSingleTupleTableSlot(it->slot);
+	MemoryContextDelete(it->rowcxt);
+	index_close(it->index, AccessShareLock);
+	table_close(it->heap, AccessShareLock);
+	pfree(it);
+}
+
+/*
+ * The largest bigint key attno of table rel in its unique index idx, over
+ * every row version there (SnapshotAny: committed, in progress or dead),
+ * or 0 for an empty table.
+ */
+int64
+EsScanMaxKey(EsRel rel, EsRel idx, int attno)
+{
+	Relation	heap = table_open(EsRowRelid(rel), AccessShareLock);
+	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	IndexScanDesc scan = index_beginscan(heap, index, SnapshotAny, 0, 0);
+	int64		max = 0;
+
+	index_rescan(scan, NULL, 0, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		max = EsRowSlotInt64(slot, attno);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	MemoryContextDelete(rowcxt);
-	index_close(idx, AccessShareLock);
-	table_close(events, AccessShareLock);
-	return count;
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return max;
 }

@@ -251,29 +251,6 @@ EsWriteNextCommand(void)
 	ResetPerTupleExprContext(Writer->estate);
 }
 
-/*
- * The largest bigint key attno of table rel in its unique index idx, over
- * every row version there (SnapshotAny), or 0 for an empty table.
- */
-static int64
-MaxKey(EsRel rel, EsRel idx, int attno)
-{
-	Relation	heap = table_open(EsRowRelid(rel), AccessShareLock);
-	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	IndexScanDesc scan = index_beginscan(heap, index, SnapshotAny, 0, 0);
-	int64		max = 0;
-
-	index_rescan(scan, NULL, 0, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-		max = EsRowSlotInt64(slot, attno);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
-	return max;
-}
-
 /* The owner of a relation. */
 static Oid
 RelOwner(Oid relid)
@@ -305,7 +282,7 @@ HealKey(Oid seqoid, EsRel seq, EsRel rel, EsRel idx, int attno)
 	int64		v;
 
 	LockRelationOid(seqoid, ShareRowExclusiveLock);
-	max = MaxKey(rel, idx, attno);
+	max = EsScanMaxKey(rel, idx, attno);
 	v = nextval_internal(seqoid, false);
 	if (v <= max)
 	{
@@ -345,7 +322,7 @@ NextKey(EsRel seq, EsRel rel, EsRel idx, int attno, LocalTransactionId *checked,
 	int64		v;
 
 	if (check)
-		max = MaxKey(rel, idx, attno);
+		max = EsScanMaxKey(rel, idx, attno);
 	v = nextval_internal(seqoid, false);
 	if ((check && v <= max) || v <= *last)
 		v = HealKey(seqoid, seq, rel, idx, attno);

@@ -1,0 +1,730 @@
+/*-------------------------------------------------------------------------
+ *
+ * es_verify.c
+ *	  The verifier: es_verify re-derives everything the ledger promises from
+ *	  the log and says where it does not hold; es_digest and
+ *	  es_verify_digest prove later that the log up to a position is
+ *	  unchanged.
+ *
+ * es_verify walks es_events once through es_events_account_version_key,
+ * so each account's events come in version order, account after account,
+ * and es_accounts once through its primary key, merged with it by
+ * account_id: memory stays flat however large the ledger.  Per event it
+ * decodes the row without trusting it (EsRowEventDecode), recomputes the
+ * canonical encoding's checksum and the hash link from the previous event's
+ * stored hash (EsEventComputeSeal), checks the version follows, and folds
+ * it with the one fold (EsFoldProblem first, so a bad event is reported,
+ * not raised).  Per account it compares the fold with the projection row;
+ * per currency, the projection's balances with deposits minus withdrawals.
+ * Every failure is counted; each check reports how many items it checked,
+ * how many failed, and the smallest failing seq with its reason.
+ *
+ * Locks: AccessShareLock on the tables and indexes read; no row locks, so
+ * writers are never blocked.  It reads one MVCC snapshot, the statement's,
+ * so it sees one consistent ledger and works on a hot standby.  Progress is
+ * shown in pg_stat_activity.query of the verifying session.
+ *
+ * The digest.  es_digest() waits (without blocking new writers, as CREATE
+ * INDEX CONCURRENTLY does) for every transaction that had drawn a seq when
+ * it started, so that no event at or below the largest seq then drawn can
+ * still appear or vanish; then, reading a fresh snapshot, it recomputes
+ * each account's hash chain over its events with seq <= that position
+ * (never trusting a stored hash) and hashes the heads:
+ *
+ *	  digest = "ESDG" | uint16 format 1 | int64 seq |
+ *			   SHA-256("ESDG" | uint16 1 | int64 seq |
+ *					   for each account, by account_id:
+ *						 int64 account_id | int64 version | head hash[32])
+ *
+ * 46 bytes, integers big-endian.  es_verify_digest(seq, digest) recomputes
+ * the same from the log as it is now: any event at or before seq that
+ * changed, vanished or was inserted changes some head, and so the digest.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "common/cryptohash.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/pg_bswap.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "es_ledger.h"
+
+#define ES_DIGEST_MAGIC		"ESDG"
+#define ES_DIGEST_FORMAT	1
+#define ES_DIGEST_LEN		(4 + 2 + 8 + ES_HASH_LEN)
+
+/* How often progress is shown, in events. */
+#define ES_VERIFY_PROGRESS	100000
+
+/* The checks, in the order of es_verify's rows. */
+typedef enum EsCheckId
+{
+	CHECK_CHECKSUM,
+	CHECK_HASH_CHAIN,
+	CHECK_VERSIONS,
+	CHECK_EVENTS,
+	CHECK_PROJECTION,
+	CHECK_CONSERVATION,
+	CHECK_COUNT
+}			EsCheckId;
+
+static const char *const EsCheckNames[CHECK_COUNT] = {
+	"checksum", "hash_chain", "versions", "events", "projection", "conservation",
+};
+
+/* What one check found. */
+typedef struct EsCheck
+{
+	int64		checked;
+	int64		bad;
+	bool		has_first;		/* first_seq/first_why describe a failure */
+	int64		first_seq;		/* the smallest failing seq */
+	char	   *first_why;
+	char	   *unplaced_why;	/* a failure with no seq (conservation) */
+}			EsCheck;
+
+/* Per currency: projection balances and money from outside the ledger. */
+typedef struct EsCurrencySums
+{
+	char		currency[NAMEDATALEN * 4];	/* key */
+	int128		balances;
+	int128		external;
+	int64		accounts;
+}			EsCurrencySums;
+
+/* The state of one run of es_verify. */
+typedef struct EsVerify
+{
+	EsCheck		checks[CHECK_COUNT];
+	HTAB	   *currencies;
+	int64		events;
+	MemoryContext accountcxt;	/* the current account's allocations */
+}			EsVerify;
+
+/* The decimal text of a 128-bit sum. */
+static char *
+Int128Text(int128 v)
+{
+	char		buf[48];
+	int			i = sizeof(buf) - 1;
+	bool		neg = v < 0;
+	uint128		u = neg ? -(uint128) v : (uint128) v;
+
+	buf[i] = '\0';
+	do
+	{
+		buf[--i] = '0' + (int) (u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (neg)
+		buf[--i] = '-';
+	return pstrdup(buf + i);
+}
+
+/* Record a failure of a check at seq (seq < 0: none) with its reason. */
+static void
+Fail(EsVerify * v, EsCheckId id, int64 seq, const char *why)
+{
+	EsCheck    *c = &v->checks[id];
+
+	c->bad++;
+	if (seq < 0)
+	{
+		if (c->unplaced_why == NULL)
+			c->unplaced_why = MemoryContextStrdup(TopTransactionContext, why);
+		return;
+	}
+	if (!c->has_first || seq < c->first_seq)
+	{
+		c->has_first = true;
+		c->first_seq = seq;
+		c->first_why = MemoryContextStrdup(TopTransactionContext, why);
+	}
+}
+
+/* The sums of a currency, created at zero. */
+static EsCurrencySums *
+Currency(EsVerify * v, const char *currency)
+{
+	char		key[NAMEDATALEN * 4] = {0};
+	bool		found;
+	EsCurrencySums *sums;
+
+	strlcpy(key, currency, sizeof(key));
+	sums = hash_search(v->currencies, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		sums->balances = 0;
+		sums->external = 0;
+		sums->accounts = 0;
+	}
+	return sums;
+}
+
+/* Show progress in pg_stat_activity.query of this session. */
+static void
+Progress(const char *what, int64 events)
+{
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("es_ledger %s: " INT64_FORMAT " events read",
+									what, events));
+}
+
+/* Compare an account's fold with its projection row; fail on differences. */
+static void
+CompareProjection(EsVerify * v, const EsAccountState *fold,
+				  const EsAccountState *proj)
+{
+	const char *diff = NULL;
+
+	if (strcmp(fold->account, proj->account) != 0)
+		diff = "name";
+	else if (strcmp(fold->currency, proj->currency) != 0)
+		diff = "currency";
+	else if (fold->status != proj->status)
+		diff = "status";
+	else if (fold->balance != proj->balance)
+		diff = psprintf("balance (%lld in the projection, %lld replayed)",
+						(long long) proj->balance, (long long) fold->balance);
+	else if (fold->pending_out != proj->pending_out ||
+			 fold->pending_in != proj->pending_in)
+		diff = "pending amounts";
+	else if (fold->available != proj->available)
+		diff = "available";
+	else if (fold->overdraft_limit != proj->overdraft_limit ||
+			 fold->has_max_balance != proj->has_max_balance ||
+			 (fold->has_max_balance && fold->max_balance != proj->max_balance))
+		diff = "limits";
+	else if (fold->version != proj->version)
+		diff = psprintf("version (%lld in the projection, %lld replayed)",
+						(long long) proj->version, (long long) fold->version);
+	else if (fold->last_seq != proj->last_seq)
+		diff = "last_seq";
+	else if (fold->opened_at != proj->opened_at ||
+			 fold->updated_at != proj->updated_at)
+		diff = "times";
+	else if (memcmp(fold->last_hash, proj->last_hash, ES_HASH_LEN) != 0)
+		diff = "last_hash (the head of the hash chain)";
+	if (diff)
+		Fail(v, CHECK_PROJECTION, fold->last_seq,
+			 psprintf("account \"%s\": the projection's %s differs from the replay of the log",
+					  fold->account, diff));
+}
+
+/*
+ * Advance the projection walk up to account_id and check what it passes:
+ * rows of accounts with no event fail; the row of account_id (if any) is
+ * decoded into *proj.  Returns whether account_id has a row.
+ */
+static bool
+ProjectionUpTo(EsVerify * v, EsScanIter * accts, bool *pending, int64 account_id,
+			   EsAccountState *proj)
+{
+	for (;;)
+	{
+		const char *problem;
+
+		if (!*pending)
+		{
+			if (!EsScanNext(accts))
+				return false;
+			*pending = true;
+		}
+		problem = EsScanDecodeState(accts, proj);
+		if (account_id != 0 && proj->account_id > account_id && problem == NULL)
+			return false;		/* a later account's row: keep it */
+		*pending = false;
+		v->checks[CHECK_PROJECTION].checked++;
+		if (problem)
+		{
+			Fail(v, CHECK_PROJECTION, -1,
+				 psprintf("es_accounts row of account_id %lld is damaged: %s",
+						  (long long) proj->account_id, problem));
+			if (proj->account_id == account_id)
+				return false;
+			continue;
+		}
+		Currency(v, proj->currency)->balances += proj->balance;
+		if (proj->account_id == account_id)
+			return true;
+		Fail(v, CHECK_PROJECTION, proj->last_seq,
+			 psprintf("account \"%s\" has a projection row but no event in the log",
+					  proj->account));
+	}
+}
+
+/* The end of an account's events: compare with the projection. */
+static void
+FinishAccount(EsVerify * v, EsScanIter * accts, bool *pending,
+			  const EsAccountState *fold)
+{
+	EsAccountState proj;
+
+	if (fold->status == ES_ACCOUNT_NONE)
+		return;					/* never opened: reported as events */
+	if (ProjectionUpTo(v, accts, pending, fold->account_id, &proj))
+		CompareProjection(v, fold, &proj);
+	else
+		Fail(v, CHECK_PROJECTION, fold->last_seq,
+			 psprintf("account \"%s\" has events but no projection row",
+					  fold->account));
+}
+
+/* Fill the result row of one check. */
+static void
+EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
+		  const EsCheck * c, const char *unit)
+{
+	Datum		values[5];
+	bool		nulls[5] = {false};
+	char	   *detail;
+
+	values[0] = CStringGetTextDatum(EsCheckNames[id]);
+	values[1] = BoolGetDatum(c->bad == 0);
+	values[2] = Int64GetDatum(c->checked);
+	if (c->has_first)
+		values[3] = Int64GetDatum(c->first_seq);
+	else
+		nulls[3] = true;
+	if (c->bad == 0)
+		detail = psprintf("%lld %s checked", (long long) c->checked, unit);
+	else
+		detail = psprintf("%lld of %lld %s bad; first: %s",
+						  (long long) c->bad, (long long) c->checked, unit,
+						  c->has_first ?
+						  psprintf("seq %lld: %s", (long long) c->first_seq,
+								   c->first_why) :
+						  c->unplaced_why);
+	values[4] = CStringGetTextDatum(detail);
+	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+/*
+ * es_verify(account text DEFAULT NULL)
+ *	   RETURNS TABLE(check_name text, ok boolean, checked bigint,
+ *					 first_bad_seq bigint, detail text)
+ *
+ * One row per check, over the whole ledger or one account:
+ *	checksum	  each event's CRC-32C recomputed from its canonical encoding
+ *				  (also fails rows that cannot be read: NULLs, a hash not 32
+ *				  bytes, an unknown format)
+ *	hash_chain	  each event's hash = SHA-256(previous stored hash || encoding)
+ *	versions	  each account's versions are 1, 2, 3, ... without a gap
+ *	events		  each event can be folded (known type, amount sign, data)
+ *	projection	  each es_accounts row equals the fold of its events, and
+ *				  every account has exactly one row
+ *	conservation  per currency, the sum of balances equals deposits minus
+ *				  withdrawals (for one account: its balance equals the sum of
+ *				  its amounts)
+ * ok is false and first_bad_seq the smallest failing seq when a check
+ * fails; detail says how many failed and why the first did.  Reads one
+ * snapshot with AccessShareLock only: writers are never blocked.  ES003
+ * for an account the log does not know.
+ */
+PG_FUNCTION_INFO_V1(es_verify);
+Datum
+es_verify(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		one = !PG_ARGISNULL(0);
+	int64		account_id = 0;
+	EsVerify	v;
+	HASHCTL		ctl;
+	EsScanIter *events;
+	EsScanIter *accts;
+	bool		pending = false;
+	EsAccountState fold;
+	uint8		prev_hash[ES_HASH_LEN];
+	int64		expected_version = 1;
+	int64		own_amounts = 0;
+	bool		have_account = false;
+	EsAccountState proj;
+	const char *saved_activity = debug_query_string;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (one)
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+		if (!EsScanFindOpened(name, &account_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
+					 errmsg("account \"%s\" not found", name),
+					 errdetail("The log holds no AccountOpened event for it.")));
+	}
+
+	memset(&v, 0, sizeof(v));
+	ctl.keysize = NAMEDATALEN * 4;
+	ctl.entrysize = sizeof(EsCurrencySums);
+	ctl.hcxt = CurrentMemoryContext;
+	v.currencies = hash_create("es_verify currencies", 16, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	v.accountcxt = AllocSetContextCreate(CurrentMemoryContext, "es_verify account",
+										 ALLOCSET_DEFAULT_SIZES);
+	EsFoldInit(&fold, 0);
+	memcpy(prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+
+	events = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, one,
+						 account_id, GetActiveSnapshot());
+	accts = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, one,
+						account_id, GetActiveSnapshot());
+	while (EsScanNext(events))
+	{
+		EsEvent		ev;
+		const char *problem = EsScanDecodeEvent(events, &ev);
+		uint32		checksum;
+		uint8		hash[ES_HASH_LEN];
+		MemoryContext old;
+
+		v.events++;
+		if (v.events % ES_VERIFY_PROGRESS == 0)
+			Progress("es_verify", v.events);
+		v.checks[CHECK_CHECKSUM].checked++;
+		v.checks[CHECK_HASH_CHAIN].checked++;
+		v.checks[CHECK_EVENTS].checked++;
+
+		if (!have_account || ev.account_id != fold.account_id)
+		{
+			/* The next account's events begin. */
+			if (have_account)
+				FinishAccount(&v, accts, &pending, &fold);
+			MemoryContextReset(v.accountcxt);
+			EsFoldInit(&fold, ev.account_id);
+			memcpy(prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+			expected_version = 1;
+			have_account = true;
+			v.checks[CHECK_VERSIONS].checked++;
+		}
+		if (problem)
+		{
+			Fail(&v, CHECK_CHECKSUM, ev.seq,
+				 psprintf("the row cannot be read: %s", problem));
+			Fail(&v, CHECK_HASH_CHAIN, ev.seq, "the row cannot be read");
+			Fail(&v, CHECK_EVENTS, ev.seq, "the row cannot be read");
+			expected_version = ev.version + 1;
+			continue;
+		}
+
+		/* checksum and hash_chain */
+		if (ev.type == ES_EV_INVALID)
+		{
+			Fail(&v, CHECK_CHECKSUM, ev.seq, "its type is unknown, so it has no encoding");
+			Fail(&v, CHECK_HASH_CHAIN, ev.seq, "its type is unknown, so it has no encoding");
+		}
+		else
+		{
+			EsEventComputeSeal(&ev, prev_hash, &checksum, hash);
+			if (checksum != ev.checksum)
+				Fail(&v, CHECK_CHECKSUM, ev.seq,
+					 "the stored checksum differs from the one of its content");
+			if (memcmp(hash, ev.hash, ES_HASH_LEN) != 0)
+				Fail(&v, CHECK_HASH_CHAIN, ev.seq,
+					 ev.version == 1 ?
+					 "the stored hash is not SHA-256 of the genesis hash and its content" :
+					 "the stored hash is not SHA-256 of the previous event's hash and its content");
+		}
+		memcpy(prev_hash, ev.hash, ES_HASH_LEN);
+
+		/* versions */
+		if (ev.version != expected_version)
+			Fail(&v, CHECK_VERSIONS, ev.seq,
+				 psprintf("account %lld: version %lld where %lld was due",
+						  (long long) ev.account_id, (long long) ev.version,
+						  (long long) expected_version));
+		expected_version = ev.version + 1;
+
+		/* events, and the fold for the projection check */
+		problem = EsFoldProblem(&fold, &ev);
+		if (problem)
+		{
+			Fail(&v, CHECK_EVENTS, ev.seq, psprintf("it cannot be folded: %s", problem));
+			continue;
+		}
+		old = MemoryContextSwitchTo(v.accountcxt);
+		EsFoldEvent(&fold, &ev);
+		MemoryContextSwitchTo(old);
+		if (ev.type == ES_EV_DEPOSITED || ev.type == ES_EV_WITHDRAWN)
+			Currency(&v, fold.currency)->external += ev.amount;
+		own_amounts += ev.amount;
+	}
+	if (have_account)
+		FinishAccount(&v, accts, &pending, &fold);
+	/* Projection rows past the last account with events. */
+	if (!one)
+		ProjectionUpTo(&v, accts, &pending, PG_INT64_MAX, &proj);
+	else if (!have_account && ProjectionUpTo(&v, accts, &pending, account_id, &proj))
+		Fail(&v, CHECK_PROJECTION, proj.last_seq,
+			 "the account has a projection row but no event in the log");
+	EsScanEnd(events);
+	EsScanEnd(accts);
+
+	/* conservation */
+	if (one)
+	{
+		v.checks[CHECK_CONSERVATION].checked = have_account ? 1 : 0;
+		if (have_account && fold.status != ES_ACCOUNT_NONE &&
+			Currency(&v, fold.currency)->balances != own_amounts)
+			Fail(&v, CHECK_CONSERVATION, fold.last_seq,
+				 psprintf("account \"%s\": the balance %s is not the sum of its amounts, %lld",
+						  fold.account, Int128Text(Currency(&v, fold.currency)->balances),
+						  (long long) own_amounts));
+	}
+	else
+	{
+		HASH_SEQ_STATUS status;
+		EsCurrencySums *sums;
+
+		hash_seq_init(&status, v.currencies);
+		while ((sums = hash_seq_search(&status)) != NULL)
+		{
+			v.checks[CHECK_CONSERVATION].checked++;
+			if (sums->balances != sums->external)
+				Fail(&v, CHECK_CONSERVATION, -1,
+					 psprintf("%s: the balances sum to %s, deposits minus withdrawals to %s",
+							  sums->currency, Int128Text(sums->balances),
+							  Int128Text(sums->external)));
+		}
+	}
+
+	for (int i = 0; i < CHECK_COUNT; i++)
+		EmitCheck(rsinfo->setResult, rsinfo->setDesc, (EsCheckId) i,
+				  &v.checks[i],
+				  i == CHECK_VERSIONS || i == CHECK_PROJECTION ? "accounts" :
+				  i == CHECK_CONSERVATION ? (one ? "accounts" : "currencies") :
+				  "events");
+	if (saved_activity)
+		pgstat_report_activity(STATE_RUNNING, saved_activity);
+	return (Datum) 0;
+}
+
+/* ------------------------------------------------------------------ digest */
+
+/* Append a big-endian int64 to a SHA-256 computation. */
+static void
+HashInt64(pg_cryptohash_ctx *ctx, int64 v)
+{
+	uint64		n = pg_hton64((uint64) v);
+
+	if (pg_cryptohash_update(ctx, (const uint8 *) &n, sizeof(n)) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+}
+
+/* Append bytes to a SHA-256 computation. */
+static void
+HashBytes(pg_cryptohash_ctx *ctx, const void *p, size_t len)
+{
+	if (pg_cryptohash_update(ctx, p, len) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+}
+
+/* The digest header: magic, format, position. */
+static void
+HashHeader(pg_cryptohash_ctx *ctx, int64 seq)
+{
+	uint16		format = pg_hton16(ES_DIGEST_FORMAT);
+
+	HashBytes(ctx, ES_DIGEST_MAGIC, 4);
+	HashBytes(ctx, &format, sizeof(format));
+	HashInt64(ctx, seq);
+}
+
+/* Feed one account's recomputed head into the digest. */
+static void
+HashHead(pg_cryptohash_ctx *ctx, int64 account_id, int64 version,
+		 const uint8 *head)
+{
+	HashInt64(ctx, account_id);
+	HashInt64(ctx, version);
+	HashBytes(ctx, head, ES_HASH_LEN);
+}
+
+/*
+ * The digest of the log at position seq, recomputed from the events with
+ * seq <= the position read with snapshot (never from stored hashes).
+ * Returns false, with *why, if a row at or before the position cannot be
+ * read or has an unknown type; out gets ES_DIGEST_LEN bytes otherwise.
+ */
+static bool
+ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	EsScanIter *it;
+	int64		account_id = 0;
+	int64		version = 0;
+	uint8		head[ES_HASH_LEN];
+	int64		events = 0;
+	bool		ok = true;
+	uint16		format = pg_hton16(ES_DIGEST_FORMAT);
+	uint64		nseq = pg_hton64((uint64) seq);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "could not start SHA-256");
+	HashHeader(ctx, seq);
+	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, false, 0,
+					 snapshot);
+	while (EsScanNext(it))
+	{
+		EsEvent		ev;
+		const char *problem = EsScanDecodeEvent(it, &ev);
+		uint32		checksum;
+
+		if (++events % ES_VERIFY_PROGRESS == 0)
+			Progress("digest", events);
+		if (problem || ev.type == ES_EV_INVALID)
+		{
+			if (ev.seq <= seq)
+			{
+				*why = psprintf("event seq %lld cannot be read: %s",
+								(long long) ev.seq,
+								problem ? problem : "its type is unknown");
+				ok = false;
+				break;
+			}
+			continue;
+		}
+		if (ev.seq > seq)
+			continue;
+		if (ev.account_id != account_id)
+		{
+			if (version > 0)
+				HashHead(ctx, account_id, version, head);
+			account_id = ev.account_id;
+			version = 0;
+			memcpy(head, EsEventGenesisHash(), ES_HASH_LEN);
+		}
+		EsEventComputeSeal(&ev, head, &checksum, head);
+		version = ev.version;
+	}
+	EsScanEnd(it);
+	if (ok)
+	{
+		if (version > 0)
+			HashHead(ctx, account_id, version, head);
+		memcpy(out, ES_DIGEST_MAGIC, 4);
+		memcpy(out + 4, &format, 2);
+		memcpy(out + 6, &nseq, 8);
+		if (pg_cryptohash_final(ctx, out + 14, ES_HASH_LEN) < 0)
+			elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	}
+	pg_cryptohash_free(ctx);
+	return ok;
+}
+
+/*
+ * es_digest() RETURNS TABLE(seq bigint, digest bytea)
+ *
+ * A digest of the whole log at the largest seq drawn so far (46 bytes; see
+ * the file header), to be kept outside the database.  Waits, without
+ * blocking new writers, for the transactions that had drawn a seq to end,
+ * so that the log at and below that seq is final; so it cannot run in a
+ * transaction that has written (25001) nor during recovery (55000: run it
+ * on the primary; es_verify_digest works on a standby).  ES012 if a row at
+ * or before the position cannot be read.
+ */
+PG_FUNCTION_INFO_V1(es_digest);
+Datum
+es_digest(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LOCKTAG		tag;
+	int64		seq;
+	uint8		digest[ES_DIGEST_LEN];
+	const char *why = NULL;
+	bytea	   *b;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	Snapshot	snapshot;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es_digest cannot run during recovery"),
+				 errdetail("It must wait for the primary's writers, which a standby cannot see."),
+				 errhint("Run es_digest on the primary; es_verify_digest works on a standby.")));
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("es_digest cannot run in a transaction that has written"),
+				 errdetail("It waits for every writer to finish, this transaction included."),
+				 errhint("Run es_digest in a transaction of its own.")));
+
+	/* Every seq drawn so far is at most this; wait for their transactions. */
+	seq = EsScanMaxKey(ES_REL_EVENTS, ES_REL_EVENTS_SEQ_IDX, ES_EV_ATT_SEQ);
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, EsRowRelid(ES_REL_EVENTS_SEQ));
+	WaitForLockers(tag, ShareLock, false);
+
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (!ComputeDigest(seq, snapshot, digest, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_INTEGRITY),
+				 errmsg("cannot digest the log: %s", why),
+				 errhint("Run es_verify() to see what is damaged.")));
+	UnregisterSnapshot(snapshot);
+
+	b = palloc(VARHDRSZ + ES_DIGEST_LEN);
+	SET_VARSIZE(b, VARHDRSZ + ES_DIGEST_LEN);
+	memcpy(VARDATA(b), digest, ES_DIGEST_LEN);
+	values[0] = Int64GetDatum(seq);
+	values[1] = PointerGetDatum(b);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * es_verify_digest(seq bigint, digest bytea) RETURNS boolean
+ *
+ * True if the log up to seq is what it was when es_digest gave digest:
+ * recomputes the digest from the events with seq <= the position as the
+ * statement's snapshot sees them, never trusting a stored hash; false if
+ * any of them changed, vanished or was inserted, or cannot be read.
+ * 22023 for a digest that is not one of es_digest's, or of another seq.
+ * Reads with AccessShareLock only; works on a hot standby.
+ */
+PG_FUNCTION_INFO_V1(es_verify_digest);
+Datum
+es_verify_digest(PG_FUNCTION_ARGS)
+{
+	int64		seq = PG_GETARG_INT64(0);
+	bytea	   *given = PG_GETARG_BYTEA_PP(1);
+	uint8		digest[ES_DIGEST_LEN];
+	const char *why = NULL;
+	uint64		nseq;
+
+	if (VARSIZE_ANY_EXHDR(given) != ES_DIGEST_LEN ||
+		memcmp(VARDATA_ANY(given), ES_DIGEST_MAGIC, 4) != 0 ||
+		pg_ntoh16(*(uint16 *) (VARDATA_ANY(given) + 4)) != ES_DIGEST_FORMAT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("not an es_ledger digest"),
+				 errdetail("A digest of es_digest is %d bytes beginning with \"ESDG\" and format 1.",
+						   ES_DIGEST_LEN)));
+	memcpy(&nseq, VARDATA_ANY(given) + 6, 8);
+	if ((int64) pg_ntoh64(nseq) != seq)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the digest is of seq %lld, not %lld",
+						(long long) (int64) pg_ntoh64(nseq), (long long) seq),
+				 errdetail("Pass the seq es_digest returned with the digest.")));
+	if (!ComputeDigest(seq, GetActiveSnapshot(), digest, &why))
+	{
+		ereport(NOTICE,
+				(errmsg("the log up to seq %lld cannot be digested: %s",
+						(long long) seq, why)));
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(memcmp(digest, VARDATA_ANY(given), ES_DIGEST_LEN) == 0);
+}
