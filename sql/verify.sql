@@ -73,7 +73,7 @@ UPDATE es_events SET hash = '\x0102' WHERE seq = :v_seq;
 SELECT check_name, ok, first_bad_seq = :v_seq AS at_the_event,
        regexp_replace(detail, '[0-9]+', 'N', 'g') AS detail
   FROM es_verify() WHERE check_name = 'checksum';
-SELECT try($$SELECT (es_replay('v-b')).balance::text$$);
+SELECT regexp_replace(try($$SELECT (es_replay('v-b')).balance::text$$), '[0-9]+', 'N', 'g') AS replay;
 ALTER EVENT TRIGGER es_guard_ddl DISABLE;
 ALTER TABLE es_events ALTER COLUMN hash DROP NOT NULL;
 UPDATE es_events SET hash = NULL WHERE seq = :v_seq;
