@@ -129,36 +129,62 @@ EsEventEncode(const EsEvent *ev, StringInfo buf)
 }
 
 /*
- * The checksum and hash link ev would be sealed with after prev_hash (the
- * previous hash of its account, EsEventGenesisHash() for its first event),
- * without changing ev: what the verifier recomputes.
+ * Start a sealer: a SHA-256 context and an encoding buffer reused from event
+ * to event, for a caller that seals or checks many (the verifier); creating
+ * them per event costs more than hashing a small event.
  */
 void
-EsEventComputeSeal(const EsEvent *ev, const uint8 *prev_hash, uint32 *checksum,
-				   uint8 *hash)
+EsEventSealerInit(EsEventSealer * sealer)
 {
-	StringInfoData buf;
-	pg_crc32c	crc;
-	pg_cryptohash_ctx *ctx;
+	sealer->ctx = pg_cryptohash_create(PG_SHA256);
+	if (sealer->ctx == NULL)
+		elog(ERROR, "could not create a SHA-256 context");
+	initStringInfo(&sealer->buf);
+}
 
-	initStringInfo(&buf);
-	EsEventEncode(ev, &buf);
+/* Release what a sealer holds. */
+void
+EsEventSealerFree(EsEventSealer * sealer)
+{
+	pg_cryptohash_free(sealer->ctx);
+	pfree(sealer->buf.data);
+}
+
+/*
+ * The checksum and hash link ev would be sealed with after prev_hash (the
+ * previous hash of its account, EsEventGenesisHash() for its first event),
+ * without changing ev: what the verifier recomputes.  hash may be
+ * prev_hash.  sealer may be NULL (one is made for this event).
+ */
+void
+EsEventComputeSeal(EsEventSealer * sealer, const EsEvent *ev,
+				   const uint8 *prev_hash, uint32 *checksum, uint8 *hash)
+{
+	EsEventSealer own;
+	pg_crc32c	crc;
+
+	if (sealer == NULL)
+	{
+		EsEventSealerInit(&own);
+		sealer = &own;
+	}
+	resetStringInfo(&sealer->buf);
+	EsEventEncode(ev, &sealer->buf);
 
 	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, buf.data, buf.len);
+	COMP_CRC32C(crc, sealer->buf.data, sealer->buf.len);
 	FIN_CRC32C(crc);
 	*checksum = crc;
 
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (ctx == NULL ||
-		pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, prev_hash, ES_HASH_LEN) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) buf.data, buf.len) < 0 ||
-		pg_cryptohash_final(ctx, hash, ES_HASH_LEN) < 0)
+	if (pg_cryptohash_init(sealer->ctx) < 0 ||
+		pg_cryptohash_update(sealer->ctx, prev_hash, ES_HASH_LEN) < 0 ||
+		pg_cryptohash_update(sealer->ctx, (const uint8 *) sealer->buf.data,
+							 sealer->buf.len) < 0 ||
+		pg_cryptohash_final(sealer->ctx, hash, ES_HASH_LEN) < 0)
 		elog(ERROR, "could not compute SHA-256 of event %lld: %s",
-			 (long long) ev->seq, pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
-	pfree(buf.data);
+			 (long long) ev->seq, pg_cryptohash_error(sealer->ctx));
+	if (sealer == &own)
+		EsEventSealerFree(&own);
 }
 
 /*
@@ -168,5 +194,5 @@ EsEventComputeSeal(const EsEvent *ev, const uint8 *prev_hash, uint32 *checksum,
 void
 EsEventSeal(EsEvent *ev, const uint8 *prev_hash)
 {
-	EsEventComputeSeal(ev, prev_hash, &ev->checksum, ev->hash);
+	EsEventComputeSeal(NULL, ev, prev_hash, &ev->checksum, ev->hash);
 }

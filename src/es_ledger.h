@@ -115,8 +115,19 @@ typedef struct EsEvent
 extern const char *EsEventTypeName(EsEventType type);
 extern EsEventType EsEventTypeFromName(const char *name);
 extern void EsEventEncode(const EsEvent *ev, StringInfo buf);
-extern void EsEventComputeSeal(const EsEvent *ev, const uint8 *prev_hash,
-							   uint32 *checksum, uint8 *hash);
+
+/* A SHA-256 context and encoding buffer reused across events. */
+typedef struct EsEventSealer
+{
+	struct pg_cryptohash_ctx *ctx;
+	StringInfoData buf;
+}			EsEventSealer;
+
+extern void EsEventSealerInit(EsEventSealer * sealer);
+extern void EsEventSealerFree(EsEventSealer * sealer);
+extern void EsEventComputeSeal(EsEventSealer * sealer, const EsEvent *ev,
+							   const uint8 *prev_hash, uint32 *checksum,
+							   uint8 *hash);
 extern void EsEventSeal(EsEvent *ev, const uint8 *prev_hash);
 extern const uint8 *EsEventGenesisHash(void);
 

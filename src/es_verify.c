@@ -353,6 +353,7 @@ es_verify(PG_FUNCTION_ARGS)
 	bool		have_account = false;
 	EsAccountState proj;
 	const char *saved_activity = debug_query_string;
+	EsEventSealer sealer;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (one)
@@ -377,6 +378,7 @@ es_verify(PG_FUNCTION_ARGS)
 	EsFoldInit(&fold, 0);
 	memcpy(prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
 
+	EsEventSealerInit(&sealer);
 	events = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, one,
 						 account_id, GetActiveSnapshot());
 	accts = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, one,
@@ -426,7 +428,7 @@ es_verify(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			EsEventComputeSeal(&ev, prev_hash, &checksum, hash);
+			EsEventComputeSeal(&sealer, &ev, prev_hash, &checksum, hash);
 			if (checksum != ev.checksum)
 				Fail(&v, CHECK_CHECKSUM, ev.seq,
 					 "the stored checksum differs from the one of its content");
@@ -470,6 +472,7 @@ es_verify(PG_FUNCTION_ARGS)
 			 "the account has a projection row but no event in the log");
 	EsScanEnd(events);
 	EsScanEnd(accts);
+	EsEventSealerFree(&sealer);
 
 	/* conservation */
 	if (one)
@@ -561,6 +564,7 @@ static bool
 ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	EsEventSealer sealer;
 	EsScanIter *it;
 	int64		account_id = 0;
 	int64		version = 0;
@@ -573,6 +577,7 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "could not start SHA-256");
 	HashHeader(ctx, seq);
+	EsEventSealerInit(&sealer);
 	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, false, 0,
 					 snapshot);
 	while (EsScanNext(it))
@@ -605,10 +610,11 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 			version = 0;
 			memcpy(head, EsEventGenesisHash(), ES_HASH_LEN);
 		}
-		EsEventComputeSeal(&ev, head, &checksum, head);
+		EsEventComputeSeal(&sealer, &ev, head, &checksum, head);
 		version = ev.version;
 	}
 	EsScanEnd(it);
+	EsEventSealerFree(&sealer);
 	if (ok)
 	{
 		if (version > 0)
