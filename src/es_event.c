@@ -194,5 +194,11 @@ EsEventComputeSeal(EsEventSealer * sealer, const EsEvent *ev,
 void
 EsEventSeal(EsEvent *ev, const uint8 *prev_hash)
 {
+#ifdef ES_BENCH_NO_CHAIN
+	/* Benchmark builds only (bench/instructions.sh): what sealing costs. */
+	ev->checksum = 0;
+	memcpy(ev->hash, prev_hash, ES_HASH_LEN);
+#else
 	EsEventComputeSeal(NULL, ev, prev_hash, &ev->checksum, ev->hash);
+#endif
 }
