@@ -341,7 +341,7 @@ typedef enum EsCommandRole
 {
 	ES_ROLE_WRITER,				/* es_ledger_writer: money movements */
 	ES_ROLE_ADMIN				/* es_ledger_admin: account administration */
-}			EsCommandRole;
+} EsCommandRole;
 
 typedef struct EsCommandHandler
 {
