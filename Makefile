@@ -6,6 +6,7 @@ OBJS = \
 	src/es_fold.o \
 	src/es_row.o \
 	src/es_guard.o \
+	src/es_restore.o \
 	src/es_am.o \
 	src/es_cache.o \
 	src/es_scan.o \

@@ -32,6 +32,15 @@ REVOKE EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) FRO
 GRANT EXECUTE ON FUNCTION es_apply(jsonb) TO es_ledger_admin;
 GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) TO es_ledger_admin;
 
+-- pg_dump dumps the ledger (0.1.0's dumps held only CREATE EXTENSION): the
+-- tables' rows, es_events in (account_id, version) order for the verified
+-- restore (es_ledger.restore), and the sequences' values.
+SELECT pg_catalog.pg_extension_config_dump('es_events', 'WHERE true ORDER BY account_id, version');
+SELECT pg_catalog.pg_extension_config_dump('es_accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('es_commands', '');
+SELECT pg_catalog.pg_extension_config_dump('es_events_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('es_accounts_account_id_seq', '');
+
 
 -------------------------------------------------------------------------------
 -- Superuser guard (es_guard.c): the guard triggers and event triggers fire

@@ -90,6 +90,16 @@ CREATE TABLE es_commands (
 );
 COMMENT ON TABLE es_commands IS 'idempotency register: the canonical command and result seq of every command applied with an id';
 
+-- pg_dump dumps the rows of these tables and the sequences' values (a dump
+-- holds the ledger, not only CREATE EXTENSION).  es_events comes in
+-- (account_id, version) order, so that a restore (es_ledger.restore = on)
+-- verifies each event against the one before it in O(1) memory.
+SELECT pg_catalog.pg_extension_config_dump('es_events', 'WHERE true ORDER BY account_id, version');
+SELECT pg_catalog.pg_extension_config_dump('es_accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('es_commands', '');
+SELECT pg_catalog.pg_extension_config_dump('es_events_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('es_accounts_account_id_seq', '');
+
 CREATE FUNCTION es_guard_projection() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'es_guard_projection' LANGUAGE C;
 CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_accounts

@@ -41,6 +41,11 @@ UNION ALL
 SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtenabled::text || ' ' || coalesce(evttags::text, '-')
   FROM pg_event_trigger WHERE evtname LIKE 'es\_%'
 UNION ALL
+SELECT 'dumped ' || c.relname || ' ' || x.cond
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(rel, cond)
+  JOIN pg_class c ON c.oid = x.rel
+ WHERE e.extname = 'es_ledger'
+UNION ALL
 SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '-')
   FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
  WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname

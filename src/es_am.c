@@ -19,7 +19,9 @@
  *	  (temporary tables aside: ON COMMIT DELETE ROWS must not fail a commit).
  *	- tuple_insert, tuple_insert_speculative and multi_insert refuse rows for
  *	  the extension's own log (es_events) unless es_apply holds the write
- *	  guard (es_guard.c).  Other es_log tables accept INSERT and COPY.
+ *	  guard (es_guard.c), or the session restores a dump (es_ledger.restore
+ *	  on) into a log that was empty (EsGuardRestoreTable) and every row
+ *	  verifies (es_restore.c).  Other es_log tables accept INSERT and COPY.
  *	- index_build_range_scan and index_validate_scan run heap's with
  *	  rd_tableam pointing at heap's routine for the duration of the call:
  *	  heap_getnext, which they use, insists on it.  The pointer is restored
@@ -63,53 +65,64 @@ RefuseChange(Relation rel, const char *what)
 }
 
 /*
- * Refuse an insert into the extension's own log from outside es_apply.
+ * Refuse an insert of the nslots rows in slots into the extension's own log
+ * from outside es_apply, unless the session restores a dump
+ * (es_ledger.restore) into a log that was empty (EsGuardRestoreTable: ES011
+ * otherwise) and the rows verify (es_restore.c: ES012 if one does not).
  * Inserts into other es_log tables are allowed.
  */
 static void
-CheckInsert(Relation rel)
+CheckInsert(Relation rel, TupleTableSlot **slots, int nslots)
 {
 	Oid			extoid;
 
 	if (EsGuardWriting())
 		return;
 	extoid = get_extension_oid("es_ledger", true);
-	if (OidIsValid(extoid) &&
-		getExtensionOfObject(RelationRelationId, RelationGetRelid(rel)) == extoid)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
-				 errmsg("cannot insert into \"%s\" directly",
-						RelationGetRelationName(rel)),
-				 errdetail("Events reach the ledger's log only through es_apply, which validates them and keeps the projections and hash chain in step."),
-				 errhint("Use es_apply() or one of its shorthands.")));
+	if (!OidIsValid(extoid) ||
+		getExtensionOfObject(RelationRelationId, RelationGetRelid(rel)) != extoid)
+		return;
+	if (EsGuardRestoring() &&
+		RelationGetRelid(rel) == EsRowRelid(ES_REL_EVENTS))
+	{
+		EsGuardRestoreTable(rel);
+		EsRestoreCheckEvents(rel, slots, nslots);
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+			 errmsg("cannot insert into \"%s\" directly",
+					RelationGetRelationName(rel)),
+			 errdetail("Events reach the ledger's log only through es_apply, which validates them and keeps the projections and hash chain in step."),
+			 errhint("Use es_apply() or one of its shorthands.  To restore a dump, a superuser sets es_ledger.restore = on.")));
 }
 
-/* INSERT: heap's, after the guard. */
+/* INSERT: heap's, after the guard (or the restore's check). */
 static void
 EsLogTupleInsert(Relation rel, TupleTableSlot *slot, CommandId cid,
 				 int options, BulkInsertState bistate)
 {
-	CheckInsert(rel);
+	CheckInsert(rel, &slot, 1);
 	GetHeapamTableAmRoutine()->tuple_insert(rel, slot, cid, options, bistate);
 }
 
-/* INSERT ... ON CONFLICT: heap's, after the guard. */
+/* INSERT ... ON CONFLICT: heap's, after the guard (or the restore's check). */
 static void
 EsLogTupleInsertSpeculative(Relation rel, TupleTableSlot *slot, CommandId cid,
 							int options, BulkInsertState bistate,
 							uint32 specToken)
 {
-	CheckInsert(rel);
+	CheckInsert(rel, &slot, 1);
 	GetHeapamTableAmRoutine()->tuple_insert_speculative(rel, slot, cid, options,
 														bistate, specToken);
 }
 
-/* COPY FROM: heap's, after the guard. */
+/* COPY FROM: heap's, after the guard (or the restore's check). */
 static void
 EsLogMultiInsert(Relation rel, TupleTableSlot **slots, int ntuples,
 				 CommandId cid, int options, BulkInsertState bistate)
 {
-	CheckInsert(rel);
+	CheckInsert(rel, slots, ntuples);
 	GetHeapamTableAmRoutine()->multi_insert(rel, slots, ntuples, cid, options,
 											bistate);
 }

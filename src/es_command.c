@@ -220,7 +220,7 @@ typedef struct EsCodeRange
 	pg_wchar	first;
 	pg_wchar	last;
 	char		category;		/* 'c' Cc, 'f' Cf, 'z' Zl/Zp, 'i' DI */
-}			EsCodeRange;
+} EsCodeRange;
 
 static const EsCodeRange refused_chars[] = {
 	{0x0000, 0x001F, 'c'},		/* Cc: C0 controls (tab, newline, ...) */
@@ -286,7 +286,7 @@ static const EsCodeRange white_space[] = {
 
 /* The range of table[0..n) holding c, or NULL (binary search). */
 static const EsCodeRange *
-FindRange(const EsCodeRange * table, int n, pg_wchar c)
+FindRange(const EsCodeRange *table, int n, pg_wchar c)
 {
 	int			lo = 0;
 	int			hi = n - 1;
@@ -388,7 +388,7 @@ CheckName(const char *what, const char *value, int ordinal, bool is_id)
 	while (p < end)
 	{
 		pg_wchar	c;
-		const		EsCodeRange *r;
+		const EsCodeRange *r;
 
 		if (!IS_HIGHBIT_SET(*p))
 			c = *p++;

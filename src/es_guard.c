@@ -14,6 +14,15 @@
  * The guard triggers and the event triggers are ENABLE ALWAYS, so that
  * session_replication_role = replica does not silence them.
  *
+ * Restore.  In a session where a superuser has set es_ledger.restore = on
+ * (PGC_SUSET, defined here so that both the access method and the trigger
+ * can read it), the access method hands rows for es_events to
+ * es_restore.c, which stores only those that chain, and the guard triggers
+ * let INSERT (and COPY) into the projections through; UPDATE, DELETE and
+ * TRUNCATE stay refused.  Either way, only into a table that was empty when
+ * the transaction began to fill it (EsGuardRestoreTable): a restore loads an
+ * empty ledger and never adds to one in use.
+ *
  * DDL guard.  es_guard_ddl() runs on ddl_command_start for every command
  * and refuses with ES011, on the extension's tables (members of es_ledger,
  * found with getExtensionOfObject, never by name):
@@ -100,6 +109,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
@@ -129,6 +139,7 @@
 #include "parser/parse_type.h"
 #include "parser/parse_utilcmd.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
@@ -147,6 +158,22 @@ static int	EsWriteDepth = 0;
 
 /* es_ledger.allow_drop: may a ledger holding events be dropped? */
 static bool EsAllowDrop = false;
+
+/* es_ledger.restore: is this session restoring a dump (es_restore.c)? */
+static bool EsRestore = false;
+
+/*
+ * The ledger tables this transaction may fill as a restore
+ * (EsGuardRestoreTable), each with the subtransaction that was granted it.
+ */
+#define ES_RESTORE_MAX_TABLES 8
+typedef struct EsRestoreGrant
+{
+	Oid			relid;
+	SubTransactionId subid;
+} EsRestoreGrant;
+static EsRestoreGrant EsRestoreGrants[ES_RESTORE_MAX_TABLES];
+static int	EsRestoreGrantCount = 0;
 
 /* The object_access_hook we chain to. */
 static object_access_hook_type PrevObjectAccessHook = NULL;
@@ -190,25 +217,117 @@ EsGuardWriting(void)
 	return EsWriteDepth > 0;
 }
 
-/* Transaction callback: an aborted transaction leaves no bracket open. */
+/*
+ * Is this session restoring a dump (es_ledger.restore on)?  Then the log
+ * accepts rows that verify (es_restore.c) and the projections INSERT.
+ */
+bool
+EsGuardRestoring(void)
+{
+	return EsRestore;
+}
+
+/*
+ * Let this transaction fill rel, a table of the ledger, as a restore (the
+ * caller has checked es_ledger.restore): allowed if the table held no row
+ * when the transaction first asked, ES011 otherwise.  A restore loads a
+ * ledger into an empty one; it never adds to a ledger in use.  The first
+ * time, this takes ShareRowExclusiveLock on rel, which waits for every
+ * transaction writing it and keeps others (es_apply, other restores) from
+ * writing it until this one ends, then looks for a row with a fresh
+ * snapshot.  The grant lasts until the transaction ends, or the
+ * subtransaction that took it aborts (and releases the lock).
+ */
+void
+EsGuardRestoreTable(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	Snapshot	snapshot;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
+
+	for (int i = 0; i < EsRestoreGrantCount; i++)
+		if (EsRestoreGrants[i].relid == relid)
+			return;
+	if (EsRestoreGrantCount == ES_RESTORE_MAX_TABLES)
+		elog(ERROR, "too many es_ledger tables restored in one transaction");
+
+	LockRelationOid(relid, ShareRowExclusiveLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOG_IMMUTABLE),
+				 errmsg("cannot restore into \"%s\": it already holds rows",
+						RelationGetRelationName(rel)),
+				 errdetail("es_ledger.restore loads a dump into an empty ledger only: each of its tables must be empty when a transaction starts filling it."),
+				 errhint("Restore into a new database, each table in one transaction (a dump made with --inserts needs --single-transaction).")));
+
+	EsRestoreGrants[EsRestoreGrantCount].relid = relid;
+	EsRestoreGrants[EsRestoreGrantCount].subid = GetCurrentSubTransactionId();
+	EsRestoreGrantCount++;
+}
+
+/*
+ * Transaction callback: a transaction that ends leaves no bracket open and
+ * no restore grant.
+ */
 static void
 EsGuardXactCallback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+	{
 		EsWriteDepth = 0;
+		EsRestoreGrantCount = 0;
+	}
+}
+
+/*
+ * Subtransaction callback: the restore grants of a subtransaction that
+ * aborts go with it (so does the lock they rest on); those of one that
+ * commits pass to its parent.
+ */
+static void
+EsGuardSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			kept = 0;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	for (int i = 0; i < EsRestoreGrantCount; i++)
+	{
+		if (EsRestoreGrants[i].subid == mySubid)
+		{
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+				continue;
+			EsRestoreGrants[i].subid = parentSubid;
+		}
+		EsRestoreGrants[kept++] = EsRestoreGrants[i];
+	}
+	EsRestoreGrantCount = kept;
 }
 
 /*
  * Install the transaction callback, the drop guard's object_access_hook and
- * the GUC es_ledger.allow_drop; called once from _PG_init.  A value a
- * superuser SET before the library was loaded (a placeholder) is taken over
- * by DefineCustomBoolVariable; one a non-superuser SET is refused then.
+ * the GUCs es_ledger.allow_drop and es_ledger.restore; called once from
+ * _PG_init.  A value a superuser SET before the library was loaded (a
+ * placeholder, or PGOPTIONS='-c es_ledger.restore=on') is taken over by
+ * DefineCustomBoolVariable; one a non-superuser SET is refused then.
  */
 void
 EsGuardInit(void)
 {
 	RegisterXactCallback(EsGuardXactCallback, NULL);
+	RegisterSubXactCallback(EsGuardSubXactCallback, NULL);
 
 	DefineCustomBoolVariable("es_ledger.allow_drop",
 							 "Allows dropping an es_ledger event log that holds events.",
@@ -216,6 +335,17 @@ EsGuardInit(void)
 							 "other command that would drop es_events while it holds events fail "
 							 "unless this is on.",
 							 &EsAllowDrop,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("es_ledger.restore",
+							 "Lets this session restore a dump of an es_ledger database.",
+							 "Rows copied or inserted into es_events are accepted if each chains to "
+							 "its account's previous event (version, checksum, hash) and refused "
+							 "otherwise; es_accounts and es_commands accept INSERT and COPY.",
+							 &EsRestore,
 							 false,
 							 PGC_SUSET,
 							 0,
@@ -230,7 +360,10 @@ EsGuardInit(void)
  *
  * BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR EACH STATEMENT on
  * every projection table (ENABLE ALWAYS).  Refuses the statement with ES011
- * unless es_apply (or another es_ledger operation) is writing.  No locks.
+ * unless es_apply (or another es_ledger operation) is writing, or the
+ * statement is an INSERT (or COPY) in a session restoring a dump
+ * (es_ledger.restore) into a table that was empty (EsGuardRestoreTable,
+ * which locks it).  No locks otherwise.
  */
 PG_FUNCTION_INFO_V1(es_guard_projection);
 Datum
@@ -246,6 +379,11 @@ es_guard_projection(PG_FUNCTION_ARGS)
 
 	if (EsGuardWriting())
 		return PointerGetDatum(NULL);
+	if (EsRestore && TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		EsGuardRestoreTable(trigdata->tg_relation);
+		return PointerGetDatum(NULL);
+	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		op = "insert into";
@@ -261,7 +399,7 @@ es_guard_projection(PG_FUNCTION_ARGS)
 			 errmsg("cannot %s projection \"%s\"", op,
 					RelationGetRelationName(trigdata->tg_relation)),
 			 errdetail("Projections are written only by es_apply, in step with the event log."),
-			 errhint("Apply a command with es_apply().")));
+			 errhint("Apply a command with es_apply().  To restore a dump, a superuser sets es_ledger.restore = on.")));
 	return PointerGetDatum(NULL);	/* not reached */
 }
 

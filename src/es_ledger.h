@@ -12,6 +12,8 @@
  *	  es_row.c		EsRow		the row codec: table shapes, relation look-up by
  *								OID, rows <-> C structs
  *	  es_guard.c	EsGuard		the write guard and the triggers enforcing it
+ *	  es_restore.c	EsRestore	the restore path: rows copied into the log,
+ *								verified (version chain, checksum, hash)
  *	  es_am.c		(none)		the es_log table access method (immutable heap)
  *	  es_cache.c	EsCache		the per-transaction account cache
  *	  es_scan.c		EsScan		reading our tables by index scans (replay,
@@ -247,8 +249,15 @@ extern int64 EsRowSlotInt64(TupleTableSlot *slot, int attno);
 extern void EsGuardBeginWrite(void);
 extern void EsGuardEndWrite(void);
 extern bool EsGuardWriting(void);
+extern bool EsGuardRestoring(void);
+extern void EsGuardRestoreTable(Relation rel);
 extern void EsGuardInit(void);
 extern Oid	EsGuardLogAmOid(void);
+
+/* -------------------------------------------------------------- es_restore.c */
+
+extern void EsRestoreCheckEvents(Relation events, TupleTableSlot **slots,
+								 int nslots);
 
 /* ---------------------------------------------------------------- es_cache.c */
 
@@ -371,7 +380,7 @@ typedef enum EsCommandRole
 {
 	ES_ROLE_WRITER,				/* es_ledger_writer: money movements */
 	ES_ROLE_ADMIN				/* es_ledger_admin: account administration */
-}			EsCommandRole;
+} EsCommandRole;
 
 typedef struct EsCommandHandler
 {
