@@ -41,3 +41,8 @@ SELECT e.seq, a.account, e.version, e.type, e.amount,
 SELECT a.account, r.balance AS replayed_balance, a.balance AS projected_balance,
        r.last_hash = a.last_hash AS same_hash_chain_head
   FROM es_accounts a, LATERAL es_replay(a.account) r ORDER BY a.account_id;
+
+\echo '--- the verifier re-derives every promise from the log; a digest proves it later'
+SELECT check_name, ok, checked, first_bad_seq, detail FROM es_verify();
+SELECT seq AS digest_seq, digest AS digest_bytes FROM es_digest() \gset
+SELECT :digest_seq AS seq, es_verify_digest(:digest_seq, :'digest_bytes') AS digest_holds;
