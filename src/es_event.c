@@ -108,7 +108,8 @@ EsEventEncode(const EsEvent *ev, StringInfo buf)
 	uint32		magic = pg_hton32(ES_EVENT_MAGIC);
 	uint16		version = pg_hton16(ES_EVENT_FORMAT_VERSION);
 	const char *type = EsEventTypeName(ev->type);
-	char	   *data;
+	uint32		datalen = 0;
+	int			lenpos;
 	uint8		has_id = ev->command_id != NULL;
 
 	appendBinaryStringInfo(buf, (const char *) &magic, sizeof(magic));
@@ -118,9 +119,12 @@ EsEventEncode(const EsEvent *ev, StringInfo buf)
 	AppendInt64(buf, ev->version);
 	AppendText(buf, type, strlen(type));
 	AppendInt64(buf, ev->amount);
-	data = JsonbToCString(NULL, &ev->data->root, VARSIZE(ev->data));
-	AppendText(buf, data, strlen(data));
-	pfree(data);
+	/* jsonb's text, written in place after a length filled in afterwards. */
+	lenpos = buf->len;
+	appendBinaryStringInfo(buf, (const char *) &datalen, sizeof(datalen));
+	JsonbToCString(buf, &ev->data->root, VARSIZE(ev->data));
+	datalen = pg_hton32((uint32) (buf->len - lenpos - sizeof(datalen)));
+	memcpy(buf->data + lenpos, &datalen, sizeof(datalen));
 	appendBinaryStringInfo(buf, (const char *) &has_id, 1);
 	if (has_id)
 		AppendText(buf, ev->command_id, strlen(ev->command_id));
@@ -134,7 +138,7 @@ EsEventEncode(const EsEvent *ev, StringInfo buf)
  * them per event costs more than hashing a small event.
  */
 void
-EsEventSealerInit(EsEventSealer * sealer)
+EsEventSealerInit(EsEventSealer *sealer)
 {
 	sealer->ctx = pg_cryptohash_create(PG_SHA256);
 	if (sealer->ctx == NULL)
@@ -144,7 +148,7 @@ EsEventSealerInit(EsEventSealer * sealer)
 
 /* Release what a sealer holds. */
 void
-EsEventSealerFree(EsEventSealer * sealer)
+EsEventSealerFree(EsEventSealer *sealer)
 {
 	pg_cryptohash_free(sealer->ctx);
 	pfree(sealer->buf.data);
@@ -157,7 +161,7 @@ EsEventSealerFree(EsEventSealer * sealer)
  * prev_hash.  sealer may be NULL (one is made for this event).
  */
 void
-EsEventComputeSeal(EsEventSealer * sealer, const EsEvent *ev,
+EsEventComputeSeal(EsEventSealer *sealer, const EsEvent *ev,
 				   const uint8 *prev_hash, uint32 *checksum, uint8 *hash)
 {
 	EsEventSealer own;

@@ -123,11 +123,11 @@ typedef struct EsEventSealer
 {
 	struct pg_cryptohash_ctx *ctx;
 	StringInfoData buf;
-}			EsEventSealer;
+} EsEventSealer;
 
-extern void EsEventSealerInit(EsEventSealer * sealer);
-extern void EsEventSealerFree(EsEventSealer * sealer);
-extern void EsEventComputeSeal(EsEventSealer * sealer, const EsEvent *ev,
+extern void EsEventSealerInit(EsEventSealer *sealer);
+extern void EsEventSealerFree(EsEventSealer *sealer);
+extern void EsEventComputeSeal(EsEventSealer *sealer, const EsEvent *ev,
 							   const uint8 *prev_hash, uint32 *checksum,
 							   uint8 *hash);
 extern void EsEventSeal(EsEvent *ev, const uint8 *prev_hash);
@@ -284,14 +284,14 @@ typedef struct EsScanIter
 	IndexScanDesc scan;
 	TupleTableSlot *slot;		/* the current row, deformed */
 	MemoryContext rowcxt;		/* reset at every row */
-}			EsScanIter;
+} EsScanIter;
 
-extern EsScanIter * EsScanBegin(EsRel table, EsRel index, bool by_key,
-								int64 key, Snapshot snapshot);
-extern bool EsScanNext(EsScanIter * it);
-extern const char *EsScanDecodeEvent(EsScanIter * it, EsEvent *ev);
-extern const char *EsScanDecodeState(EsScanIter * it, EsAccountState *state);
-extern void EsScanEnd(EsScanIter * it);
+extern EsScanIter *EsScanBegin(EsRel table, EsRel index, bool by_key,
+							   int64 key, Snapshot snapshot);
+extern bool EsScanNext(EsScanIter *it);
+extern const char *EsScanDecodeEvent(EsScanIter *it, EsEvent *ev);
+extern const char *EsScanDecodeState(EsScanIter *it, EsAccountState *state);
+extern void EsScanEnd(EsScanIter *it);
 extern int64 EsScanMaxKey(EsRel rel, EsRel idx, int attno);
 
 /* ---------------------------------------------------------------- es_write.c */

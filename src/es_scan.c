@@ -141,8 +141,9 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 	it->heap = EsRowOpenTable(table, AccessShareLock);
 	it->index = index_open(EsRowRelid(index), AccessShareLock);
 	it->slot = table_slot_create(it->heap, NULL);
+	/* A keeper block large enough that a row never mallocs another. */
 	it->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger scan row",
-									   ALLOCSET_DEFAULT_SIZES);
+									   0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	it->scan = index_beginscan(it->heap, it->index, snapshot, by_key ? 1 : 0, 0);
 	if (by_key)
 	{
@@ -158,7 +159,7 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 
 /* The next row, its values deformed into it->slot; false at the end. */
 bool
-EsScanNext(EsScanIter * it)
+EsScanNext(EsScanIter *it)
 {
 	CHECK_FOR_INTERRUPTS();
 	MemoryContextReset(it->rowcxt);
@@ -173,7 +174,7 @@ EsScanNext(EsScanIter * it)
  * context; NULL or why the row is damaged.
  */
 const char *
-EsScanDecodeEvent(EsScanIter * it, EsEvent *ev)
+EsScanDecodeEvent(EsScanIter *it, EsEvent *ev)
 {
 	MemoryContext old = MemoryContextSwitchTo(it->rowcxt);
 	const char *problem = EsRowEventDecode(it->slot->tts_values,
@@ -188,7 +189,7 @@ EsScanDecodeEvent(EsScanIter * it, EsEvent *ev)
  * context; NULL or why the row is damaged.
  */
 const char *
-EsScanDecodeState(EsScanIter * it, EsAccountState *state)
+EsScanDecodeState(EsScanIter *it, EsAccountState *state)
 {
 	MemoryContext old = MemoryContextSwitchTo(it->rowcxt);
 	const char *problem = EsRowStateDecode(it->slot->tts_values,
@@ -200,7 +201,7 @@ EsScanDecodeState(EsScanIter * it, EsAccountState *state)
 
 /* Finish a walk and release what it holds (locks stay to transaction end). */
 void
-EsScanEnd(EsScanIter * it)
+EsScanEnd(EsScanIter *it)
 {
 	index_endscan(it->scan);
 	ExecDropSingleTupleTableSlot(it->slot);

@@ -6,10 +6,14 @@
  *	  es_verify_digest prove later that the log up to a position is
  *	  unchanged.
  *
- * es_verify walks es_events once through es_events_account_version_key,
- * so each account's events come in version order, account after account,
- * and es_accounts once through its primary key, merged with it by
- * account_id: memory stays flat however large the ledger.  Per event it
+ * es_verify of the whole ledger reads es_events once in physical order
+ * (VerifyPhysical), which is each account's version order but in rare
+ * cases, keeping each account's running state in a hash table, then
+ * es_accounts once; an account met out of order is walked again by index.
+ * Ledgers of more than ES_VERIFY_WALK_MAX_ACCOUNTS accounts, and
+ * es_verify(account), walk es_events_account_version_key instead, so each
+ * account's events come in version order, account after account, merged
+ * with es_accounts' primary key by account_id: memory stays flat.  Per event it
  * decodes the row without trusting it (EsRowEventDecode), recomputes the
  * canonical encoding's checksum and the hash link from the previous event's
  * stored hash (EsEventComputeSeal), checks the version follows, and folds
@@ -44,6 +48,8 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "common/cryptohash.h"
@@ -79,7 +85,7 @@ typedef enum EsCheckId
 	CHECK_PROJECTION,
 	CHECK_CONSERVATION,
 	CHECK_COUNT
-}			EsCheckId;
+} EsCheckId;
 
 static const char *const EsCheckNames[CHECK_COUNT] = {
 	"checksum", "hash_chain", "versions", "events", "projection", "conservation",
@@ -94,7 +100,7 @@ typedef struct EsCheck
 	int64		first_seq;		/* the smallest failing seq */
 	char	   *first_why;
 	char	   *unplaced_why;	/* a failure with no seq (conservation) */
-}			EsCheck;
+} EsCheck;
 
 /* Per currency: projection balances and money from outside the ledger. */
 typedef struct EsCurrencySums
@@ -103,7 +109,7 @@ typedef struct EsCurrencySums
 	int128		balances;
 	int128		external;
 	int64		accounts;
-}			EsCurrencySums;
+} EsCurrencySums;
 
 /* The state of one run of es_verify. */
 typedef struct EsVerify
@@ -111,8 +117,12 @@ typedef struct EsVerify
 	EsCheck		checks[CHECK_COUNT];
 	HTAB	   *currencies;
 	int64		events;
+	int64		walked_by_index;	/* accounts met out of physical order */
 	MemoryContext accountcxt;	/* the current account's allocations */
-}			EsVerify;
+} EsVerify;
+
+/* Above this many accounts, es_verify() walks the index (flat memory). */
+#define ES_VERIFY_WALK_MAX_ACCOUNTS	1000000
 
 /* The decimal text of a 128-bit sum. */
 static char *
@@ -136,7 +146,7 @@ Int128Text(int128 v)
 
 /* Record a failure of a check at seq (seq < 0: none) with its reason. */
 static void
-Fail(EsVerify * v, EsCheckId id, int64 seq, const char *why)
+Fail(EsVerify *v, EsCheckId id, int64 seq, const char *why)
 {
 	EsCheck    *c = &v->checks[id];
 
@@ -157,7 +167,7 @@ Fail(EsVerify * v, EsCheckId id, int64 seq, const char *why)
 
 /* The sums of a currency, created at zero. */
 static EsCurrencySums *
-Currency(EsVerify * v, const char *currency)
+Currency(EsVerify *v, const char *currency)
 {
 	char		key[NAMEDATALEN * 4] = {0};
 	bool		found;
@@ -185,7 +195,7 @@ Progress(const char *what, int64 events)
 
 /* Compare an account's fold with its projection row; fail on differences. */
 static void
-CompareProjection(EsVerify * v, const EsAccountState *fold,
+CompareProjection(EsVerify *v, const EsAccountState *fold,
 				  const EsAccountState *proj)
 {
 	const char *diff = NULL;
@@ -230,7 +240,7 @@ CompareProjection(EsVerify * v, const EsAccountState *fold,
  * decoded into *proj.  Returns whether account_id has a row.
  */
 static bool
-ProjectionUpTo(EsVerify * v, EsScanIter * accts, bool *pending, int64 account_id,
+ProjectionUpTo(EsVerify *v, EsScanIter *accts, bool *pending, int64 account_id,
 			   EsAccountState *proj)
 {
 	for (;;)
@@ -268,7 +278,7 @@ ProjectionUpTo(EsVerify * v, EsScanIter * accts, bool *pending, int64 account_id
 
 /* The end of an account's events: compare with the projection. */
 static void
-FinishAccount(EsVerify * v, EsScanIter * accts, bool *pending,
+FinishAccount(EsVerify *v, EsScanIter *accts, bool *pending,
 			  const EsAccountState *fold)
 {
 	EsAccountState proj;
@@ -283,10 +293,333 @@ FinishAccount(EsVerify * v, EsScanIter * accts, bool *pending,
 					  fold->account));
 }
 
+/* ---------------------------------------------- the physical-order walk */
+
+/*
+ * The order-dependent checks of one account, kept apart until the account
+ * is final, because an account found out of physical order is checked
+ * again by an index walk and its partial results are then dropped.
+ */
+typedef struct EsLocalCheck
+{
+	int64		bad;
+	int64		first_seq;
+	const char *first_why;
+} EsLocalCheck;
+
+#define LOCAL_HASH_CHAIN	0
+#define LOCAL_VERSIONS		1
+#define LOCAL_EVENTS		2
+#define LOCAL_COUNT			3
+
+static const EsCheckId EsLocalToCheck[LOCAL_COUNT] = {
+	CHECK_HASH_CHAIN, CHECK_VERSIONS, CHECK_EVENTS,
+};
+
+/* One account during the physical-order walk. */
+typedef struct EsWalkAccount
+{
+	int64		account_id;		/* hash key */
+	EsAccountState fold;
+	uint8		prev_hash[ES_HASH_LEN];
+	int64		expected_version;
+	int64		events;
+	int128		external;		/* deposits and withdrawals folded */
+	bool		deferred;		/* out of physical order: walk by index */
+	bool		finished;
+	EsLocalCheck local[LOCAL_COUNT];
+} EsWalkAccount;
+
+/* Record a failure of an account's order-dependent check. */
+static void
+LocalFail(EsWalkAccount *a, int which, int64 seq, const char *why)
+{
+	EsLocalCheck *c = &a->local[which];
+
+	c->bad++;
+	if (c->bad == 1 || seq < c->first_seq)
+	{
+		c->first_seq = seq;
+		c->first_why = MemoryContextStrdup(TopTransactionContext, why);
+	}
+}
+
+/*
+ * Check one event of an account met in version order: its link, its
+ * version, and fold it.  The checksum is the caller's.
+ */
+static void
+WalkEvent(EsWalkAccount *a, const EsEvent *ev, const uint8 *hash,
+		  MemoryContext foldcxt)
+{
+	const char *problem;
+	MemoryContext old;
+
+	a->events++;
+	if (memcmp(hash, ev->hash, ES_HASH_LEN) != 0)
+		LocalFail(a, LOCAL_HASH_CHAIN, ev->seq,
+				  ev->version == 1 ?
+				  "the stored hash is not SHA-256 of the genesis hash and its content" :
+				  "the stored hash is not SHA-256 of the previous event's hash and its content");
+	memcpy(a->prev_hash, ev->hash, ES_HASH_LEN);
+	a->expected_version = ev->version + 1;
+	problem = EsFoldProblem(&a->fold, ev);
+	if (problem)
+	{
+		LocalFail(a, LOCAL_EVENTS, ev->seq,
+				  psprintf("it cannot be folded: %s", problem));
+		return;
+	}
+	old = MemoryContextSwitchTo(foldcxt);
+	EsFoldEvent(&a->fold, ev);
+	MemoryContextSwitchTo(old);
+	if (ev->type == ES_EV_DEPOSITED || ev->type == ES_EV_WITHDRAWN)
+		a->external += ev->amount;
+}
+
+/*
+ * An account of the walk is final: merge its checks, compare it with its
+ * projection row (proj NULL: it has none), add its money to its currency.
+ */
+static void
+WalkFinish(EsVerify *v, EsWalkAccount *a, const EsAccountState *proj)
+{
+	a->finished = true;
+	v->checks[CHECK_VERSIONS].checked++;
+	for (int i = 0; i < LOCAL_COUNT; i++)
+	{
+		EsLocalCheck *c = &a->local[i];
+		EsCheck    *g = &v->checks[EsLocalToCheck[i]];
+
+		if (c->bad == 0)
+			continue;
+		g->bad += c->bad - 1;
+		Fail(v, EsLocalToCheck[i], c->first_seq, c->first_why);
+	}
+	if (a->fold.status == ES_ACCOUNT_NONE)
+		return;					/* never opened: reported as events */
+	Currency(v, a->fold.currency)->external += a->external;
+	if (proj)
+		CompareProjection(v, &a->fold, proj);
+	else
+		Fail(v, CHECK_PROJECTION, a->fold.last_seq,
+			 psprintf("account \"%s\" has events but no projection row",
+					  a->fold.account));
+}
+
+/*
+ * Check one account by an index walk of its events (for an account the
+ * physical walk met out of version order): everything but the checksums,
+ * which the physical walk counted.
+ */
+static void
+WalkByIndex(EsVerify *v, EsWalkAccount *a, EsEventSealer *sealer,
+			MemoryContext foldcxt)
+{
+	EsScanIter *it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX,
+								 true, a->account_id, GetActiveSnapshot());
+	EsScanIter *pit;
+	EsAccountState proj;
+	bool		has_proj = false;
+
+	memset(a->local, 0, sizeof(a->local));
+	EsFoldInit(&a->fold, a->account_id);
+	memcpy(a->prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+	a->expected_version = 1;
+	a->events = 0;
+	a->external = 0;
+	while (EsScanNext(it))
+	{
+		EsEvent		ev;
+		uint32		checksum;
+		uint8		hash[ES_HASH_LEN];
+
+		if (EsScanDecodeEvent(it, &ev) != NULL || ev.type == ES_EV_INVALID)
+		{
+			/* Reported by the checksum check; the chain breaks here. */
+			LocalFail(a, LOCAL_HASH_CHAIN, ev.seq, "the row cannot be read");
+			LocalFail(a, LOCAL_EVENTS, ev.seq, "the row cannot be read");
+			a->expected_version = ev.version + 1;
+			continue;
+		}
+		if (ev.version != a->expected_version)
+			LocalFail(a, LOCAL_VERSIONS, ev.seq,
+					  psprintf("account %lld: version %lld where %lld was due",
+							   (long long) ev.account_id, (long long) ev.version,
+							   (long long) a->expected_version));
+		EsEventComputeSeal(sealer, &ev, a->prev_hash, &checksum, hash);
+		WalkEvent(a, &ev, hash, foldcxt);
+	}
+	EsScanEnd(it);
+	pit = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, true,
+					  a->account_id, GetActiveSnapshot());
+	if (EsScanNext(pit) && EsScanDecodeState(pit, &proj) == NULL)
+		has_proj = true;
+	WalkFinish(v, a, has_proj ? &proj : NULL);
+	EsScanEnd(pit);
+}
+
+/*
+ * es_verify of the whole ledger: one sequential pass over es_events in
+ * physical order, which is each account's version order in all but rare
+ * cases (a page with room left behind), keeping each account's running
+ * state in a hash table; then one pass over es_accounts.  An account met
+ * out of version order is checked again by an index walk.  Reading pages
+ * in order, each once, is what makes this faster than walking the
+ * (account_id, version) index, which visits a page once per account on it;
+ * the price is memory per account (a few hundred bytes), so ledgers with
+ * more than ES_VERIFY_WALK_MAX_ACCOUNTS accounts take the index walk.
+ */
+static void
+VerifyPhysical(EsVerify *v)
+{
+	Relation	heap = EsRowOpenTable(ES_REL_EVENTS, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	TableScanDesc scan = table_beginscan(heap, GetActiveSnapshot(), 0, NULL);
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "es_verify row", 0, 64 * 1024,
+												 ALLOCSET_DEFAULT_MAXSIZE);
+	MemoryContext foldcxt = AllocSetContextCreate(CurrentMemoryContext,
+												  "es_verify accounts",
+												  ALLOCSET_DEFAULT_SIZES);
+	HASHCTL		ctl;
+	HTAB	   *accounts;
+	HASH_SEQ_STATUS status;
+	EsWalkAccount *a;
+	EsEventSealer sealer;
+	EsScanIter *pit;
+	MemoryContext old;
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(EsWalkAccount);
+	ctl.hcxt = foldcxt;
+	accounts = hash_create("es_verify accounts", 1024, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	EsEventSealerInit(&sealer);
+
+	/* Everything of a row is allocated in rowcxt, reset at the next row. */
+	old = MemoryContextSwitchTo(rowcxt);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		EsEvent		ev;
+		const char *problem;
+		uint32		checksum;
+		uint8		hash[ES_HASH_LEN];
+		bool		found;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(rowcxt);
+		slot_getallattrs(slot);
+		problem = EsRowEventDecode(slot->tts_values, slot->tts_isnull, &ev);
+
+		v->events++;
+		if (v->events % ES_VERIFY_PROGRESS == 0)
+			Progress("es_verify", v->events);
+		v->checks[CHECK_CHECKSUM].checked++;
+		v->checks[CHECK_HASH_CHAIN].checked++;
+		v->checks[CHECK_EVENTS].checked++;
+
+		a = hash_search(accounts, &ev.account_id, HASH_ENTER, &found);
+		if (!found)
+		{
+			memset(((char *) a) + sizeof(int64), 0,
+				   sizeof(EsWalkAccount) - sizeof(int64));
+			EsFoldInit(&a->fold, ev.account_id);
+			memcpy(a->prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+			a->expected_version = 1;
+		}
+		if (problem || ev.type == ES_EV_INVALID)
+		{
+			Fail(v, CHECK_CHECKSUM, ev.seq,
+				 problem ? psprintf("the row cannot be read: %s", problem) :
+				 "its type is unknown, so it has no encoding");
+			if (!a->deferred)
+			{
+				LocalFail(a, LOCAL_HASH_CHAIN, ev.seq, "the row cannot be read");
+				LocalFail(a, LOCAL_EVENTS, ev.seq, "the row cannot be read");
+				if (ev.version != a->expected_version)
+					a->deferred = true;
+				a->expected_version = ev.version + 1;
+			}
+			continue;
+		}
+
+		/* In version order: link and fold; else check it by index later. */
+		if (!a->deferred && ev.version != a->expected_version)
+			a->deferred = true;
+		EsEventComputeSeal(&sealer, &ev,
+						   a->deferred ? EsEventGenesisHash() : a->prev_hash,
+						   &checksum, hash);
+		if (checksum != ev.checksum)
+			Fail(v, CHECK_CHECKSUM, ev.seq,
+				 "the stored checksum differs from the one of its content");
+		if (!a->deferred)
+			WalkEvent(a, &ev, hash, foldcxt);
+	}
+	MemoryContextSwitchTo(old);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, AccessShareLock);
+	MemoryContextDelete(rowcxt);
+
+	/* The projection, row by row. */
+	pit = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, false, 0,
+					  GetActiveSnapshot());
+	while (EsScanNext(pit))
+	{
+		EsAccountState proj;
+		const char *problem = EsScanDecodeState(pit, &proj);
+
+		v->checks[CHECK_PROJECTION].checked++;
+		if (problem)
+		{
+			Fail(v, CHECK_PROJECTION, -1,
+				 psprintf("es_accounts row of account_id %lld is damaged: %s",
+						  (long long) proj.account_id, problem));
+			continue;
+		}
+		Currency(v, proj.currency)->balances += proj.balance;
+		a = hash_search(accounts, &proj.account_id, HASH_FIND, NULL);
+		if (a == NULL)
+			Fail(v, CHECK_PROJECTION, proj.last_seq,
+				 psprintf("account \"%s\" has a projection row but no event in the log",
+						  proj.account));
+		else if (!a->deferred)
+			WalkFinish(v, a, &proj);
+	}
+	EsScanEnd(pit);
+
+	/* Accounts with events and no projection row; then the deferred ones. */
+	hash_seq_init(&status, accounts);
+	while ((a = hash_seq_search(&status)) != NULL)
+		if (!a->finished && !a->deferred)
+			WalkFinish(v, a, NULL);
+	hash_seq_init(&status, accounts);
+	while ((a = hash_seq_search(&status)) != NULL)
+		if (a->deferred)
+		{
+			v->walked_by_index++;
+			WalkByIndex(v, a, &sealer, foldcxt);
+		}
+	EsEventSealerFree(&sealer);
+	MemoryContextDelete(foldcxt);
+}
+
+/* The planner's estimate of the number of accounts (pg_class.reltuples). */
+static double
+AccountsEstimate(void)
+{
+	Relation	r = EsRowOpenTable(ES_REL_ACCOUNTS, AccessShareLock);
+	double		n = r->rd_rel->reltuples;
+
+	table_close(r, AccessShareLock);
+	return n;
+}
+
 /* Fill the result row of one check. */
 static void
 EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
-		  const EsCheck * c, const char *unit)
+		  const EsCheck *c, const char *unit)
 {
 	Datum		values[5];
 	bool		nulls[5] = {false};
@@ -377,6 +710,12 @@ es_verify(PG_FUNCTION_ARGS)
 										 ALLOCSET_DEFAULT_SIZES);
 	EsFoldInit(&fold, 0);
 	memcpy(prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+
+	if (!one && AccountsEstimate() <= ES_VERIFY_WALK_MAX_ACCOUNTS)
+	{
+		VerifyPhysical(&v);
+		goto conservation;
+	}
 
 	EsEventSealerInit(&sealer);
 	events = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, one,
@@ -474,7 +813,7 @@ es_verify(PG_FUNCTION_ARGS)
 	EsScanEnd(accts);
 	EsEventSealerFree(&sealer);
 
-	/* conservation */
+conservation:
 	if (one)
 	{
 		v.checks[CHECK_CONSERVATION].checked = have_account ? 1 : 0;
@@ -505,7 +844,11 @@ es_verify(PG_FUNCTION_ARGS)
 	for (int i = 0; i < CHECK_COUNT; i++)
 		EmitCheck(rsinfo->setResult, rsinfo->setDesc, (EsCheckId) i,
 				  &v.checks[i],
-				  i == CHECK_VERSIONS || i == CHECK_PROJECTION ? "accounts" :
+				  i == CHECK_VERSIONS ?
+				  (v.walked_by_index > 0 ?
+				   psprintf("accounts (%lld met out of physical order, walked by index)",
+							(long long) v.walked_by_index) : "accounts") :
+				  i == CHECK_PROJECTION ? "accounts" :
 				  i == CHECK_CONSERVATION ? (one ? "accounts" : "currencies") :
 				  "events");
 	if (saved_activity)
