@@ -110,3 +110,23 @@ CREATE FUNCTION es_verify_digest(seq bigint, digest bytea) RETURNS boolean
 REVOKE ALL ON FUNCTION es_verify(text), es_digest(), es_verify_digest(bigint, bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION es_verify(text), es_digest(), es_verify_digest(bigint, bytea)
 	TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
+-- Time travel (es_history.c): the log read as of a time, from the log alone.
+-- Readers may run them; they read the statement's snapshot and block no
+-- writer.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_history(account text, since timestamptz DEFAULT NULL,
+		until timestamptz DEFAULT NULL)
+	RETURNS TABLE(seq bigint, version bigint, type text, amount bigint, balance_after bigint,
+		recorded_at timestamptz, effective_at timestamptz, command_id text, data jsonb)
+	AS 'MODULE_PATHNAME', 'es_history' LANGUAGE C STABLE;
+CREATE FUNCTION es_balance_at(account text, as_of timestamptz) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_balance_at' LANGUAGE C STABLE;
+CREATE FUNCTION es_accounts_at(as_of timestamptz) RETURNS SETOF es_accounts
+	AS 'MODULE_PATHNAME', 'es_accounts_at' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION es_history(text, timestamptz, timestamptz),
+	es_balance_at(text, timestamptz), es_accounts_at(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_history(text, timestamptz, timestamptz),
+	es_balance_at(text, timestamptz), es_accounts_at(timestamptz)
+	TO es_ledger_reader;

@@ -26,6 +26,8 @@
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
  *								decide, append
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
+ *	  es_history.c	(none)		es_history, es_balance_at, es_accounts_at: the
+ *								log read as of a time, from the log alone
  *	  es_verify.c	(none)		es_verify, es_digest, es_verify_digest
  *	  es_ledger.c	(none)		module magic and _PG_init
  *

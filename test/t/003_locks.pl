@@ -6,6 +6,9 @@
 #   it), so no update is lost.
 # - Transfers in opposite directions do not deadlock: both lock their two
 #   accounts in ascending account_id order, so the second simply waits.
+# - A transaction that started before an account was opened writes to it
+#   with the opening's recorded_at: es_balance_at and es_accounts_at as of
+#   its start say the account did not exist yet.
 use strict;
 use warnings;
 
@@ -65,6 +68,35 @@ is( $node->safe_psql(
 		"SELECT bool_and((a.balance, a.version, a.last_hash) = (r.balance, r.version, r.last_hash))
 		   FROM es_accounts a, LATERAL es_replay(a.account) r"),
 	't', 'the projection equals the replay of the log');
+
+# recorded_at is the start of the writing transaction, raised to the
+# account's last recorded_at: A starts, B opens an account and commits, A
+# deposits into it.  The deposit is recorded with the opening's time, not
+# before it; as of A's start the account did not exist, and the
+# time-travel functions say so.
+$a->query_safe("BEGIN; SELECT 1;");
+my $t_a = $a->query_safe("SELECT now();");
+$node->safe_psql('postgres', "SELECT es_open_account('z', 'USD');");
+$a->query_safe("SELECT es_deposit('z', 5); COMMIT;");
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(version || ' ' || type || ' ' || balance_after, ',' ORDER BY version)
+		   || ' ' || (count(DISTINCT recorded_at) = 1 AND min(recorded_at) > '$t_a')
+		   FROM es_history('z')"),
+	'1 AccountOpened 0,2 Deposited 5 true',
+	'es_history: the deposit is recorded at the opening\'s time, after A started');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT es_balance_at('z', '$t_a') IS NULL,
+		        (SELECT count(*) FROM es_accounts_at('$t_a') WHERE account = 'z'),
+		        es_balance_at('z', NULL)"),
+	't|0|5',
+	'as of A\'s start the account did not exist yet; now it holds the deposit');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM ((SELECT * FROM es_accounts_at(NULL) EXCEPT SELECT * FROM es_accounts)
+		   UNION ALL (SELECT * FROM es_accounts EXCEPT SELECT * FROM es_accounts_at(NULL))) x"),
+	'0', 'es_accounts_at(NULL) equals es_accounts');
 
 $a->quit;
 $b->quit;

@@ -10,7 +10,8 @@
 #    of every account equals the primary's, es_verify() is all ok with the
 #    same rows (check_name, ok, checked) as on the primary, per account too;
 #    a digest taken on the primary verifies on the standby (and a wrong one
-#    does not);
+#    does not); es_history, es_balance_at and es_accounts_at give the
+#    primary's rows, and es_accounts_at(NULL) equals es_accounts;
 #  - es_digest on the standby fails with 55000 (it runs on the primary
 #    only), es_apply and the shorthands fail with 25006 (read-only).
 use strict;
@@ -117,6 +118,21 @@ is(sb(qq{SELECT es_verify_digest($dseq, '$digest')}), 't',
 	"a digest taken on the primary at seq $dseq verifies on the standby");
 my $bad = substr($digest, 0, -2) . (substr($digest, -2) eq '00' ? '01' : '00');
 is(sb(qq{SELECT es_verify_digest($dseq, '$bad')}), 'f', '... and a digest with one byte changed does not');
+
+# time travel on the standby, now and at a time in the middle of the workload
+my $mid = pr(q{SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY recorded_at) FROM es_events});
+is(sb(q{SELECT count(*) FROM ((SELECT * FROM es_accounts_at(NULL) EXCEPT SELECT * FROM es_accounts)
+	UNION ALL (SELECT * FROM es_accounts EXCEPT SELECT * FROM es_accounts_at(NULL))) x}), '0',
+	'es_accounts_at(NULL) on the standby equals es_accounts');
+my $at_sql = qq{SELECT count(*) || ' ' || md5(string_agg(a::text, E'\\n' ORDER BY account_id))
+	FROM es_accounts_at('$mid') a};
+is(sb($at_sql), pr($at_sql), 'es_accounts_at(a past time) on the standby equals the primary\'s');
+my $balance_at_sql = qq{SELECT string_agg(account || '=' || coalesce(es_balance_at(account, '$mid')::text, 'null'),
+	',' ORDER BY account_id) FROM es_accounts};
+is(sb($balance_at_sql), pr($balance_at_sql), 'es_balance_at on the standby equals the primary\'s');
+my $history_sql = q{SELECT count(*) || ' ' || md5(string_agg(h::text, E'\n' ORDER BY a.account_id, h.version))
+	FROM es_accounts a, LATERAL es_history(a.account) h};
+is(sb($history_sql), pr($history_sql), 'es_history of every account on the standby equals the primary\'s');
 
 my ($ret, $sout, $serr);
 ($ret, $sout, $serr) = $standby->psql('postgres', 'SELECT * FROM es_digest()',

@@ -1,0 +1,322 @@
+/*-------------------------------------------------------------------------
+ *
+ * es_history.c
+ *	  Time travel on the log: es_history (an account's events with the
+ *	  balance after each), es_balance_at (an account's balance as the ledger
+ *	  knew it at a time) and es_accounts_at (the whole ledger at a time).
+ *
+ * Like es_replay they read es_events and nothing else (never es_accounts),
+ * through es_scan.c's iterator over es_events_account_version_key, so each
+ * account's events come in version order, and fold them with EsFoldEvent,
+ * the fold es_apply uses: es_accounts_at(NULL) is es_accounts, and
+ * es_history's balance_after is the balance es_apply computed after each
+ * event.
+ *
+ * "At a time" is transaction time: an event counts when its recorded_at is
+ * at or before the time.  An account exists at a time when its
+ * AccountOpened event was recorded by then.  es_apply keeps each account's
+ * events in recorded_at order, so what counts is a prefix of the account's
+ * history; in a log that does not keep it (restored from elsewhere: the
+ * restore path checks the chain, not the times) an account opened after
+ * the time still counts none of its events, rather than fold one without
+ * its opening.
+ *
+ * Memory stays flat however long the log: a row is decoded in the
+ * iterator's row context, reset at every row, and folded there too, except
+ * the opening event whose name and currency the state keeps, in a context
+ * reset at every account.  Results go to a tuplestore, which spills to disk
+ * past work_mem.
+ *
+ * Locks: AccessShareLock on es_events and the indexes read; no row locks.
+ * They read the statement's snapshot, never wait for writers, and work on a
+ * hot standby.  EXECUTE on the SQL function is the only privilege checked.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "es_ledger.h"
+
+/* Columns of es_history's result. */
+#define HISTORY_NATTS	9
+
+/*
+ * Decode the next event of a walk into *ev, in the row's memory context;
+ * false at the end.  A damaged row is ES012 (the codec's EsRowEventFromValues).
+ */
+static bool
+NextEvent(EsScanIter * it, EsEvent *ev)
+{
+	MemoryContext old;
+
+	if (!EsScanNext(it))
+		return false;
+	old = MemoryContextSwitchTo(it->rowcxt);
+	EsRowEventFromValues(it->slot->tts_values, it->slot->tts_isnull, ev);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/*
+ * Fold ev into *state with EsFoldEvent.  The opening event's allocations
+ * (the name and currency the state points to) go to keepcxt, any other
+ * event's to the row's context, freed at the next row.
+ */
+static void
+Fold(EsScanIter * it, EsAccountState *state, const EsEvent *ev,
+	 MemoryContext keepcxt)
+{
+	MemoryContext old;
+
+	old = MemoryContextSwitchTo(ev->type == ES_EV_ACCOUNT_OPENED ?
+								keepcxt : it->rowcxt);
+	EsFoldEvent(state, ev);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Fold ev into *state if it was recorded at or before *as_of (as_of NULL:
+ * always).  *unborn is set when the account's opening event (version 1) was
+ * recorded after as_of: the account did not exist then, and none of its
+ * later events counts (see the file header).  Start each account with
+ * *unborn false.
+ */
+static void
+FoldAsOf(EsScanIter * it, EsAccountState *state, const EsEvent *ev,
+		 const TimestampTz *as_of, bool *unborn, MemoryContext keepcxt)
+{
+	if (*unborn)
+		return;
+	if (as_of && ev->recorded_at > *as_of)
+	{
+		if (ev->version == 1)
+			*unborn = true;
+		return;
+	}
+	Fold(it, state, ev, keepcxt);
+}
+
+/* The id of the account named by argument 0: ES009 if NULL, ES003 if unknown. */
+static int64
+AccountArg(FunctionCallInfo fcinfo)
+{
+	char	   *account;
+	int64		account_id;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_INVALID_COMMAND),
+				 errmsg("account must not be null")));
+	account = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!EsScanFindOpened(account, &account_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
+				 errmsg("account \"%s\" not found", account),
+				 errdetail("The log holds no AccountOpened event for it.")));
+	return account_id;
+}
+
+/*
+ * es_history(account text, since timestamptz DEFAULT NULL,
+ *			  until timestamptz DEFAULT NULL)
+ *	   RETURNS TABLE(seq bigint, version bigint, type text, amount bigint,
+ *					 balance_after bigint, recorded_at timestamptz,
+ *					 effective_at timestamptz, command_id text, data jsonb)
+ *
+ * The account's events in version order, each with the balance after it:
+ * the explanation of a balance, event by event.  Every event is folded from
+ * version 1 on, so balance_after is the fold's balance whatever the window;
+ * only events recorded within [since, until] (inclusive; NULL: unbounded)
+ * are returned.  effective_at is shown, never filtered on.
+ *
+ * Errors: ES009 for a NULL account, ES003 for an account the log holds no
+ * AccountOpened event for, ES012 for a damaged row or an event that cannot
+ * be folded, 22003 for a balance out of the bigint range.
+ *
+ * Locks: AccessShareLock on es_events, es_events_opened_idx and
+ * es_events_account_version_key; reads the statement's snapshot; works on a
+ * hot standby.
+ */
+PG_FUNCTION_INFO_V1(es_history);
+Datum
+es_history(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		has_since = !PG_ARGISNULL(1);
+	bool		has_until = !PG_ARGISNULL(2);
+	TimestampTz since = has_since ? PG_GETARG_TIMESTAMPTZ(1) : 0;
+	TimestampTz until = has_until ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+	int64		account_id;
+	MemoryContext keepcxt;
+	EsScanIter *it;
+	EsAccountState state;
+	EsEvent		ev;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != HISTORY_NATTS)
+		elog(ERROR, "es_history must return %d columns", HISTORY_NATTS);
+	account_id = AccountArg(fcinfo);
+
+	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_history account",
+									ALLOCSET_SMALL_SIZES);
+	EsFoldInit(&state, account_id);
+	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, true,
+					 account_id, GetActiveSnapshot());
+	while (NextEvent(it, &ev))
+	{
+		Datum		values[HISTORY_NATTS];
+		bool		nulls[HISTORY_NATTS] = {false};
+		MemoryContext old;
+
+		Fold(it, &state, &ev, keepcxt);
+		if ((has_since && ev.recorded_at < since) ||
+			(has_until && ev.recorded_at > until))
+			continue;
+
+		old = MemoryContextSwitchTo(it->rowcxt);
+		values[0] = Int64GetDatum(ev.seq);
+		values[1] = Int64GetDatum(ev.version);
+		values[2] = CStringGetTextDatum(EsEventTypeName(ev.type));
+		values[3] = Int64GetDatum(ev.amount);
+		values[4] = Int64GetDatum(state.balance);
+		values[5] = TimestampTzGetDatum(ev.recorded_at);
+		values[6] = TimestampTzGetDatum(ev.effective_at);
+		if (ev.command_id)
+			values[7] = CStringGetTextDatum(ev.command_id);
+		else
+			nulls[7] = true;
+		values[8] = JsonbPGetDatum(ev.data);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+	}
+	EsScanEnd(it);
+	MemoryContextDelete(keepcxt);
+	return (Datum) 0;
+}
+
+/*
+ * es_balance_at(account text, as_of timestamptz) RETURNS bigint
+ *
+ * The account's balance as the ledger knew it at as_of (transaction time):
+ * the fold of its events recorded at or before as_of.  NULL if the account
+ * did not exist yet (its AccountOpened recorded after as_of); as_of NULL
+ * means now (every event the statement's snapshot sees).
+ *
+ * Errors: ES009 for a NULL account, ES003 for an account the log never
+ * knew, ES012 for a damaged row or an event that cannot be folded, 22003
+ * for a balance out of the bigint range.
+ *
+ * Locks: AccessShareLock on es_events, es_events_opened_idx and
+ * es_events_account_version_key; reads the statement's snapshot; works on a
+ * hot standby.
+ */
+PG_FUNCTION_INFO_V1(es_balance_at);
+Datum
+es_balance_at(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of = PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1);
+	int64		account_id = AccountArg(fcinfo);
+	MemoryContext keepcxt;
+	EsScanIter *it;
+	EsAccountState state;
+	EsEvent		ev;
+	bool		unborn = false;
+
+	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_balance_at account",
+									ALLOCSET_SMALL_SIZES);
+	EsFoldInit(&state, account_id);
+	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, true,
+					 account_id, GetActiveSnapshot());
+	while (NextEvent(it, &ev))
+		FoldAsOf(it, &state, &ev, PG_ARGISNULL(1) ? NULL : &as_of, &unborn,
+				 keepcxt);
+	EsScanEnd(it);
+	MemoryContextDelete(keepcxt);
+
+	if (state.status == ES_ACCOUNT_NONE)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(state.balance);
+}
+
+/* Add an account's folded state to es_accounts_at's result. */
+static void
+EmitAccount(ReturnSetInfo *rsinfo, const EsAccountState *state,
+			MemoryContext cxt)
+{
+	Datum		values[ES_ACC_NATTS];
+	bool		nulls[ES_ACC_NATTS];
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	EsRowStateToValues(state, values, nulls);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * es_accounts_at(as_of timestamptz) RETURNS SETOF es_accounts
+ *
+ * The whole ledger as it was known at as_of (transaction time): one row per
+ * account whose AccountOpened was recorded at or before as_of, folded from
+ * its events recorded at or before as_of (what es_replay(account, as_of)
+ * returns for each), ordered by account_id.  as_of NULL means now: then the
+ * rows are those of es_accounts, read from the log alone.
+ *
+ * One walk of es_events_account_version_key, one account's state in memory
+ * at a time.
+ *
+ * Errors: ES012 for a damaged row or an event that cannot be folded, 22003
+ * for a balance out of the bigint range, 55000 if es_accounts does not have
+ * the shape this library writes.
+ *
+ * Locks: AccessShareLock on es_events and es_events_account_version_key;
+ * reads the statement's snapshot; works on a hot standby.
+ */
+PG_FUNCTION_INFO_V1(es_accounts_at);
+Datum
+es_accounts_at(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz as_of = PG_ARGISNULL(0) ? 0 : PG_GETARG_TIMESTAMPTZ(0);
+	const TimestampTz *bound = PG_ARGISNULL(0) ? NULL : &as_of;
+	MemoryContext keepcxt;
+	EsScanIter *it;
+	EsAccountState state;
+	EsEvent		ev;
+	bool		have_account = false;
+	bool		unborn = false;
+
+	InitMaterializedSRF(fcinfo, 0);
+	EsRowCheckShape(rsinfo->setDesc, ES_REL_ACCOUNTS, "es_accounts_at");
+
+	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_accounts_at account",
+									ALLOCSET_SMALL_SIZES);
+	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, false, 0,
+					 GetActiveSnapshot());
+	while (NextEvent(it, &ev))
+	{
+		if (!have_account || ev.account_id != state.account_id)
+		{
+			/* The next account's events begin. */
+			if (have_account && state.status != ES_ACCOUNT_NONE)
+				EmitAccount(rsinfo, &state, keepcxt);
+			MemoryContextReset(keepcxt);
+			EsFoldInit(&state, ev.account_id);
+			have_account = true;
+			unborn = false;
+		}
+		FoldAsOf(it, &state, &ev, bound, &unborn, keepcxt);
+	}
+	if (have_account && state.status != ES_ACCOUNT_NONE)
+		EmitAccount(rsinfo, &state, keepcxt);
+	EsScanEnd(it);
+	MemoryContextDelete(keepcxt);
+	return (Datum) 0;
+}
