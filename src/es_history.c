@@ -53,7 +53,7 @@
  * false at the end.  A damaged row is ES012 (the codec's EsRowEventFromValues).
  */
 static bool
-NextEvent(EsScanIter * it, EsEvent *ev)
+NextEvent(EsScanIter *it, EsEvent *ev)
 {
 	MemoryContext old;
 
@@ -71,7 +71,7 @@ NextEvent(EsScanIter * it, EsEvent *ev)
  * event's to the row's context, freed at the next row.
  */
 static void
-Fold(EsScanIter * it, EsAccountState *state, const EsEvent *ev,
+Fold(EsScanIter *it, EsAccountState *state, const EsEvent *ev,
 	 MemoryContext keepcxt)
 {
 	MemoryContext old;
@@ -90,7 +90,7 @@ Fold(EsScanIter * it, EsAccountState *state, const EsEvent *ev,
  * *unborn false.
  */
 static void
-FoldAsOf(EsScanIter * it, EsAccountState *state, const EsEvent *ev,
+FoldAsOf(EsScanIter *it, EsAccountState *state, const EsEvent *ev,
 		 const TimestampTz *as_of, bool *unborn, MemoryContext keepcxt)
 {
 	if (*unborn)

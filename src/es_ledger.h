@@ -273,6 +273,8 @@ extern void EsCacheStore(Relation accounts, const EsAccountState *state,
 
 typedef void (*EsScanCallback) (const EsEvent *ev, void *arg);
 
+extern bool EsScanProbeText(Relation heap, Relation idx, const char *key,
+							Snapshot snapshot, TupleTableSlot *slot);
 extern bool EsScanFindOpened(const char *account, int64 *account_id);
 extern int64 EsScanAccount(int64 account_id, const TimestampTz *as_of,
 						   const TimestampTz *effective_until,

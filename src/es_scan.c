@@ -49,6 +49,30 @@
 #include "es_ledger.h"
 
 /*
+ * Fetch into slot the row of heap whose unique index idx, on one text
+ * column or expression, equals key, as snapshot sees it.  False if none.
+ * The writer probes es_accounts and es_commands with it (with a fresh
+ * snapshot), replay the log's opening events.
+ */
+bool
+EsScanProbeText(Relation heap, Relation idx, const char *key,
+				Snapshot snapshot, TupleTableSlot *slot)
+{
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(key));
+	scan = index_beginscan(heap, idx, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+/*
  * The id of the account named, read from its AccountOpened event in the log
  * (not from the projection).  False if none.
  */
@@ -59,16 +83,9 @@ EsScanFindOpened(const char *account, int64 *account_id)
 	Relation	idx = index_open(EsRowRelid(ES_REL_EVENTS_OPENED_IDX),
 								 AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(events, NULL);
-	ScanKeyData skey;
-	IndexScanDesc scan;
-	bool		found;
+	bool		found = EsScanProbeText(events, idx, account, GetActiveSnapshot(),
+										slot);
 
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(account));
-	scan = index_beginscan(events, idx, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
 	{
 		EsEvent		ev;
@@ -77,7 +94,6 @@ EsScanFindOpened(const char *account, int64 *account_id)
 		EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);
 		*account_id = ev.account_id;
 	}
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, AccessShareLock);
 	table_close(events, AccessShareLock);

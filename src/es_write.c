@@ -353,25 +353,11 @@ EsWriteNextAccountId(void)
 				   ES_ACC_ATT_ACCOUNT_ID, &checked, &last);
 }
 
-/*
- * Fetch into slot the row of rel whose unique single-text-column index idx
- * equals key, as a fresh snapshot sees it.  False if there is none.
- */
+/* Probe a unique text index with a fresh snapshot (EsScanProbeText). */
 static bool
 ProbeText(Relation rel, Relation idx, const char *key, TupleTableSlot *slot)
 {
-	ScanKeyData skey;
-	IndexScanDesc scan;
-	bool		found;
-
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(key));
-	scan = index_beginscan(rel, idx, GetLatestSnapshot(), 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	return found;
+	return EsScanProbeText(rel, idx, key, GetLatestSnapshot(), slot);
 }
 
 /* The id of the account named, without locking it.  False if none. */
