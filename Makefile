@@ -25,6 +25,9 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
 	input_limits immutability guard superuser_guard roles malformed history verify schema upgrade
 
+# Every object depends on the shared header (PGXS tracks no header deps).
+$(OBJS): src/es_ledger.h
+
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
 PG_CONFIG ?= pg_config

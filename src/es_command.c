@@ -252,6 +252,7 @@ static const EsCodeRange refused_chars[] = {
 	{0x110BD, 0x110BD, 'f'},	/* Cf: Kaithi number sign */
 	{0x110CD, 0x110CD, 'f'},	/* Cf: Kaithi number sign above */
 	{0x13430, 0x1343F, 'f'},	/* Cf: Egyptian hieroglyph format controls */
+	{0x16FE4, 0x16FE4, 'i'},	/* DI: Khitan small script filler */
 	{0x1BCA0, 0x1BCA3, 'f'},	/* Cf: shorthand format controls */
 	{0x1D173, 0x1D17A, 'f'},	/* Cf: musical symbol beam and phrase */
 	{0xE0000, 0xE0000, 'i'},	/* DI: reserved */

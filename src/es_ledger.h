@@ -186,6 +186,7 @@ typedef enum EsRel
 	ES_REL_EVENTS_SEQ_IDX,		/* es_events_pkey (seq) */
 	ES_REL_EVENTS_VERSION_IDX,	/* es_events_account_version_key */
 	ES_REL_EVENTS_OPENED_IDX,	/* es_events_opened_idx (data->>'account') */
+	ES_REL_EVENTS_COMMAND_ID_IDX,	/* es_events_command_id_idx */
 	ES_REL_ACCOUNTS_ID_IDX,		/* es_accounts_pkey (account_id) */
 	ES_REL_ACCOUNTS_NAME_IDX,	/* es_accounts_account_key */
 	ES_REL_COMMANDS_ID_IDX,		/* es_commands_pkey */
@@ -292,6 +293,8 @@ typedef struct EsScanIter
 
 extern EsScanIter *EsScanBegin(EsRel table, EsRel index, bool by_key,
 							   int64 key, Snapshot snapshot);
+extern EsScanIter *EsScanBeginText(EsRel table, EsRel index, const char *key,
+								   Snapshot snapshot);
 extern bool EsScanNext(EsScanIter *it);
 extern const char *EsScanDecodeEvent(EsScanIter *it, EsEvent *ev);
 extern const char *EsScanDecodeState(EsScanIter *it, EsAccountState *state);

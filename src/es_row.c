@@ -110,6 +110,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	RELKIND_INDEX, ES_REL_EVENTS},
 	[ES_REL_EVENTS_OPENED_IDX] = {"es_events_opened_idx", RELKIND_INDEX,
 	ES_REL_EVENTS},
+	[ES_REL_EVENTS_COMMAND_ID_IDX] = {"es_events_command_id_idx", RELKIND_INDEX,
+	ES_REL_EVENTS},
 	[ES_REL_ACCOUNTS_ID_IDX] = {"es_accounts_pkey", RELKIND_INDEX,
 	ES_REL_ACCOUNTS},
 	[ES_REL_ACCOUNTS_NAME_IDX] = {"es_accounts_account_key", RELKIND_INDEX,

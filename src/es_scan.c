@@ -173,6 +173,29 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 	return it;
 }
 
+/*
+ * Start walking table through its index over the rows whose first index
+ * column equals a text key (es_events_command_id_idx: a command's events).
+ */
+EsScanIter *
+EsScanBeginText(EsRel table, EsRel index, const char *key, Snapshot snapshot)
+{
+	EsScanIter *it = palloc0(sizeof(EsScanIter));
+	ScanKeyData skey;
+
+	it->heap = EsRowOpenTable(table, AccessShareLock);
+	it->index = index_open(EsRowRelid(index), AccessShareLock);
+	it->slot = table_slot_create(it->heap, NULL);
+	it->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger scan row",
+									   ALLOCSET_DEFAULT_SIZES);
+	it->scan = index_beginscan(it->heap, it->index, snapshot, 1, 0);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   it->index->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(key));
+	index_rescan(it->scan, &skey, 1, NULL, 0);
+	return it;
+}
+
 /* The next row, its values deformed into it->slot; false at the end. */
 bool
 EsScanNext(EsScanIter *it)
@@ -229,8 +252,8 @@ EsScanEnd(EsScanIter *it)
 
 /*
  * The largest bigint key attno of table rel in its unique index idx, over
- * every row version there (SnapshotAny: committed, in progress or dead),
- * or 0 for an empty table.
+ * the rows committed or being inserted (a dirty snapshot: a row of an
+ * aborted transaction does not count), or 0 for an empty table.
  */
 int64
 EsScanMaxKey(EsRel rel, EsRel idx, int attno)
@@ -238,8 +261,13 @@ EsScanMaxKey(EsRel rel, EsRel idx, int attno)
 	Relation	heap = table_open(EsRowRelid(rel), AccessShareLock);
 	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	IndexScanDesc scan = index_beginscan(heap, index, SnapshotAny, 0, 0);
+	SnapshotData dirty;
+	IndexScanDesc scan;
 	int64		max = 0;
+
+	/* Committed and in-progress rows; not those of aborted transactions. */
+	InitDirtySnapshot(dirty);
+	scan = index_beginscan(heap, index, &dirty, 0, 0);
 
 	index_rescan(scan, NULL, 0, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))

@@ -84,11 +84,13 @@ typedef enum EsCheckId
 	CHECK_EVENTS,
 	CHECK_PROJECTION,
 	CHECK_CONSERVATION,
+	CHECK_COMMANDS,
 	CHECK_COUNT
 } EsCheckId;
 
 static const char *const EsCheckNames[CHECK_COUNT] = {
 	"checksum", "hash_chain", "versions", "events", "projection", "conservation",
+	"commands",
 };
 
 /* What one check found. */
@@ -118,6 +120,7 @@ typedef struct EsVerify
 	HTAB	   *currencies;
 	int64		events;
 	int64		walked_by_index;	/* accounts met out of physical order */
+	int64		events_with_id; /* events that carry a command id */
 	MemoryContext accountcxt;	/* the current account's allocations */
 } EsVerify;
 
@@ -324,6 +327,7 @@ typedef struct EsWalkAccount
 	uint8		prev_hash[ES_HASH_LEN];
 	int64		expected_version;
 	int64		events;
+	int64		physical;		/* its rows met by the physical walk */
 	int128		external;		/* deposits and withdrawals folded */
 	bool		deferred;		/* out of physical order: walk by index */
 	bool		finished;
@@ -421,6 +425,7 @@ WalkByIndex(EsVerify *v, EsWalkAccount *a, EsEventSealer *sealer,
 	EsScanIter *pit;
 	EsAccountState proj;
 	bool		has_proj = false;
+	int64		indexed = 0;
 
 	memset(a->local, 0, sizeof(a->local));
 	EsFoldInit(&a->fold, a->account_id);
@@ -434,6 +439,7 @@ WalkByIndex(EsVerify *v, EsWalkAccount *a, EsEventSealer *sealer,
 		uint32		checksum;
 		uint8		hash[ES_HASH_LEN];
 
+		indexed++;
 		if (EsScanDecodeEvent(it, &ev) != NULL || ev.type == ES_EV_INVALID)
 		{
 			/* Reported by the checksum check; the chain breaks here. */
@@ -451,6 +457,11 @@ WalkByIndex(EsVerify *v, EsWalkAccount *a, EsEventSealer *sealer,
 		WalkEvent(a, &ev, hash, foldcxt);
 	}
 	EsScanEnd(it);
+	if (indexed != a->physical)
+		LocalFail(a, LOCAL_VERSIONS, a->fold.last_seq,
+				  psprintf("account %lld: the table holds %lld of its events, its (account_id, version) index %lld",
+						   (long long) a->account_id, (long long) a->physical,
+						   (long long) indexed));
 	pit = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, true,
 					  a->account_id, GetActiveSnapshot());
 	if (EsScanNext(pit) && EsScanDecodeState(pit, &proj) == NULL)
@@ -528,6 +539,9 @@ VerifyPhysical(EsVerify *v)
 			memcpy(a->prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
 			a->expected_version = 1;
 		}
+		a->physical++;
+		if (problem == NULL && ev.command_id != NULL)
+			v->events_with_id++;
 		if (problem || ev.type == ES_EV_INVALID)
 		{
 			Fail(v, CHECK_CHECKSUM, ev.seq,
@@ -605,6 +619,63 @@ VerifyPhysical(EsVerify *v)
 	MemoryContextDelete(foldcxt);
 }
 
+/*
+ * The commands check: every es_commands row points at an event of its
+ * command (the seq it returned), and the events carrying a command id are
+ * exactly those of registered commands (their count equals what the
+ * physical walk counted).  A register row planted without its events
+ * would make a retry return a seq and write nothing.
+ */
+static void
+VerifyCommands(EsVerify *v)
+{
+	EsScanIter *reg = EsScanBegin(ES_REL_COMMANDS, ES_REL_COMMANDS_ID_IDX,
+								  false, 0, GetActiveSnapshot());
+	int64		registered_events = 0;
+
+	while (EsScanNext(reg))
+	{
+		TupleTableSlot *r = reg->slot;
+		char	   *id;
+		int64		seq;
+		bool		points = false;
+		EsScanIter *evs;
+
+		v->checks[CHECK_COMMANDS].checked++;
+		if (r->tts_isnull[ES_CMD_ATT_COMMAND_ID - 1] ||
+			r->tts_isnull[ES_CMD_ATT_SEQ - 1] ||
+			r->tts_isnull[ES_CMD_ATT_COMMAND - 1])
+		{
+			Fail(v, CHECK_COMMANDS, -1, "an es_commands row has a null column");
+			continue;
+		}
+		id = TextDatumGetCString(r->tts_values[ES_CMD_ATT_COMMAND_ID - 1]);
+		seq = DatumGetInt64(r->tts_values[ES_CMD_ATT_SEQ - 1]);
+		/* The events of the command, by es_events_command_id_idx. */
+		evs = EsScanBeginText(ES_REL_EVENTS, ES_REL_EVENTS_COMMAND_ID_IDX, id,
+							  GetActiveSnapshot());
+		while (EsScanNext(evs))
+		{
+			TupleTableSlot *e = evs->slot;
+
+			registered_events++;
+			if (!e->tts_isnull[ES_EV_ATT_SEQ - 1] &&
+				DatumGetInt64(e->tts_values[ES_EV_ATT_SEQ - 1]) == seq)
+				points = true;
+		}
+		EsScanEnd(evs);
+		if (!points)
+			Fail(v, CHECK_COMMANDS, seq,
+				 psprintf("the register row of command id \"%s\" gives seq %lld, which is not an event of that command",
+						  id, (long long) seq));
+	}
+	EsScanEnd(reg);
+	if (registered_events != v->events_with_id)
+		Fail(v, CHECK_COMMANDS, -1,
+			 psprintf("%lld events carry a command id, %lld of them belong to registered commands",
+					  (long long) v->events_with_id, (long long) registered_events));
+}
+
 /* The planner's estimate of the number of accounts (pg_class.reltuples). */
 static double
 AccountsEstimate(void)
@@ -662,6 +733,9 @@ EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
  *	conservation  per currency, the sum of balances equals deposits minus
  *				  withdrawals (for one account: its balance equals the sum of
  *				  its amounts)
+ *	commands	  each es_commands row gives the seq of an event of its
+ *				  command, and only registered commands' events carry an id
+ *				  (whole ledger only)
  * ok is false and first_bad_seq the smallest failing seq when a check
  * fails; detail says how many failed and why the first did.  Reads one
  * snapshot with AccessShareLock only: writers are never blocked.  ES003
@@ -737,6 +811,8 @@ es_verify(PG_FUNCTION_ARGS)
 		v.checks[CHECK_HASH_CHAIN].checked++;
 		v.checks[CHECK_EVENTS].checked++;
 
+		if (!one && problem == NULL && ev.command_id != NULL)
+			v.events_with_id++;
 		if (!have_account || ev.account_id != fold.account_id)
 		{
 			/* The next account's events begin. */
@@ -814,6 +890,8 @@ es_verify(PG_FUNCTION_ARGS)
 	EsEventSealerFree(&sealer);
 
 conservation:
+	if (!one)
+		VerifyCommands(&v);
 	if (one)
 	{
 		v.checks[CHECK_CONSERVATION].checked = have_account ? 1 : 0;
@@ -849,6 +927,7 @@ conservation:
 				   psprintf("accounts (%lld met out of physical order, walked by index)",
 							(long long) v.walked_by_index) : "accounts") :
 				  i == CHECK_PROJECTION ? "accounts" :
+				  i == CHECK_COMMANDS ? "commands" :
 				  i == CHECK_CONSERVATION ? (one ? "accounts" : "currencies") :
 				  "events");
 	if (saved_activity)
@@ -897,6 +976,31 @@ HashHead(pg_cryptohash_ctx *ctx, int64 account_id, int64 version,
 	HashBytes(ctx, head, ES_HASH_LEN);
 }
 
+/* How many rows of es_events, read in the table itself, have seq <= seq. */
+static int64
+CountUpTo(int64 seq, Snapshot snapshot)
+{
+	Relation	heap = EsRowOpenTable(ES_REL_EVENTS, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	TableScanDesc scan = table_beginscan(heap, snapshot, 0, NULL);
+	int64		n = 0;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		CHECK_FOR_INTERRUPTS();
+		d = slot_getattr(slot, ES_EV_ATT_SEQ, &isnull);
+		if (!isnull && DatumGetInt64(d) <= seq)
+			n++;
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, AccessShareLock);
+	return n;
+}
+
 /*
  * The digest of the log at position seq, recomputed from the events with
  * seq <= the position read with snapshot (never from stored hashes).
@@ -916,6 +1020,7 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 	bool		ok = true;
 	uint16		format = pg_hton16(ES_DIGEST_FORMAT);
 	uint64		nseq = pg_hton64((uint64) seq);
+	int64		indexed = 0;
 
 	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "could not start SHA-256");
@@ -945,6 +1050,7 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 		}
 		if (ev.seq > seq)
 			continue;
+		indexed++;
 		if (ev.account_id != account_id)
 		{
 			if (version > 0)
@@ -958,6 +1064,24 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 	}
 	EsScanEnd(it);
 	EsEventSealerFree(&sealer);
+
+	/*
+	 * The heads come from the (account_id, version) index; a row the index
+	 * does not show (a catalog trick) must change the digest too, so the rows
+	 * at or before the position are also counted in the table itself.
+	 */
+	if (ok)
+	{
+		int64		physical = CountUpTo(seq, snapshot);
+
+		if (physical != indexed)
+		{
+			*why = psprintf("the table holds %lld events at or before seq %lld, its (account_id, version) index %lld",
+							(long long) physical, (long long) seq,
+							(long long) indexed);
+			ok = false;
+		}
+	}
 	if (ok)
 	{
 		if (version > 0)
