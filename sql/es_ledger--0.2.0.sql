@@ -262,3 +262,12 @@ REVOKE ALL ON FUNCTION es_history(text, timestamptz, timestamptz),
 GRANT EXECUTE ON FUNCTION es_history(text, timestamptz, timestamptz),
 	es_balance_at(text, timestamptz), es_accounts_at(timestamptz)
 	TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
+-- Undo by compensation (es_reverse.c): the compensating command of an
+-- applied command, applied like any command.  Administrators only.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_reverse(command_id text, id text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_reverse' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_reverse(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_reverse(text, text) TO es_ledger_admin;

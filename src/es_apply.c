@@ -10,7 +10,9 @@
  *	   touched.
  *	2. Role: each command type is for es_ledger_writer (money movements) or
  *	   es_ledger_admin (account administration); every command of the call
- *	   is checked before anything is written, 42501 otherwise.
+ *	   is checked before anything is written, 42501 otherwise.  es_reverse's
+ *	   compensating command (cmd->reverses set) needs es_ledger_admin
+ *	   whatever its type: a reversal is administration.
  *	3. Lock (es_write.c): the accounts the command names are locked (the row
  *	   lock FOR UPDATE takes, in ascending account_id order, so two transfers
  *	   in opposite directions cannot deadlock) and their states read; an
@@ -20,6 +22,8 @@
  *	   sees it.  A known id with the same canonical command returns the seq
  *	   it returned the first time and writes nothing; with another command it
  *	   fails with ES008.
+ *	   A compensating command of es_reverse (es_reverse.c) is then refused
+ *	   if another command already reverses the same command.
  *	5. Decide (es_decide.c): the command type's handler checks its rules
  *	   against those states and returns the events to append.
  *	6. Events: each is numbered (seq from the log's sequence, version from
@@ -192,6 +196,26 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 }
 
 /*
+ * A compensating command of es_reverse (cmd->reverses set) is refused with
+ * ES008 when another command already reverses the same command.  It runs
+ * after the accounts are locked, and they are the accounts of the command
+ * reversed, so of every reversal of it: a concurrent reversal has committed
+ * (or rolled back) by then, and the fresh snapshot of the scan sees it.
+ */
+static void
+CheckNotReversed(const EsCommand *cmd)
+{
+	char	   *other;
+
+	if (EsScanFindReversal(cmd->reverses, cmd->id, &other))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
+				 errmsg("command \"%s\" was already reversed by command \"%s\"",
+						cmd->reverses, other),
+				 errdetail("A command is reversed at most once; retry the reversal with its own id to get its seq.")));
+}
+
+/*
  * Apply one parsed command (steps 3 to 6 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
  * idempotent command.  The caller holds the writer (EsWriteBegin) and the
@@ -222,6 +246,8 @@ ApplyCommand(const EsCommand *cmd)
 		if (EsWriteFindCommand(cmd->id, &known, &seq))
 			return KnownCommand(cmd, canonical, known, seq);
 	}
+	if (cmd->reverses)
+		CheckNotReversed(cmd);
 	handler->decide(cmd, states, found, &decision);
 	return AppendDecision(cmd, &decision, states, n, canonical);
 }
@@ -241,7 +267,8 @@ Authorize(List *cmds)
 	foreach(lc, cmds)
 	{
 		const EsCommand *cmd = lfirst(lc);
-		EsCommandRole role = EsDecideHandler(cmd->type)->role;
+		EsCommandRole role = cmd->reverses ? ES_ROLE_ADMIN :
+		EsDecideHandler(cmd->type)->role;
 		const char *rolename = EsDecideRoleName(role);
 		Oid			roleid;
 
@@ -254,6 +281,9 @@ Authorize(List *cmds)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for command type %s",
 							EsDecideHandler(cmd->type)->name),
+					 cmd->reverses ?
+					 errdetail("Only members of %s may reverse commands.",
+							   rolename) :
 					 errdetail("Only members of %s may send %s commands.",
 							   rolename,
 							   role == ES_ROLE_ADMIN ? "account administration" :

@@ -25,6 +25,8 @@
  *								checked into an EsCommand
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
  *								decide, append
+ *	  es_reverse.c	(none)		es_reverse: an applied command undone by its
+ *								compensating command
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
  *	  es_history.c	(none)		es_history, es_balance_at, es_accounts_at: the
  *								log read as of a time, from the log alone
@@ -300,6 +302,8 @@ extern const char *EsScanDecodeEvent(EsScanIter *it, EsEvent *ev);
 extern const char *EsScanDecodeState(EsScanIter *it, EsAccountState *state);
 extern void EsScanEnd(EsScanIter *it);
 extern int64 EsScanMaxKey(EsRel rel, EsRel idx, int attno);
+extern bool EsScanFindReversal(const char *command_id, const char *except_id,
+							   char **reversal_id);
 
 /* ---------------------------------------------------------------- es_write.c */
 
@@ -344,6 +348,8 @@ typedef struct EsCommand
 	bool		has_expected_version;
 	int64		expected_version;
 	Jsonb	   *metadata;		/* a JSON object or NULL */
+	char	   *reverses;		/* set by es_reverse only: the command id this
+								 * command compensates, or NULL */
 	char	   *account;		/* account; "from" of a transfer */
 	char	   *to_account;		/* "to" of a transfer */
 	char	   *currency;

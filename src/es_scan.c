@@ -18,6 +18,8 @@
  *	  of its indexes, all rows or those of one key, for the verifier; the
  *	  caller decodes each row with the codec, so that a damaged row can be
  *	  reported rather than raised.
+ *	- EsScanFindReversal walks es_commands for a command that reverses a
+ *	  given one (es_reverse).
  *	- EsScanMaxKey reads the largest key of a table's unique index over
  *	  every row version (SnapshotAny), for the writer's sequence check and
  *	  for digests.
@@ -277,4 +279,49 @@ EsScanMaxKey(EsRel rel, EsRel idx, int attno)
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	return max;
+}
+
+/*
+ * Whether es_commands, as a fresh snapshot sees it, holds a command other
+ * than except_id (NULL: none excepted) whose metadata has "reverses":
+ * command_id; if so, *reversal_id is set to its id.  No index covers the
+ * metadata, so this reads every row of es_commands: es_reverse is rare.
+ */
+bool
+EsScanFindReversal(const char *command_id, const char *except_id,
+				   char **reversal_id)
+{
+	EsScanIter *it = EsScanBegin(ES_REL_COMMANDS, ES_REL_COMMANDS_ID_IDX,
+								 false, 0, GetLatestSnapshot());
+	bool		found = false;
+
+	while (!found && EsScanNext(it))
+	{
+		MemoryContext old = MemoryContextSwitchTo(it->rowcxt);
+		Jsonb	   *command;
+		int64		seq;
+		JsonbValue *meta;
+		JsonbValue *rev;
+		char	   *id;
+
+		EsRowCommandFromValues(it->slot->tts_values, it->slot->tts_isnull,
+							   &command, &seq);
+		meta = getKeyJsonValueFromContainer(&command->root, "metadata", 8, NULL);
+		rev = (meta && meta->type == jbvBinary &&
+			   JsonContainerIsObject(meta->val.binary.data)) ?
+			getKeyJsonValueFromContainer(meta->val.binary.data, "reverses", 8,
+										 NULL) : NULL;
+		MemoryContextSwitchTo(old);
+		if (rev == NULL || rev->type != jbvString ||
+			rev->val.string.len != strlen(command_id) ||
+			memcmp(rev->val.string.val, command_id, rev->val.string.len) != 0)
+			continue;
+		id = TextDatumGetCString(it->slot->tts_values[ES_CMD_ATT_COMMAND_ID - 1]);
+		if (except_id && strcmp(id, except_id) == 0)
+			continue;
+		*reversal_id = id;
+		found = true;
+	}
+	EsScanEnd(it);
+	return found;
 }
