@@ -371,3 +371,19 @@ DROP SCHEMA sg_more;
 DROP SERVER sg_server;
 DROP FOREIGN DATA WRAPPER sg_fdw;
 DROP ROLE sg_other;
+
+-- the names of the extension's indexes are reserved too, in every schema,
+-- while REINDEX CONCURRENTLY of the extension's own indexes still works
+CREATE SCHEMA sg_idx;
+CREATE TABLE sg_idx.t (x int);
+SELECT try($$CREATE TABLE sg_idx.es_accounts_pkey (x int)$$);
+SELECT try($$CREATE SEQUENCE sg_idx.es_commands_pkey$$);
+SELECT try($$CREATE INDEX es_events_opened_idx ON sg_idx.t (x)$$);
+CREATE INDEX sg_i ON sg_idx.t (x);
+SELECT try($$ALTER INDEX sg_idx.sg_i RENAME TO es_events_pkey$$);
+REINDEX INDEX CONCURRENTLY es_events_pkey;
+REINDEX INDEX CONCURRENTLY es_events_opened_idx;
+SELECT count(*) AS marked_indexes FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'es_ledger')
+   AND d.deptype = 'x' AND c.relkind = 'i';
+DROP SCHEMA sg_idx CASCADE;

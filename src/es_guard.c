@@ -1532,6 +1532,23 @@ GuardOwnerChange(Oid classId, Oid objectId)
 }
 
 /*
+ * Is relation oid (classId pg_class) an index of one of extension extoid's
+ * member tables?  Those indexes are named like the extension's and
+ * reserved with its members' names, though they are not members.
+ */
+static bool
+IndexOfMember(Oid classId, Oid oid, Oid extoid)
+{
+	Oid			table;
+
+	if (classId != RelationRelationId || get_rel_relkind(oid) != RELKIND_INDEX)
+		return false;
+	table = IndexGetRelation(oid, true);
+	return OidIsValid(table) &&
+		getExtensionOfObject(RelationRelationId, table) == extoid;
+}
+
+/*
  * Is there a member of extension extoid, other than objectId, named name
  * in catalog classId (one of pg_proc, pg_class, pg_type), in any schema?
  * Searched through the name's catalog cache list.
@@ -1557,7 +1574,8 @@ MemberNamed(int cacheId, Oid classId, const char *name, Oid objectId,
 		else
 			oid = ((Form_pg_type) GETSTRUCT(tup))->oid;
 		found = oid != objectId &&
-			getExtensionOfObject(classId, oid) == extoid;
+			(getExtensionOfObject(classId, oid) == extoid ||
+			 IndexOfMember(classId, oid, extoid));
 	}
 	ReleaseSysCacheList(list);
 	return found;
@@ -1569,8 +1587,9 @@ MemberNamed(int cacheId, Oid classId, const char *name, Oid objectId,
  * sequence, index, foreign table, composite type) or a type: refuse, with
  * ES011, an object that is not es_ledger's own but bears, in any schema,
  * the name of one of its member functions (for a function) or of one of its
- * member relations or types (for the others), unless a script of es_ledger
- * is running.  Altering such an object is refused only when the command
+ * member relations, their indexes, or its types (for the others), unless a
+ * script of es_ledger is running.  An index of a member table counts as
+ * the extension's own (REINDEX CONCURRENTLY renames one to the old name).  Altering such an object is refused only when the command
  * gives it that name or moves it to another schema (RENAME, SET SCHEMA), so
  * that a look-alike made before the reservation can still be renamed away
  * or dropped.  The set of names is that of the extension's members as they
@@ -1620,6 +1639,7 @@ GuardReservedName(ObjectAccessType access, Oid classId, Oid objectId)
 	if (!reserved)
 		return;
 	if (getExtensionOfObject(classId, objectId) == extoid ||
+		IndexOfMember(classId, objectId, extoid) ||
 		(classId == TypeRelationId && TypeIsOurs(objectId, extoid)))
 		return;
 	if (access == OAT_POST_ALTER &&
