@@ -18,7 +18,7 @@ OBJS = \
 	src/es_replay.o \
 	src/es_history.o \
 	src/es_verify.o \
-	src/es_ledger.o
+	src/es_module.o
 
 DATA = $(wildcard sql/es_ledger--*.sql)
 

@@ -31,7 +31,7 @@
  *	  es_history.c	(none)		es_history, es_balance_at, es_accounts_at: the
  *								log read as of a time, from the log alone
  *	  es_verify.c	(none)		es_verify, es_digest, es_verify_digest
- *	  es_ledger.c	(none)		module magic and _PG_init
+ *	  es_module.c	(none)		module magic and _PG_init
  *
  * The SQL interface these implement is documented in doc/reference.md; how
  * they fit together in doc/design.md.

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * es_ledger.c
+ * es_module.c
  *	  Module entry point of es_ledger: the module magic block and _PG_init.
  *
  * The library is loaded on first use of any es_ledger function or of a
