@@ -271,3 +271,15 @@ CREATE FUNCTION es_reverse(command_id text, id text) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'es_reverse' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION es_reverse(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION es_reverse(text, text) TO es_ledger_admin;
+
+-------------------------------------------------------------------------------
+-- Tools for the database administrator (es_dba.c): the projection rebuilt
+-- from the log in place, or restored as of a time into a new schema.  For
+-- the extension owner and superusers only: EXECUTE is granted to nobody.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_rebuild_projections() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_rebuild_projections' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_restore_to(as_of timestamptz, target_schema text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_restore_to' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_rebuild_projections(), es_restore_to(timestamptz, text)
+	FROM PUBLIC;

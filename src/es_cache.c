@@ -170,3 +170,14 @@ EsCacheStore(Relation accounts, const EsAccountState *state, ItemPointer tid)
 	entry->tid = *tid;
 	entry->subid = GetCurrentSubTransactionId();
 }
+
+/*
+ * Forget every account: es_rebuild_projections rewrites es_accounts rows
+ * under names and tuple ids the cache may hold.  Forgetting is always safe:
+ * the next command probes the index and locks the row again.
+ */
+void
+EsCacheReset(void)
+{
+	ResetCache(true);
+}

@@ -30,6 +30,9 @@
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
  *	  es_history.c	(none)		es_history, es_balance_at, es_accounts_at: the
  *								log read as of a time, from the log alone
+ *	  es_dba.c		(none)		es_rebuild_projections, es_restore_to: the
+ *								projection rebuilt from the log, or restored
+ *								as of a time into a schema of its own
  *	  es_verify.c	(none)		es_verify, es_digest, es_verify_digest
  *	  es_module.c	(none)		module magic and _PG_init
  *
@@ -271,6 +274,7 @@ extern const EsAccountState *EsCacheLookup(Relation accounts, const char *name,
 										   ItemPointer tid);
 extern void EsCacheStore(Relation accounts, const EsAccountState *state,
 						 ItemPointer tid);
+extern void EsCacheReset(void);
 
 /* ----------------------------------------------------------------- es_scan.c */
 
@@ -318,6 +322,7 @@ extern void EsWriteLockAccounts(const char *const *names, int n,
 								EsAccountState *states, bool *found);
 extern bool EsWriteInsertAccount(const EsAccountState *state);
 extern void EsWriteUpdateAccount(const EsAccountState *state);
+extern void EsWriteDeleteAccount(ItemPointer tid);
 extern void EsWriteInsertEvent(const EsEvent *ev);
 extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern bool EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);

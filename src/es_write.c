@@ -582,6 +582,22 @@ EsWriteUpdateAccount(const EsAccountState *state)
 	EsCacheStore(accounts, state, &Writer->acc_new->tts_tid);
 }
 
+/*
+ * Delete the es_accounts row at tid, through the executor (row triggers,
+ * the write guard's among them).  Only es_rebuild_projections does this,
+ * under a ShareRowExclusiveLock on es_accounts that keeps every writer out;
+ * the caller resets the account cache (EsCacheReset), whose entries could
+ * point at the row.
+ */
+void
+EsWriteDeleteAccount(ItemPointer tid)
+{
+	ExecClearTuple(Writer->acc_slot);
+	Writer->acc_slot->tts_tid = *tid;
+	ExecSimpleRelationDelete(Writer->accounts, Writer->estate,
+							 &Writer->epqstate, Writer->acc_slot);
+}
+
 /* Append one sealed event to the log. */
 void
 EsWriteInsertEvent(const EsEvent *ev)

@@ -9,6 +9,9 @@
 # - A transaction that started before an account was opened writes to it
 #   with the opening's recorded_at: es_balance_at and es_accounts_at as of
 #   its start say the account did not exist yet.
+# - es_rebuild_projections waits for a running writer, and a writer waits
+#   for a running rebuild until its transaction ends (ShareRowExclusiveLock
+#   on es_accounts); a reader waits for neither.
 use strict;
 use warnings;
 
@@ -97,6 +100,33 @@ is( $node->safe_psql(
 		"SELECT count(*) FROM ((SELECT * FROM es_accounts_at(NULL) EXCEPT SELECT * FROM es_accounts)
 		   UNION ALL (SELECT * FROM es_accounts EXCEPT SELECT * FROM es_accounts_at(NULL))) x"),
 	'0', 'es_accounts_at(NULL) equals es_accounts');
+
+# es_rebuild_projections against writers.
+$a->query_safe("BEGIN; SELECT es_deposit('x', 1);");
+$b->query("SET lock_timeout = '300ms'; SELECT es_rebuild_projections();");
+like($b->{stderr}, qr/lock timeout/,
+	'es_rebuild_projections waits for a running writer');
+$b->{stderr} = '';
+$b->query_safe("RESET lock_timeout;");
+$a->query_safe("COMMIT;");
+$a->query_safe("SET client_min_messages = warning; BEGIN; SELECT es_rebuild_projections();");
+$b->query("SET lock_timeout = '300ms'; SELECT es_deposit('y', 1);");
+like($b->{stderr}, qr/lock timeout/,
+	'a writer waits for a running es_rebuild_projections');
+$b->{stderr} = '';
+$b->query_safe("RESET lock_timeout;");
+is($b->query_safe("SET lock_timeout = '300ms'; SELECT count(*) > 0 FROM es_accounts;"),
+	't', 'a reader does not wait for es_rebuild_projections');
+$b->query_safe("RESET lock_timeout;");
+$a->query_safe("COMMIT;");
+is($b->query_safe("SELECT es_deposit('y', 1) > 0;"),
+	't', 'the writer goes through once the rebuild committed');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(check_name || '=' || ok, ',' ORDER BY check_name)
+		   FROM es_verify() WHERE check_name IN ('projection', 'conservation')"),
+	'conservation=true,projection=true',
+	'es_verify passes after the rebuild');
 
 $a->quit;
 $b->quit;
