@@ -446,6 +446,9 @@ es_restore_to(PG_FUNCTION_ARGS)
 	int64		rows = 0;
 	int			rc;
 
+	if (bound)
+		EsScanWarnIfNotFinal(as_of);
+
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -230,6 +230,8 @@ es_balance_at(PG_FUNCTION_ARGS)
 	EsEvent		ev;
 	bool		unborn = false;
 
+	if (!PG_ARGISNULL(1))
+		EsScanWarnIfNotFinal(as_of);
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_balance_at account",
 									ALLOCSET_SMALL_SIZES);
 	EsFoldInit(&state, account_id);
@@ -295,6 +297,8 @@ es_accounts_at(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	EsRowCheckShape(rsinfo->setDesc, ES_REL_ACCOUNTS, "es_accounts_at");
+	if (bound)
+		EsScanWarnIfNotFinal(as_of);
 
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_accounts_at account",
 									ALLOCSET_SMALL_SIZES);

@@ -306,6 +306,7 @@ extern const char *EsScanDecodeEvent(EsScanIter *it, EsEvent *ev);
 extern const char *EsScanDecodeState(EsScanIter *it, EsAccountState *state);
 extern void EsScanEnd(EsScanIter *it);
 extern int64 EsScanMaxKey(EsRel rel, EsRel idx, int attno);
+extern void EsScanWarnIfNotFinal(TimestampTz as_of);
 extern bool EsScanFindReversal(const char *command_id, const char *except_id,
 							   char **reversal_id);
 

@@ -65,6 +65,8 @@ es_replay(PG_FUNCTION_ARGS)
 				 errmsg("account \"%s\" not found", account),
 				 errdetail("The log holds no AccountOpened event for it.")));
 	EsFoldInit(&state, account_id);
+	if (!PG_ARGISNULL(1))
+		EsScanWarnIfNotFinal(as_of);
 	n = EsScanAccount(account_id, PG_ARGISNULL(1) ? NULL : &as_of,
 					  PG_ARGISNULL(2) ? NULL : &until, ReplayOne, &state);
 	if (n == 0)

@@ -41,7 +41,10 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
+#include "utils/backend_status.h"
+#include "utils/timestamp.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -324,4 +327,48 @@ EsScanFindReversal(const char *command_id, const char *except_id,
 	}
 	EsScanEnd(it);
 	return found;
+}
+
+/*
+ * Flag a point-in-time answer that may still change.  An event's
+ * recorded_at is the start of the transaction that appends it (raised to
+ * its accounts' latest), and that transaction commits later: so while a
+ * transaction that began at or before as_of is still open, it may yet
+ * append events recorded at or before as_of, and an answer "as of as_of"
+ * could change after it was given.  The horizon is the start of the oldest
+ * transaction open in this database in another client session (any of them
+ * may still write; pg_stat_activity's view of them; autovacuum and other
+ * background processes append no events); answers for an as_of
+ * before it are final.  At or past it, a WARNING (01000) says so; the
+ * answer is still given.  On a hot standby the primary's transactions are
+ * not visible: no warning is given there.
+ */
+void
+EsScanWarnIfNotFinal(TimestampTz as_of)
+{
+	TimestampTz horizon = DT_NOEND;
+	int			n;
+
+	if (RecoveryInProgress())
+		return;
+	n = pgstat_fetch_stat_numbackends();
+	for (int i = 1; i <= n; i++)
+	{
+		PgBackendStatus *be = pgstat_fetch_stat_beentry(i);
+
+		if (be == NULL || be->st_procpid == MyProcPid ||
+			be->st_backendType != B_BACKEND ||
+			be->st_databaseid != MyDatabaseId ||
+			be->st_xact_start_timestamp == 0)
+			continue;
+		if (be->st_xact_start_timestamp < horizon)
+			horizon = be->st_xact_start_timestamp;
+	}
+	if (as_of >= horizon)
+		ereport(WARNING,
+				(errmsg("the answer as of %s may still change",
+						timestamptz_to_str(as_of)),
+				 errdetail("A transaction that began at %s is still open; events it appends will be recorded at or after that time.",
+						   timestamptz_to_str(horizon)),
+				 errhint("Answers for a time before the oldest open transaction began are final.")));
 }

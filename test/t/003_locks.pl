@@ -128,6 +128,31 @@ is( $node->safe_psql(
 	'conservation=true,projection=true',
 	'es_verify passes after the rebuild');
 
+# Stable answers.  A writer transaction held open across a point-in-time
+# query: its events will be recorded at its start, before the time asked
+# for, so the answer as of a time after that start is flagged (WARNING) and
+# does change when it commits; the answer as of a time before it began is
+# final and does not.
+$node->safe_psql('postgres', "SELECT es_open_account('w', 'USD'), es_deposit('w', 100)");
+my $t_before = $node->safe_psql('postgres', "SELECT clock_timestamp()");
+$a->query_safe("BEGIN; SELECT 1;");
+my $t_after = $node->safe_psql('postgres', "SELECT clock_timestamp()");
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT es_balance_at('w', '$t_after')");
+is($out, '100', 'as of a time after an open transaction began: the balance so far');
+like($err, qr/WARNING:  the answer as of .* may still change/, '... flagged as not final');
+($ret, $out, $err) = $node->psql('postgres', "SELECT es_balance_at('w', '$t_before')");
+is($out, '100', 'as of a time before it began: the same balance');
+is($err, '', '... and not flagged');
+($ret, $out, $err) = $node->psql('postgres', "SELECT balance FROM es_replay('w', '$t_after')");
+like($err, qr/may still change/, 'es_replay flags it too');
+$a->query_safe("SELECT es_deposit('w', 50); COMMIT;");
+is($node->safe_psql('postgres', "SELECT es_balance_at('w', '$t_after')"), '150',
+	'the flagged answer changed when the open transaction committed');
+is($node->safe_psql('postgres', "SELECT es_balance_at('w', '$t_before')"), '100',
+	'the unflagged one did not');
+($ret, $out, $err) = $node->psql('postgres', "SELECT es_balance_at('w', '$t_after')");
+is($err, '', 'with no transaction open, nothing is flagged');
+
 $a->quit;
 $b->quit;
 $node->stop;
