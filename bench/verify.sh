@@ -2,7 +2,9 @@
 # bench/verify.sh: es_verify() over a ledger of BENCH_EVENTS events in
 # BENCH_ACCOUNTS accounts (defaults 1,000,000 and 10,000), best of
 # BENCH_ROUNDS runs, in events per second; es_verify runs in one backend,
-# so this is per core.  Also times es_digest() and es_verify_digest().
+# so this is per core.  Also times es_digest(), and es_accounts_at(now())
+# against the plain-SQL floor SELECT account_id, sum(amount) FROM es_events
+# WHERE recorded_at <= now() GROUP BY 1.
 # Run as root on Debian 12 (after building; ES_PGBIN picks a PostgreSQL
 # copy, see README, Contributing):
 #
@@ -57,7 +59,26 @@ SELECT seq AS s, digest AS d FROM es_digest() \gset
 SELECT (:t1 - :t0) / 1000000;
 SQL
 )
+# es_accounts_at against the plain-SQL floor of the same question
+timed() {
+	bpsql -At <<SQL | tail -1
+\\set t0 \`date +%s%N\`
+$1;
+\\set t1 \`date +%s%N\`
+SELECT (:t1 - :t0) / 1000000;
+SQL
+}
+at_best=""; floor_best=""
+for r in $(seq 1 "$BENCH_ROUNDS"); do
+	at=$(timed "SELECT count(*) FROM es_accounts_at(now())")
+	fl=$(timed "SELECT count(*) FROM (SELECT account_id, sum(amount) FROM es_events WHERE recorded_at <= now() GROUP BY 1) s")
+	echo "  es_accounts_at round $r: ${at} ms; SQL floor: ${fl} ms"
+	if [ -z "$at_best" ] || [ "$at" -lt "$at_best" ]; then at_best=$at; fi
+	if [ -z "$floor_best" ] || [ "$fl" -lt "$floor_best" ]; then floor_best=$fl; fi
+done
+
 log "results"
-echo "es_verify: $events events, $ok of 6 checks ok, best of $BENCH_ROUNDS: $best ms = $(( events * 1000 / (best > 0 ? best : 1) )) events/s"
+echo "es_verify: $events events, $ok of 7 checks ok, best of $BENCH_ROUNDS: $best ms = $(( events * 1000 / (best > 0 ? best : 1) )) events/s"
 echo "es_digest: $digest_ms ms"
+echo "es_accounts_at(now()): $at_best ms; SQL floor (sum(amount) GROUP BY account_id): $floor_best ms; ratio $(awk "BEGIN{printf \"%.2f\", $at_best/($floor_best>0?$floor_best:1)}")"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
