@@ -147,17 +147,13 @@ EsScanAccount(int64 account_id, const TimestampTz *as_of,
 }
 
 /*
- * Start walking table through its index: every row in index order (key 0
- * and nkeys 0), or those whose first index column equals key (an int8).
- * Rows are read with snapshot.  Each row's values are in it->slot after
- * EsScanNext; EsScanDecode... run in a memory context reset at every row.
+ * Open a walk of table through index, with one key (a ScanKey on the
+ * index's first column) or none, reading with snapshot.
  */
-EsScanIter *
-EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
-			Snapshot snapshot)
+static EsScanIter *
+BeginWalk(EsRel table, EsRel index, int nkeys, ScanKey key, Snapshot snapshot)
 {
 	EsScanIter *it = palloc0(sizeof(EsScanIter));
-	ScanKeyData skey;
 
 	it->heap = EsRowOpenTable(table, AccessShareLock);
 	it->index = index_open(EsRowRelid(index), AccessShareLock);
@@ -165,17 +161,31 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 	/* A keeper block large enough that a row never mallocs another. */
 	it->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger scan row",
 									   0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
-	it->scan = index_beginscan(it->heap, it->index, snapshot, by_key ? 1 : 0, 0);
-	if (by_key)
-	{
-		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   it->index->rd_indcollation[0], F_INT8EQ,
-							   Int64GetDatum(key));
-		index_rescan(it->scan, &skey, 1, NULL, 0);
-	}
-	else
-		index_rescan(it->scan, NULL, 0, NULL, 0);
+	it->scan = index_beginscan(it->heap, it->index, snapshot, nkeys, 0);
+	index_rescan(it->scan, key, nkeys, NULL, 0);
 	return it;
+}
+
+/*
+ * Start walking table through its index: every row in index order
+ * (by_key false), or those whose first index column equals key (an int8).
+ * Rows are read with snapshot.  Each row's values are in it->slot after
+ * EsScanNext; the EsScanDecode functions run in a memory context reset at
+ * every row.
+ */
+EsScanIter *
+EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
+			Snapshot snapshot)
+{
+	ScanKeyData skey;
+	Relation	idx = index_open(EsRowRelid(index), AccessShareLock);
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_INT8EQ,
+						   Int64GetDatum(key));
+	index_close(idx, NoLock);
+	return BeginWalk(table, index, by_key ? 1 : 0, by_key ? &skey : NULL,
+					 snapshot);
 }
 
 /*
@@ -185,21 +195,16 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 EsScanIter *
 EsScanBeginText(EsRel table, EsRel index, const char *key, Snapshot snapshot)
 {
-	EsScanIter *it = palloc0(sizeof(EsScanIter));
 	ScanKeyData skey;
+	Relation	idx = index_open(EsRowRelid(index), AccessShareLock);
 
-	it->heap = EsRowOpenTable(table, AccessShareLock);
-	it->index = index_open(EsRowRelid(index), AccessShareLock);
-	it->slot = table_slot_create(it->heap, NULL);
-	it->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger scan row",
-									   ALLOCSET_DEFAULT_SIZES);
-	it->scan = index_beginscan(it->heap, it->index, snapshot, 1, 0);
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   it->index->rd_indcollation[0], F_TEXTEQ,
+						   idx->rd_indcollation[0], F_TEXTEQ,
 						   CStringGetTextDatum(key));
-	index_rescan(it->scan, &skey, 1, NULL, 0);
-	return it;
+	index_close(idx, NoLock);
+	return BeginWalk(table, index, 1, &skey, snapshot);
 }
+
 
 /* The next row, its values deformed into it->slot; false at the end. */
 bool
