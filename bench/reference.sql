@@ -4,7 +4,7 @@
 -- heap tables.  It is the yardstick bench/run.sh measures the C extension
 -- against, so it does the same work as es_apply:
 --
---   * same rules and SQLSTATEs (CONTRACT.md section 3): ES001 insufficient
+--   * same rules and SQLSTATEs (doc/reference.md, "Commands" and "Errors"): ES001 insufficient
 --     funds (available - amount < -overdraft_limit), ES002 cap (balance +
 --     pending_in + amount > max_balance), ES003 not found, ES004 exists,
 --     ES005 not open, ES006 currency mismatch, ES008 idempotency conflict,

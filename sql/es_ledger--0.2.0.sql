@@ -4,7 +4,7 @@
 \echo Use "CREATE EXTENSION es_ledger" to load this file. \quit
 
 -------------------------------------------------------------------------------
--- Roles (cluster-wide, so created only when missing; CONTRACT section 9)
+-- Roles (cluster-wide, so created only when missing; doc/reference.md section 12)
 -------------------------------------------------------------------------------
 DO $roles$
 BEGIN

@@ -1,8 +1,8 @@
 -- test/pgtap/invariants.sql
 --
 -- A seeded, randomised workload of a few thousand es_apply commands, checked
--- against an INDEPENDENT model of the contract's rules (CONTRACT.md sections
--- 2-4) written here in plpgsql.  For every command the model decides, before
+-- against an INDEPENDENT model of the ledger's rules (doc/reference.md sections
+-- 4-7) written here in plpgsql.  For every command the model decides, before
 -- looking at what es_apply did, which outcomes are acceptable: 'ok' or the
 -- SQLSTATEs the contract prescribes.  Where the contract names several
 -- failing rules for one command and does not fix their precedence (e.g. a
