@@ -12,6 +12,7 @@ OBJS = \
 	src/es_scan.o \
 	src/es_write.o \
 	src/es_decide.o \
+	src/es_name.o \
 	src/es_command.o \
 	src/es_apply.o \
 	src/es_reverse.o \

@@ -21,6 +21,7 @@
  *	  es_write.c	EsWrite		executor-level appends and projection writes
  *	  es_decide.c	EsDecide	the command handler table: each command type's
  *								fields, rules and the events it produces
+ *	  es_name.c		EsName		the rules for account names, currencies and ids
  *	  es_command.c	EsCommand	a command's JSON (or a shorthand's arguments)
  *								checked into an EsCommand
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
@@ -418,6 +419,11 @@ extern const char *EsDecideTypeNames(void);
 extern const char *EsDecideRoleName(EsCommandRole role);
 extern void EsDecideAccountExists(const char *account) pg_attribute_noreturn();
 extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
+
+/* ----------------------------------------------------------------- es_name.c */
+
+extern void EsNameCheck(const char *what, const char *value, int ordinal,
+						bool is_id);
 
 /* -------------------------------------------------------------- es_command.c */
 
