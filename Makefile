@@ -20,6 +20,7 @@ OBJS = \
 	src/es_history.o \
 	src/es_dba.o \
 	src/es_verify.o \
+	src/es_digest.o \
 	src/es_module.o
 
 DATA = $(wildcard sql/es_ledger--*.sql)

@@ -34,7 +34,8 @@
  *	  es_dba.c		(none)		es_rebuild_projections, es_restore_to: the
  *								projection rebuilt from the log, or restored
  *								as of a time into a schema of its own
- *	  es_verify.c	(none)		es_verify, es_digest, es_verify_digest
+ *	  es_verify.c	(none)		es_verify
+ *	  es_digest.c	(none)		es_digest, es_verify_digest
  *	  es_module.c	(none)		module magic and _PG_init
  *
  * The SQL interface these implement is documented in doc/reference.md; how
@@ -308,6 +309,10 @@ extern const char *EsScanDecodeState(EsScanIter *it, EsAccountState *state);
 extern void EsScanEnd(EsScanIter *it);
 extern int64 EsScanMaxKey(EsRel rel, EsRel idx, int attno);
 extern void EsScanWarnIfNotFinal(TimestampTz as_of);
+
+/* How often long scans show their progress, in events. */
+#define ES_SCAN_PROGRESS_EVENTS 100000
+extern void EsScanReportProgress(const char *what, int64 events);
 extern bool EsScanFindReversal(const char *command_id, const char *except_id,
 							   char **reversal_id);
 

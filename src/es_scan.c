@@ -43,6 +43,7 @@
 #include "access/tableam.h"
 #include "access/xlog.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/backend_status.h"
 #include "utils/timestamp.h"
 #include "utils/builtins.h"
@@ -376,4 +377,13 @@ EsScanWarnIfNotFinal(TimestampTz as_of)
 				 errdetail("A transaction that began at %s is still open; events it appends will be recorded at or after that time.",
 						   timestamptz_to_str(horizon)),
 				 errhint("Answers for a time before the oldest open transaction began are final.")));
+}
+
+/* Show a long scan's progress in pg_stat_activity.query of this session. */
+void
+EsScanReportProgress(const char *what, int64 events)
+{
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("es_ledger %s: " INT64_FORMAT " events read",
+									what, events));
 }
