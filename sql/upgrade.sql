@@ -1,6 +1,6 @@
--- upgrade: a ledger created by 0.1.0 and updated with ALTER EXTENSION ends
--- with the same objects as a fresh 0.2.0 install, keeps its events, and
--- works.  Runs last: it drops and re-creates the extension.
+-- upgrade: a ledger created by 0.1.0 (or 0.2.0) and updated with ALTER
+-- EXTENSION ends with the same objects as a fresh install of the default
+-- version, keeps its events, and works.  Runs last: it drops and re-creates the extension.
 SET es_ledger.allow_drop = on;
 DROP EXTENSION IF EXISTS es_ledger CASCADE;
 RESET es_ledger.allow_drop;
@@ -9,6 +9,9 @@ SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
 SELECT es_open_account('u-a', 'USD') > 0 AS ok, es_open_account('u-b', 'USD') > 0 AS ok;
 SELECT es_deposit('u-a', 100) > 0 AS ok, es_transfer('u-a', 'u-b', 30, 'u-t1') > 0 AS ok;
 ALTER EXTENSION es_ledger UPDATE TO '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
+SELECT es_deposit('u-a', 1) > 0 AS ok;
+ALTER EXTENSION es_ledger UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
 -- the old events are there and replay to the projection
 SELECT account, balance, version FROM es_accounts ORDER BY account;
@@ -51,7 +54,17 @@ SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, '
  WHERE r.rolname LIKE 'es\_ledger\_%' GROUP BY r.rolname
 $$;
 CREATE TEMP TABLE u_updated AS SELECT f AS fact FROM pg_temp.u_facts() f;
--- a fresh 0.2.0, installed over look-alike operators someone planted in
+-- the same from a ledger created by 0.2.0
+SET es_ledger.allow_drop = on;
+DROP EXTENSION es_ledger CASCADE;
+RESET es_ledger.allow_drop;
+CREATE EXTENSION es_ledger VERSION '0.2.0';
+SELECT es_open_account('v-a', 'USD') > 0 AS ok, es_deposit('v-a', 7) > 0 AS ok;
+ALTER EXTENSION es_ledger UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
+SELECT account, balance, version FROM es_accounts ORDER BY account;
+CREATE TEMP TABLE u_updated2 AS SELECT f AS fact FROM pg_temp.u_facts() f;
+-- a fresh install, over look-alike operators someone planted in
 -- the schema first: the script qualifies its operators, so it neither
 -- fails on them nor builds its index with them
 SET es_ledger.allow_drop = on;
@@ -71,6 +84,10 @@ SELECT count(*) > 20 AS facts FROM u_fresh;
 (SELECT 'only updated: ' || fact FROM u_updated EXCEPT SELECT 'only updated: ' || fact FROM u_fresh)
 UNION ALL
 (SELECT 'only fresh: ' || fact FROM u_fresh EXCEPT SELECT 'only fresh: ' || fact FROM u_updated)
+ORDER BY 1;
+(SELECT 'only updated from 0.2.0: ' || fact FROM u_updated2 EXCEPT SELECT 'only updated from 0.2.0: ' || fact FROM u_fresh)
+UNION ALL
+(SELECT 'only fresh: ' || fact FROM u_fresh EXCEPT SELECT 'only fresh: ' || fact FROM u_updated2)
 ORDER BY 1;
 -- a sequence set back (setval needs no DDL, so no guard sees it) cannot
 -- make appends fail on a duplicate key: es_apply moves it past its table
@@ -95,7 +112,7 @@ RESET es_ledger.allow_drop;
 CREATE SCHEMA u_ledger;
 CREATE EXTENSION es_ledger VERSION '0.1.0' SCHEMA u_ledger;
 ALTER SCHEMA u_ledger RENAME TO u_renamed;
-ALTER EXTENSION es_ledger UPDATE TO '0.2.0';
+ALTER EXTENSION es_ledger UPDATE;
 SELECT try($$DROP TRIGGER es_guard ON u_renamed.es_accounts$$);
 SELECT try($$DROP TRIGGER es_guard ON u_renamed.es_commands$$);
 SELECT tgrelid::regclass AS "table", tgname FROM pg_trigger WHERE tgname = 'es_guard' ORDER BY 1;

@@ -1,0 +1,285 @@
+/* es_ledger--0.3.0.sql: install script of es_ledger 0.3.0 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION es_ledger" to load this file. \quit
+
+-------------------------------------------------------------------------------
+-- Roles (cluster-wide, so created only when missing; doc/reference.md section 12)
+-------------------------------------------------------------------------------
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_reader'::pg_catalog.name) THEN
+		CREATE ROLE es_ledger_reader NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_writer'::pg_catalog.name) THEN
+		CREATE ROLE es_ledger_writer NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'es_ledger_admin'::pg_catalog.name) THEN
+		CREATE ROLE es_ledger_admin NOLOGIN;
+	END IF;
+END
+$roles$;
+GRANT es_ledger_reader TO es_ledger_writer;
+GRANT es_ledger_reader TO es_ledger_admin;
+GRANT USAGE ON SCHEMA @extschema@ TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
+-- The es_log table access method
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_log_handler(internal) RETURNS table_am_handler
+	AS 'MODULE_PATHNAME', 'es_log_handler' LANGUAGE C STRICT;
+CREATE ACCESS METHOD es_log TYPE TABLE HANDLER es_log_handler;
+COMMENT ON ACCESS METHOD es_log IS 'append-only heap: INSERT and COPY only, never UPDATE, DELETE, TRUNCATE or rewrite';
+
+-------------------------------------------------------------------------------
+-- The log
+-------------------------------------------------------------------------------
+CREATE TABLE es_events (
+	seq				bigint		NOT NULL,
+	account_id		bigint		NOT NULL,
+	version			bigint		NOT NULL,
+	type			text		NOT NULL,
+	amount			bigint		NOT NULL,
+	data			jsonb		NOT NULL,
+	command_id		text,
+	recorded_at		timestamptz	NOT NULL,
+	effective_at	timestamptz	NOT NULL,
+	checksum		bigint		NOT NULL,
+	hash			bytea		NOT NULL,
+	format			smallint	NOT NULL,
+	tx				xid8		NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+	CONSTRAINT es_events_pkey PRIMARY KEY (seq),
+	CONSTRAINT es_events_account_version_key UNIQUE (account_id, version)
+) USING es_log;
+CREATE SEQUENCE es_events_seq_seq AS bigint OWNED BY es_events.seq;
+CREATE INDEX es_events_command_id_idx ON es_events (command_id) WHERE command_id IS NOT NULL;
+-- Operators qualified: the script runs with the extension's schema in
+-- search_path, where another role may have planted look-alikes.
+CREATE UNIQUE INDEX es_events_opened_idx ON es_events
+	((data OPERATOR(pg_catalog.->>) 'account'::pg_catalog.text))
+	WHERE type OPERATOR(pg_catalog.=) 'AccountOpened'::pg_catalog.text;
+COMMENT ON TABLE es_events IS 'the event log: one immutable row per event, written only by es_apply';
+
+-------------------------------------------------------------------------------
+-- Projections
+-------------------------------------------------------------------------------
+CREATE TABLE es_accounts (
+	account_id		bigint		NOT NULL PRIMARY KEY,
+	account			text		NOT NULL UNIQUE,
+	currency		text		NOT NULL,
+	status			text		NOT NULL,	-- open, frozen or closed (EsStatusName)
+	balance			bigint		NOT NULL,
+	pending_out		bigint		NOT NULL,
+	pending_in		bigint		NOT NULL,
+	available		bigint		NOT NULL,
+	overdraft_limit	bigint		NOT NULL,
+	max_balance		bigint,
+	version			bigint		NOT NULL,
+	last_seq		bigint		NOT NULL,
+	opened_at		timestamptz	NOT NULL,
+	updated_at		timestamptz	NOT NULL,
+	last_hash		bytea		NOT NULL
+) WITH (fillfactor = 50);
+CREATE SEQUENCE es_accounts_account_id_seq AS bigint OWNED BY es_accounts.account_id;
+COMMENT ON TABLE es_accounts IS 'projection: one row per account, the fold of its events, kept in step by es_apply';
+
+CREATE TABLE es_commands (
+	command_id		text		NOT NULL PRIMARY KEY,
+	command			jsonb		NOT NULL,
+	seq				bigint		NOT NULL
+);
+COMMENT ON TABLE es_commands IS 'idempotency register: the canonical command and result seq of every command applied with an id';
+
+-- pg_dump dumps the rows of these tables and the sequences' values (a dump
+-- holds the ledger, not only CREATE EXTENSION).  es_events comes in
+-- (account_id, version) order, so that a restore (es_ledger.restore = on)
+-- verifies each event against the one before it in O(1) memory.
+SELECT pg_catalog.pg_extension_config_dump('es_events', 'WHERE true ORDER BY account_id, version');
+SELECT pg_catalog.pg_extension_config_dump('es_accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('es_commands', '');
+SELECT pg_catalog.pg_extension_config_dump('es_events_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('es_accounts_account_id_seq', '');
+
+CREATE FUNCTION es_guard_projection() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'es_guard_projection' LANGUAGE C;
+CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_accounts
+	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
+CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_commands
+	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
+-- ALWAYS: session_replication_role = replica must not silence them.
+ALTER TABLE es_accounts ENABLE ALWAYS TRIGGER es_guard;
+ALTER TABLE es_commands ENABLE ALWAYS TRIGGER es_guard;
+
+CREATE FUNCTION es_guard_ddl() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'es_guard_ddl' LANGUAGE C;
+-- es_guard_ddl fires for every command: it decides by the parse tree (and
+-- it loads the library, whose object_access_hook guards drops of es_events).
+CREATE EVENT TRIGGER es_guard_ddl ON ddl_command_start
+	EXECUTE FUNCTION es_guard_ddl();
+CREATE EVENT TRIGGER es_guard_rewrite ON table_rewrite
+	EXECUTE FUNCTION es_guard_ddl();
+ALTER EVENT TRIGGER es_guard_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER es_guard_rewrite ENABLE ALWAYS;
+
+-- es_guard_drop(): refuses DROP TRIGGER of a guard trigger (sql_drop cannot
+-- be filtered by the C trigger above without reading dropped objects).
+CREATE FUNCTION es_guard_drop() RETURNS event_trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+	extschema text;
+	dropped record;
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects()
+				WHERE object_type OPERATOR(pg_catalog.=) 'extension'
+				  AND object_identity OPERATOR(pg_catalog.=) 'es_ledger') THEN
+		RETURN;
+	END IF;
+	-- The extension's schema by its name now, not at install: it may have
+	-- been renamed since (0.1.0 did not refuse it).
+	SELECT n.nspname INTO extschema
+	  FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'es_ledger';
+	FOR dropped IN
+		SELECT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects()
+		 WHERE object_type OPERATOR(pg_catalog.=) 'trigger'
+		   AND address_names[3] OPERATOR(pg_catalog.=) 'es_guard'
+		   AND address_names[1] OPERATOR(pg_catalog.=) extschema
+	LOOP
+		RAISE EXCEPTION 'cannot drop guard trigger %', dropped.object_identity
+			USING ERRCODE = 'ES011',
+				  DETAIL = 'Projections are written only by es_apply; the guard triggers enforce it.';
+	END LOOP;
+END
+$fn$;
+CREATE EVENT TRIGGER es_guard_drop ON sql_drop EXECUTE FUNCTION es_guard_drop();
+ALTER EVENT TRIGGER es_guard_drop ENABLE ALWAYS;
+
+-- The extension's own indexes carry a DEPENDS ON EXTENSION mark: es_guard_ddl
+-- refuses to drop them, while the indexes users add for their queries can be
+-- dropped again.  Every index a later script creates needs the mark too.
+ALTER INDEX es_events_pkey DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_events_account_version_key DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_events_command_id_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_events_opened_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_accounts_pkey DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_accounts_account_key DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_commands_pkey DEPENDS ON EXTENSION es_ledger;
+
+-------------------------------------------------------------------------------
+-- Commands.  No function of the extension is SECURITY DEFINER: the C code
+-- finds its tables by OID and writes them below the privilege checks, so
+-- EXECUTE is the only gate and user code (triggers, index expressions) never
+-- runs with the extension owner's rights.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_apply(command jsonb) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_apply' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION es_open_account(account text, currency text,
+		overdraft_limit bigint DEFAULT 0, max_balance bigint DEFAULT NULL,
+		id text DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_open_account' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION es_deposit(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_deposit' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION es_withdraw(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_withdraw' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION es_transfer(from_account text, to_account text, amount bigint,
+		id text DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_transfer' LANGUAGE C VOLATILE;
+
+-------------------------------------------------------------------------------
+-- Replay
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_replay(account text, as_of timestamptz DEFAULT NULL,
+		effective_until timestamptz DEFAULT NULL) RETURNS es_accounts
+	AS 'MODULE_PATHNAME', 'es_replay' LANGUAGE C STABLE;
+
+-------------------------------------------------------------------------------
+-- Diagnosis
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_check_shape(rel regclass, shape regclass) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'es_check_shape' LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION es_check_shape(regclass, regclass) IS
+	'true if table rel has the columns this library expects of es_events, es_accounts or es_commands; 55000 otherwise';
+
+-------------------------------------------------------------------------------
+-- Privileges: PUBLIC gets nothing; readers read, writers move money,
+-- admins administer accounts.
+-------------------------------------------------------------------------------
+REVOKE ALL ON TABLE es_events, es_accounts, es_commands FROM PUBLIC;
+REVOKE ALL ON SEQUENCE es_events_seq_seq, es_accounts_account_id_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION es_log_handler(internal), es_guard_projection(), es_guard_ddl(), es_guard_drop(),
+	es_apply(jsonb), es_open_account(text, text, bigint, bigint, text),
+	es_deposit(text, bigint, text), es_withdraw(text, bigint, text),
+	es_transfer(text, text, bigint, text), es_replay(text, timestamptz, timestamptz),
+	es_check_shape(regclass, regclass)
+	FROM PUBLIC;
+
+GRANT SELECT ON TABLE es_events, es_accounts TO es_ledger_reader;
+GRANT EXECUTE ON FUNCTION es_replay(text, timestamptz, timestamptz) TO es_ledger_reader;
+-- es_apply checks each command's type against the caller's role too (42501):
+-- writers move money, admins administer accounts.
+GRANT EXECUTE ON FUNCTION es_apply(jsonb) TO es_ledger_writer, es_ledger_admin;
+GRANT EXECUTE ON FUNCTION es_deposit(text, bigint, text), es_withdraw(text, bigint, text),
+	es_transfer(text, text, bigint, text)
+	TO es_ledger_writer;
+GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text) TO es_ledger_admin;
+
+-------------------------------------------------------------------------------
+-- Integrity: the verifier and digests (es_verify.c).  Readers may run them;
+-- they read one snapshot and block no writer.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_verify(account text DEFAULT NULL)
+	RETURNS TABLE(check_name text, ok boolean, checked bigint, first_bad_seq bigint, detail text)
+	AS 'MODULE_PATHNAME', 'es_verify' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_digest() RETURNS TABLE(seq bigint, digest bytea)
+	AS 'MODULE_PATHNAME', 'es_digest' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_verify_digest(seq bigint, digest bytea) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'es_verify_digest' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION es_verify(text), es_digest(), es_verify_digest(bigint, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_verify(text), es_digest(), es_verify_digest(bigint, bytea)
+	TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
+-- Time travel (es_history.c): the log read as of a time, from the log alone.
+-- Readers may run them; they read the statement's snapshot and block no
+-- writer.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_history(account text, since timestamptz DEFAULT NULL,
+		until timestamptz DEFAULT NULL)
+	RETURNS TABLE(seq bigint, version bigint, type text, amount bigint, balance_after bigint,
+		recorded_at timestamptz, effective_at timestamptz, command_id text, data jsonb)
+	AS 'MODULE_PATHNAME', 'es_history' LANGUAGE C STABLE;
+CREATE FUNCTION es_balance_at(account text, as_of timestamptz) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_balance_at' LANGUAGE C STABLE;
+CREATE FUNCTION es_accounts_at(as_of timestamptz) RETURNS SETOF es_accounts
+	AS 'MODULE_PATHNAME', 'es_accounts_at' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION es_history(text, timestamptz, timestamptz),
+	es_balance_at(text, timestamptz), es_accounts_at(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_history(text, timestamptz, timestamptz),
+	es_balance_at(text, timestamptz), es_accounts_at(timestamptz)
+	TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
+-- Undo by compensation (es_reverse.c): the compensating command of an
+-- applied command, applied like any command.  Administrators only.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_reverse(command_id text, id text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_reverse' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_reverse(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_reverse(text, text) TO es_ledger_admin;
+
+-------------------------------------------------------------------------------
+-- Tools for the database administrator (es_dba.c): the projection rebuilt
+-- from the log in place, or restored as of a time into a new schema.  For
+-- the extension owner and superusers only: EXECUTE is granted to nobody.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_rebuild_projections() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_rebuild_projections' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_restore_to(as_of timestamptz, target_schema text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_restore_to' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_rebuild_projections(), es_restore_to(timestamptz, text)
+	FROM PUBLIC;
