@@ -5,7 +5,10 @@ OBJS = \
 	src/es_event.o \
 	src/es_fold.o \
 	src/es_row.o \
+	src/es_catalog.o \
 	src/es_guard.o \
+	src/es_hooks.o \
+	src/es_ddl.o \
 	src/es_restore.o \
 	src/es_am.o \
 	src/es_cache.o \

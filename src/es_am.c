@@ -29,7 +29,7 @@
  *	- relation_toast_am returns heap, so the TOAST table is a plain heap.
  *
  * Table rewrites by ALTER TABLE create a new relation and copy into it; the
- * table_rewrite event trigger (es_guard.c) refuses those before they start.
+ * table_rewrite event trigger (es_ddl.c) refuses those before they start.
  *
  *-------------------------------------------------------------------------
  */

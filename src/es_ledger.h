@@ -11,7 +11,14 @@
  *	  es_fold.c		EsFold		the fold: one event applied to one account state
  *	  es_row.c		EsRow		the row codec: table shapes, relation look-up by
  *								OID, rows <-> C structs
- *	  es_guard.c	EsGuard		the write guard and the triggers enforcing it
+ *	  es_catalog.c	EsCatalog	the extension's own objects in the catalogs
+ *								(members, es_log tables, its script running)
+ *								and the ES011 refusal of a change to one
+ *	  es_guard.c	EsGuard		the write guard and the projection trigger
+ *	  es_hooks.c	EsHooks		the object-access hooks: drop guard, owner
+ *								guard, name reservation
+ *	  es_ddl.c		(none)		the DDL guard: es_guard_ddl, the event
+ *								trigger's statement checks
  *	  es_restore.c	EsRestore	the restore path: rows copied into the log,
  *								verified (version chain, checksum, hash)
  *	  es_am.c		(none)		the es_log table access method (immutable heap)
@@ -50,6 +57,7 @@
 
 #include "access/genam.h"
 #include "access/tupdesc.h"
+#include "catalog/objectaddress.h"
 #include "datatype/timestamp.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
@@ -254,6 +262,23 @@ extern void EsRowCommandFromValues(const Datum *values, const bool *isnull,
 								   Jsonb **command, int64 *seq);
 extern int64 EsRowSlotInt64(TupleTableSlot *slot, int attno);
 
+/* -------------------------------------------------------------- es_catalog.c */
+
+/* The detail and hint of a refused change to an object of es_ledger. */
+#define ES_DETAIL_SHAPE \
+	"es_apply relies on the tables, indexes, sequences and functions of es_ledger exactly as its scripts created them."
+#define ES_HINT_SCRIPTS \
+	"Only the scripts of es_ledger (CREATE EXTENSION, ALTER EXTENSION es_ledger UPDATE) may change its objects."
+
+extern Oid	EsCatalogLogAmOid(void);
+extern Oid	EsCatalogExtensionOid(void);
+extern bool EsCatalogInOurScript(Oid extoid);
+extern void EsCatalogExtensionSchemaOwner(Oid extoid, Oid *nspoid, Oid *owner);
+extern bool EsCatalogRelIsEsLog(Oid relid);
+extern bool EsCatalogRelIsOurs(Oid relid, Oid extoid);
+extern bool EsCatalogTypeIsOurs(Oid typoid, Oid extoid);
+extern void EsCatalogRefuseObject(const ObjectAddress *addr, const char *what);
+
 /* ---------------------------------------------------------------- es_guard.c */
 
 extern void EsGuardBeginWrite(void);
@@ -262,7 +287,10 @@ extern bool EsGuardWriting(void);
 extern bool EsGuardRestoring(void);
 extern void EsGuardRestoreTable(Relation rel);
 extern void EsGuardInit(void);
-extern Oid	EsGuardLogAmOid(void);
+
+/* ---------------------------------------------------------------- es_hooks.c */
+
+extern void EsHooksInit(void);
 
 /* -------------------------------------------------------------- es_restore.c */
 

@@ -24,6 +24,7 @@ void
 _PG_init(void)
 {
 	EsGuardInit();
+	EsHooksInit();
 	EsCacheInit();
 	EsWriteInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
