@@ -32,14 +32,15 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
 	input_limits immutability guard superuser_guard roles malformed history reverse dba verify schema upgrade
 
-# Every object depends on the shared header (PGXS tracks no header deps).
-$(OBJS): src/es_ledger.h
-
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every object depends on the shared header (PGXS tracks no header deps).
+# After the include, so that `all` stays the default target.
+$(OBJS): src/es_ledger.h
 
 # PostgreSQL's code layout, as its pgindent makes it: `make indent` rewrites
 # src/*.c and src/*.h (needs pg_bsd_indent: apt-get install pg-bsd-indent).
