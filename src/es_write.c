@@ -671,3 +671,16 @@ EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 	ExecStoreVirtualTuple(slot);
 	return InsertUnique(Writer->commands, slot, ES_REL_COMMANDS_ID_IDX);
 }
+
+/*
+ * Open now whatever the writer would open on first use (es_commands), so
+ * that a subtransaction run inside the writer (es_apply_each's) opens
+ * nothing the writer keeps: resources taken in a subtransaction go when it
+ * ends, and the writer would be left pointing at them.  A table opened on
+ * first use later needs its line here.
+ */
+void
+EsWriteOpenAll(void)
+{
+	OpenCommands();
+}
