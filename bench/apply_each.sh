@@ -15,9 +15,12 @@
 #   psql:  a psql script BEGIN; SELECT es_apply('{...}'); x N; COMMIT; with
 #          \set ON_ERROR_ROLLBACK on (psql wraps every statement in a
 #          SAVEPOINT and RELEASEs or rolls back to it: 3 round trips each)
-# Each run is timed from the client (commit included) and checked: exactly
-# the non-rejected commands applied, the others ES001.  Reported: commands/s
-# of the best round of each side and the ratios each/loop and each/psql.
+# Each run is timed from the client (commit included), and by the CPU time
+# the backend spent (/proc/self/stat, read before and after by the same
+# session: other load on a shared machine disturbs it less), and checked:
+# exactly the non-rejected commands registered, the others not.  Reported:
+# the best round of each side, commands/s and commands per backend CPU
+# second, and the ratios each/loop and each/psql.
 #
 # Settings (environment):
 #   BENCH_ROUNDS     rounds of each, loop, psql (3)
@@ -96,6 +99,11 @@ BEGIN
 	END LOOP;
 END \$\$;
 CREATE TABLE bench_runs(tag text PRIMARY KEY, cmds jsonb);
+-- CPU time (user + system, clock ticks) of this backend so far.
+CREATE FUNCTION bench_cpu() RETURNS bigint LANGUAGE sql AS \$\$
+	SELECT f[12]::bigint + f[13]::bigint
+	  FROM (SELECT string_to_array(split_part(pg_read_file('/proc/self/stat'), ') ', 2), ' ') AS f) s
+\$\$;
 VACUUM ANALYZE;
 SQL
 
@@ -106,68 +114,72 @@ settle() {
 	bpsql -c "VACUUM (ANALYZE) es_accounts" -c "CHECKPOINT" >/dev/null
 }
 
-# Make the commands of a run, and the psql script of the psql side.
+# Make the commands of a run and the psql script that applies them: the
+# side's statements between two readings of the backend's CPU time.
 prepare() {
-	local tag=$1
+	local tag=$1 side=$2
 	bpsql -c "INSERT INTO bench_runs SELECT '$tag', bench_commands('$tag')"
-	if [ "${tag%%-*}" = psql ]; then
-		{
+	{
+		echo 'SELECT bench_cpu() AS cpu0 \gset'
+		case $side in
+		each)
+			echo "SELECT count(r.seq) FROM bench_runs b, es_apply_each(b.cmds) r WHERE b.tag = '$tag';"
+			;;
+		loop)
+			echo "SELECT count(r.seq) FROM bench_runs b, bench_loop(b.cmds) r WHERE b.tag = '$tag';"
+			;;
+		psql)
 			echo '\set ON_ERROR_ROLLBACK on'
 			echo 'BEGIN;'
 			bpsql -At -c "SELECT format('SELECT es_apply(%L);', value) FROM bench_runs, jsonb_array_elements(cmds) WHERE tag = '$tag'"
 			echo 'COMMIT;'
-		} >"$ES_TMP/$tag.sql"
-		chown postgres: "$ES_TMP/$tag.sql"
-	fi
+			;;
+		esac
+		echo 'SELECT bench_cpu() - :cpu0 AS ticks \gset'
+		echo '\echo ticks :ticks'
+	} >"$ES_TMP/$tag.sql"
+	chown postgres: "$ES_TMP/$tag.sql"
 }
 
-# The commands applied and rejected (ES001) since the run began.
+# The commands applied and rejected since the run began, from the register.
 check_run() {
 	local tag=$1 side=$2 got
-	got=$(bpsql -At -F ' ' -c "SELECT count(*) FILTER (WHERE c.command_id IS NOT NULL),
-		(SELECT count(*) FROM bench_runs, jsonb_array_elements(cmds) e WHERE tag = '$tag') - count(c.command_id)
-		FROM bench_runs r, jsonb_array_elements(r.cmds) e LEFT JOIN es_commands c ON c.command_id = e->>'id'
-		WHERE r.tag = '$tag'")
+	got=$(bpsql -At -F ' ' -c "SELECT count(c.command_id), count(*) - count(c.command_id)
+		FROM bench_runs r CROSS JOIN jsonb_array_elements(r.cmds) e
+		LEFT JOIN es_commands c ON c.command_id = e->>'id' WHERE r.tag = '$tag'")
 	if [ "$got" != "$EXPECT_OK $EXPECT_REJ" ]; then
 		echo "run $tag ($side): applied/rejected $got, expected $EXPECT_OK $EXPECT_REJ" >&2
 		exit 1
 	fi
 }
 
-# Commands per second of one run of a side.
+# One run of a side: "commands/s by the clock, commands per CPU second of
+# the backend".  The clock is read by this script around psql (connection
+# and commit included); the CPU time from /proc/self/stat of the backend.
 run_side() {
-	local side=$1 round=$2 tag="$1-$2" t0 t1 out
-	prepare "$tag"
+	local side=$1 round=$2 tag="$1-$2" t0 t1 out ticks
+	prepare "$tag" "$side"
 	settle
 	t0=$(date +%s.%N)
-	case $side in
-	each)
-		out=$(bpsql -At -c "SELECT count(r.seq), count(*) FILTER (WHERE r.sqlstate = 'ES001')
-			FROM bench_runs b, es_apply_each(b.cmds) r WHERE b.tag = '$tag'")
-		;;
-	loop)
-		out=$(bpsql -At -c "SELECT count(r.seq), count(*) FILTER (WHERE r.state = 'ES001')
-			FROM bench_runs b, bench_loop(b.cmds) r WHERE b.tag = '$tag'")
-		;;
-	psql)
-		as_pg psql -X -q -d "$DB" -f "$ES_TMP/$tag.sql" >/dev/null 2>"$ES_TMP/$tag.err"
-		out="$(grep -c '^psql.*ERROR:  insufficient funds' "$ES_TMP/$tag.err" || true)"
-		;;
-	esac
+	out=$(as_pg psql -X -q -At -d "$DB" -f "$ES_TMP/$tag.sql" 2>"$ES_TMP/$tag.err")
 	t1=$(date +%s.%N)
 	check_run "$tag" "$side"
-	awk -v n="$BENCH_COMMANDS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f\n", n / (b - a)}'
+	ticks=$(awk '/^ticks / {print $2}' <<<"$out")
+	awk -v n="$BENCH_COMMANDS" -v a="$t0" -v b="$t1" -v t="$ticks" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN {printf "%.0f %.0f\n", n / (b - a), n / (t / hz)}'
 }
 
 SIDES="each loop psql"
 [ "$BENCH_SKIP_PSQL" = 1 ] && SIDES="each loop"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-declare -A RATE
+declare -A RATE CPU
 log "$BENCH_COMMANDS transfers per run, 1 in $BENCH_REJECT rejected, $BENCH_ROUNDS rounds"
 for round in $(seq 1 "$BENCH_ROUNDS"); do
 	for side in $SIDES; do
-		RATE[$side]="${RATE[$side]:-} $(run_side "$side" "$round")"
-		printf '  round %d %-4s %s commands/s\n' "$round" "$side" "${RATE[$side]##* }"
+		read -r rate cpu <<<"$(run_side "$side" "$round")"
+		RATE[$side]="${RATE[$side]:-} $rate"
+		CPU[$side]="${CPU[$side]:-} $cpu"
+		printf '  round %d %-4s %7s commands/s, %7s commands per backend CPU second\n' "$round" "$side" "$rate" "$cpu"
 	done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -187,6 +199,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
 BUILD="$(git -C "$ES_ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
 
 log "results"
+row() {
+	local side=$1 label=$2 r c
+	r=$(best "${RATE[$side]}")
+	c=$(best "${CPU[$side]}")
+	if [ "$side" = each ]; then
+		printf '| %-60s | %10s |             | %10s |             |\n' "$label" "$r" "$c"
+	else
+		printf '| %-60s | %10s | %11s | %10s | %11s |\n' "$label" "$r" "$(ratio "$(best "${RATE[each]}")" "$r")" \
+			"$c" "$(ratio "$(best "${CPU[each]}")" "$c")"
+	fi
+}
 cat <<REPORT
 es_apply_each vs es_apply per statement, PostgreSQL $PGVERSION, $(nproc) CPUs, best of $BENCH_ROUNDS rounds
 build:    $BUILD
@@ -195,23 +218,22 @@ load:     $LOAD_BEFORE before, $LOAD_AFTER after
 checks:   all passed: $CHECKS_OK
 commands: $BENCH_COMMANDS transfers with ids over $BENCH_ACCOUNTS accounts, 1 in $BENCH_REJECT rejected (ES001)
 
-| side                                                        | commands/s | each / side |
-|-------------------------------------------------------------|------------|-------------|
-$(printf '| each: es_apply_each(array), 1 statement                     | %10s |             |' "$(best "${RATE[each]}")")
-$(printf '| loop: plpgsql, es_apply in an exception block per command   | %10s | %11s |' "$(best "${RATE[loop]}")" "$(ratio "$(best "${RATE[each]}")" "$(best "${RATE[loop]}")")")
-REPORT
-if [ "$BENCH_SKIP_PSQL" != 1 ]; then
-	printf '| psql: SELECT es_apply(...) per statement, ON_ERROR_ROLLBACK | %10s | %11s |\n' \
-		"$(best "${RATE[psql]}")" "$(ratio "$(best "${RATE[each]}")" "$(best "${RATE[psql]}")")"
-fi
-cat <<REPORT
+| side                                                         | commands/s | each / side | per CPU s  | each / side |
+|--------------------------------------------------------------|------------|-------------|------------|-------------|
+$(row each "each: es_apply_each(array), one statement")
+$(row loop "loop: plpgsql, es_apply in an exception block per command")
+$([ "$BENCH_SKIP_PSQL" = 1 ] || row psql "psql: SELECT es_apply(...) per statement, ON_ERROR_ROLLBACK")
 
-all rounds (commands/s): each:${RATE[each]}; loop:${RATE[loop]}${RATE[psql]:+; psql:${RATE[psql]}}
-commands (as postgres, database $DB; each run's array in bench_runs.cmds):
-  each: SELECT count(r.seq), count(*) FILTER (WHERE r.sqlstate = 'ES001') FROM bench_runs b, es_apply_each(b.cmds) r WHERE b.tag = TAG
-  loop: the same with bench_loop(b.cmds) (see this script)
-  psql: psql -X -q -d $DB -f TAG.sql  (\\set ON_ERROR_ROLLBACK on; BEGIN; SELECT es_apply('{...}'); ...; COMMIT;)
-  each run is preceded by VACUUM (ANALYZE) es_accounts; CHECKPOINT, and timed from the client
+commands/s: by the clock, around psql (commit included); per CPU s: per second of the
+backend's CPU time (user + system, /proc/self/stat), which other load on the machine
+disturbs less.
+all rounds, commands/s: each:${RATE[each]}; loop:${RATE[loop]}${RATE[psql]:+; psql:${RATE[psql]}}
+all rounds, per CPU s:  each:${CPU[each]}; loop:${CPU[loop]}${CPU[psql]:+; psql:${CPU[psql]}}
+commands (as postgres, database $DB; each run's array in bench_runs.cmds, tag SIDE-ROUND):
+  each: SELECT count(r.seq) FROM bench_runs b, es_apply_each(b.cmds) r WHERE b.tag = 'each-1';
+  loop: SELECT count(r.seq) FROM bench_runs b, bench_loop(b.cmds) r WHERE b.tag = 'loop-1';
+  psql: \\set ON_ERROR_ROLLBACK on; BEGIN; SELECT es_apply('{...}'); (one per command) COMMIT;
+  each by psql -X -q -At -d $DB -f SIDE-ROUND.sql, preceded by VACUUM (ANALYZE) es_accounts; CHECKPOINT
   run as: BENCH_ROUNDS=$BENCH_ROUNDS BENCH_COMMANDS=$BENCH_COMMANDS BENCH_ACCOUNTS=$BENCH_ACCOUNTS BENCH_REJECT=$BENCH_REJECT bash bench/apply_each.sh
   total time: $(($(date +%s) - START_TIME))s
 REPORT

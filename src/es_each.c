@@ -333,8 +333,12 @@ EachCommand(EsEachCommand *c, MemoryContext errcxt)
 
 	if (EachNeedsSubxact(cmd))
 	{
-		/* What the writer opens on first use must outlive the subxact. */
+		/*
+		 * What the writer opens on first use must outlive the subxact, and
+		 * the deferred account rows must be written before it begins.
+		 */
 		EsWriteOpenAll();
+		EsWriteFlushUpdates();
 		return InSubxact(WholeStep, c, errcxt);
 	}
 
@@ -488,6 +492,7 @@ es_apply_each(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		EsWriteBegin();
+		EsWriteDeferUpdates();
 		if (cmds != NIL)
 		{
 			EsWriteNextCommand();
@@ -515,6 +520,8 @@ es_apply_each(PG_FUNCTION_ARGS)
 			MemoryContextReset(cmdcxt);
 			MemoryContextReset(errcxt);
 		}
+		/* Each account's projection row, once (see EsWriteDeferUpdates). */
+		EsWriteFlushUpdates();
 	}
 	PG_FINALLY();
 	{

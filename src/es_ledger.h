@@ -280,6 +280,8 @@ extern const EsAccountState *EsCacheLookup(Relation accounts, const char *name,
 extern void EsCacheStore(Relation accounts, const EsAccountState *state,
 						 ItemPointer tid);
 extern void EsCacheReset(void);
+extern void EsCacheStoreDeferred(Relation accounts, const EsAccountState *state);
+extern EsAccountState *EsCacheDeferred(Relation accounts, int *n);
 
 /* ----------------------------------------------------------------- es_scan.c */
 
@@ -337,6 +339,8 @@ extern void EsWriteInsertEvent(const EsEvent *ev);
 extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern bool EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
 extern void EsWriteOpenAll(void);
+extern void EsWriteDeferUpdates(void);
+extern void EsWriteFlushUpdates(void);
 
 /* --------------------------------------------------------------- es_decide.c */
 
