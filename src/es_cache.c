@@ -58,6 +58,9 @@ static HTAB *AccountCache = NULL;
 static Oid	AccountCacheRelid = InvalidOid;
 static Oid	AccountCacheFilenode = InvalidOid;
 
+/* How many entries are deferred (so that EsCacheDeferred can skip the walk). */
+static int	DeferredCount = 0;
+
 /* Forget the whole cache; destroy frees it (else it goes with its context). */
 static void
 ResetCache(bool destroy)
@@ -67,6 +70,7 @@ ResetCache(bool destroy)
 	AccountCache = NULL;
 	AccountCacheRelid = InvalidOid;
 	AccountCacheFilenode = InvalidOid;
+	DeferredCount = 0;
 }
 
 /* Transaction end: the cache in TopTransactionContext is gone with it. */
@@ -103,7 +107,11 @@ EsCacheSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	hash_seq_init(&status, AccountCache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		if (entry->subid >= mySubid)
+		{
+			if (entry->deferred)
+				DeferredCount--;
 			hash_search(AccountCache, entry->name, HASH_REMOVE, NULL);
+		}
 }
 
 /* Install the callbacks; called once from _PG_init. */
@@ -151,6 +159,7 @@ void
 EsCacheStore(Relation accounts, const EsAccountState *state, ItemPointer tid)
 {
 	EsCachedAccount *entry;
+	bool		found;
 
 	if (!CacheValid(accounts))
 	{
@@ -168,7 +177,9 @@ EsCacheStore(Relation accounts, const EsAccountState *state, ItemPointer tid)
 	if (strlen(state->account) >= ES_NAME_BYTES ||
 		strlen(state->currency) >= ES_NAME_BYTES)
 		elog(ERROR, "account name or currency too long to cache");
-	entry = hash_search(AccountCache, state->account, HASH_ENTER, NULL);
+	entry = hash_search(AccountCache, state->account, HASH_ENTER, &found);
+	if (found && entry->deferred)
+		DeferredCount--;
 	entry->state = *state;
 	strlcpy(entry->currency, state->currency, ES_NAME_BYTES);
 	entry->state.account = entry->name;
@@ -196,6 +207,8 @@ EsCacheStoreDeferred(Relation accounts, const EsAccountState *state)
 	entry->state.account = entry->name;
 	entry->state.currency = entry->currency;
 	entry->subid = GetCurrentSubTransactionId();
+	if (!entry->deferred)
+		DeferredCount++;
 	entry->deferred = true;
 }
 
@@ -214,7 +227,7 @@ EsCacheDeferred(Relation accounts, int *n)
 	int			size = 0;
 
 	*n = 0;
-	if (!CacheValid(accounts))
+	if (DeferredCount == 0 || !CacheValid(accounts))
 		return NULL;
 	hash_seq_init(&status, AccountCache);
 	while ((entry = hash_seq_search(&status)) != NULL)

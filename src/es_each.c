@@ -458,7 +458,10 @@ es_apply_each(PG_FUNCTION_ARGS)
 				continue;
 			if (nfree == 0)
 			{
-				/* Commands are allocated 1024 at a time, as es_command.c does. */
+				/*
+				 * Commands are allocated 1024 at a time, as es_command.c
+				 * does.
+				 */
 				nfree = Min(1024, n - i);
 				block = palloc(sizeof(EsCommand) * nfree);
 			}

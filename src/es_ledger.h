@@ -463,6 +463,7 @@ extern void EsCommandParseElement(JsonbValue *v, int ordinal, EsCommand *cmd);
 /* ---------------------------------------------------------------- es_apply.c */
 
 extern int64 EsApplyCommands(List *cmds);
+
 /* The steps of one command, for es_each.c (see the end of es_apply.c). */
 extern void EsApplyAuthorize(List *cmds);
 extern void EsApplyLockBatch(List *cmds);
