@@ -283,3 +283,15 @@ CREATE FUNCTION es_restore_to(as_of timestamptz, target_schema text) RETURNS big
 	AS 'MODULE_PATHNAME', 'es_restore_to' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION es_rebuild_projections(), es_restore_to(timestamptz, text)
 	FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- es_apply_each (es_each.c): the commands of an array applied one by one,
+-- a result row each; a rejected command writes nothing and the others go
+-- on.  For writers and admins, like es_apply: each command is still checked
+-- against the caller's role (42501 as its row).
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_apply_each(commands jsonb)
+	RETURNS TABLE(ord int, seq bigint, sqlstate text, message text)
+	AS 'MODULE_PATHNAME', 'es_apply_each' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_apply_each(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_admin;

@@ -542,3 +542,56 @@ es_transfer(PG_FUNCTION_ARGS)
 	ArgId(&cmd, fcinfo, 3);
 	return ApplyShorthand(&cmd);
 }
+
+/* ------------------------------------------------------------------------
+ * The steps of ApplyCommand for es_apply_each (es_each.c), which runs them
+ * one by one so that it can tell a command's rejection from the rest.
+ * es_each.c's EachCommand follows ApplyCommand's order: a step added to
+ * ApplyCommand needs its place there too (or the command type its
+ * subtransaction, see EachNeedsSubxact).
+ * ------------------------------------------------------------------------
+ */
+
+/* Authorize: 42501 unless the caller may send every command of cmds. */
+void
+EsApplyAuthorize(List *cmds)
+{
+	Authorize(cmds);
+}
+
+/* LockBatch: lock every existing account cmds name, ascending account_id. */
+void
+EsApplyLockBatch(List *cmds)
+{
+	LockBatch(cmds);
+}
+
+/* Steps 3 to 6 of one command (ApplyCommand); under the writer and guard. */
+int64
+EsApplyCommand(const EsCommand *cmd)
+{
+	return ApplyCommand(cmd);
+}
+
+/* Step 3 (LockCommandAccounts): lock and read the command's accounts. */
+int
+EsApplyLockAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
+{
+	return LockCommandAccounts(cmd, states, found);
+}
+
+/* Step 4's answer for a registered id (KnownCommand): its seq, or ES008. */
+int64
+EsApplyKnownCommand(const EsCommand *cmd, Jsonb *canonical, Jsonb *known,
+					int64 seq)
+{
+	return KnownCommand(cmd, canonical, known, seq);
+}
+
+/* Step 6 (AppendDecision): number, seal, fold and write the decision. */
+int64
+EsApplyAppendDecision(const EsCommand *cmd, const EsDecision *decision,
+					  EsAccountState *states, int nstates, Jsonb *canonical)
+{
+	return AppendDecision(cmd, decision, states, nstates, canonical);
+}

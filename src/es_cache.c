@@ -12,13 +12,18 @@
  * left behind).
  *
  * Invariants: an entry's state is exactly the account's row at its tuple
- * id, and the row is locked by this transaction.  So the cache lives in
+ * id, or, when the entry is deferred (es_apply_each, EsWriteDeferUpdates),
+ * the state the row will be given before the statement ends (the events
+ * are written already; EsWriteFlushUpdates writes the row once); and the
+ * row is locked by this transaction.  So the cache lives in
  * TopTransactionContext and is dropped at transaction end; when a
  * subtransaction aborts, the entries it (or a subtransaction inside it)
  * locked or wrote are removed, since their updates and locks are undone;
  * and it is dropped whenever es_accounts is no longer the same storage (a
  * new relation or relfilenode after TRUNCATE, CLUSTER or a rewrite), since
- * its tuple ids would point nowhere.
+ * its tuple ids would point nowhere.  Deferred entries are flushed before
+ * any subtransaction starts (es_each.c), so one that aborts never takes a
+ * deferred state of its parent with it.
  *
  * Locks: none; the caller holds the row locks.
  *
@@ -44,6 +49,7 @@ typedef struct EsCachedAccount
 	ItemPointerData tid;		/* its current row version */
 	SubTransactionId subid;		/* the subtransaction that last locked or
 								 * wrote it */
+	bool		deferred;		/* state is newer than the row at tid */
 	EsAccountState state;
 } EsCachedAccount;
 
@@ -51,6 +57,9 @@ typedef struct EsCachedAccount
 static HTAB *AccountCache = NULL;
 static Oid	AccountCacheRelid = InvalidOid;
 static Oid	AccountCacheFilenode = InvalidOid;
+
+/* How many entries are deferred (so that EsCacheDeferred can skip the walk). */
+static int	DeferredCount = 0;
 
 /* Forget the whole cache; destroy frees it (else it goes with its context). */
 static void
@@ -61,6 +70,7 @@ ResetCache(bool destroy)
 	AccountCache = NULL;
 	AccountCacheRelid = InvalidOid;
 	AccountCacheFilenode = InvalidOid;
+	DeferredCount = 0;
 }
 
 /* Transaction end: the cache in TopTransactionContext is gone with it. */
@@ -97,7 +107,11 @@ EsCacheSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	hash_seq_init(&status, AccountCache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		if (entry->subid >= mySubid)
+		{
+			if (entry->deferred)
+				DeferredCount--;
 			hash_search(AccountCache, entry->name, HASH_REMOVE, NULL);
+		}
 }
 
 /* Install the callbacks; called once from _PG_init. */
@@ -145,6 +159,7 @@ void
 EsCacheStore(Relation accounts, const EsAccountState *state, ItemPointer tid)
 {
 	EsCachedAccount *entry;
+	bool		found;
 
 	if (!CacheValid(accounts))
 	{
@@ -162,13 +177,76 @@ EsCacheStore(Relation accounts, const EsAccountState *state, ItemPointer tid)
 	if (strlen(state->account) >= ES_NAME_BYTES ||
 		strlen(state->currency) >= ES_NAME_BYTES)
 		elog(ERROR, "account name or currency too long to cache");
-	entry = hash_search(AccountCache, state->account, HASH_ENTER, NULL);
+	entry = hash_search(AccountCache, state->account, HASH_ENTER, &found);
+	if (found && entry->deferred)
+		DeferredCount--;
 	entry->state = *state;
 	strlcpy(entry->currency, state->currency, ES_NAME_BYTES);
 	entry->state.account = entry->name;
 	entry->state.currency = entry->currency;
 	entry->tid = *tid;
 	entry->subid = GetCurrentSubTransactionId();
+	entry->deferred = false;
+}
+
+/*
+ * Give a cached account a new state whose row is not written yet (a
+ * deferred update, see the file header).  The account must be cached.
+ */
+void
+EsCacheStoreDeferred(Relation accounts, const EsAccountState *state)
+{
+	EsCachedAccount *entry = NULL;
+
+	if (CacheValid(accounts))
+		entry = hash_search(AccountCache, state->account, HASH_FIND, NULL);
+	if (entry == NULL)
+		elog(ERROR, "account %lld was not locked before its update",
+			 (long long) state->account_id);
+	entry->state = *state;
+	entry->state.account = entry->name;
+	entry->state.currency = entry->currency;
+	entry->subid = GetCurrentSubTransactionId();
+	if (!entry->deferred)
+		DeferredCount++;
+	entry->deferred = true;
+}
+
+/*
+ * The states of the accounts whose rows are behind their cached state,
+ * copied into the current memory context (*n of them, NULL if none); the
+ * caller writes each row (which stores the entry again, not deferred).
+ */
+EsAccountState *
+EsCacheDeferred(Relation accounts, int *n)
+{
+	HASH_SEQ_STATUS status;
+	EsCachedAccount *entry;
+	EsAccountState *states = NULL;
+	int			count = 0;
+	int			size = 0;
+
+	*n = 0;
+	if (DeferredCount == 0 || !CacheValid(accounts))
+		return NULL;
+	hash_seq_init(&status, AccountCache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (!entry->deferred)
+			continue;
+		if (count == size)
+		{
+			size = Max(64, size * 2);
+			states = states ? repalloc(states, sizeof(EsAccountState) * size) :
+				palloc(sizeof(EsAccountState) * size);
+		}
+		states[count] = entry->state;
+		states[count].account = pstrdup(entry->name);
+		states[count].currency = pstrdup(entry->currency);
+		count++;
+	}
+	*n = count;
+	return states;
 }
 
 /*

@@ -508,6 +508,50 @@ CopyJsonb(const Jsonb *jb)
 	return copy;
 }
 
+/*
+ * Copy what a parsed command points to (its texts and metadata) into the
+ * current memory context, so that the context it was parsed in can be
+ * reset.  A new pointer field of EsCommand needs its line here.
+ */
+void
+EsCommandKeep(EsCommand *cmd)
+{
+	cmd->id = CopyText(cmd->id);
+	cmd->account = CopyText(cmd->account);
+	cmd->to_account = CopyText(cmd->to_account);
+	cmd->currency = CopyText(cmd->currency);
+	if (cmd->metadata)
+		cmd->metadata = CopyJsonb(cmd->metadata);
+}
+
+/*
+ * Refuse, with ES009, a batch of more than es_ledger.max_batch_commands
+ * commands (es_apply's and es_apply_each's), counted from its array header.
+ */
+void
+EsCommandCheckBatchSize(int ncmds)
+{
+	if (ncmds > es_max_batch_commands)
+		Invalid(0,
+				psprintf("the batch has %d commands, more than es_ledger.max_batch_commands (%d)",
+						 ncmds, es_max_batch_commands),
+				"Split the batch into smaller ones (each is atomic on its own), or have a superuser raise es_ledger.max_batch_commands.");
+}
+
+/*
+ * Parse one element of a batch's array (es_apply_each): ES009 unless it is
+ * a JSON object.  ordinal as for EsCommandParse.  Allocates in the current
+ * memory context; EsCommandKeep keeps the command from a scratch context.
+ */
+void
+EsCommandParseElement(JsonbValue *v, int ordinal, EsCommand *cmd)
+{
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		Invalid(ordinal, psprintf("a command must be a JSON object, not %s",
+								  JsonTypeName(v)), NULL);
+	ParseObject(v->val.binary.data, ordinal, cmd);
+}
+
 /* Commands of a batch allocated at a time (see EsCommandParseArgument). */
 #define ES_COMMAND_BLOCK	1024
 
@@ -547,11 +591,7 @@ EsCommandParseArgument(Jsonb *jb)
 
 		if (ncmds == 0)
 			Invalid(0, "the batch is empty", "A batch is a non-empty array of commands.");
-		if (ncmds > es_max_batch_commands)
-			Invalid(0,
-					psprintf("the batch has %d commands, more than es_ledger.max_batch_commands (%d)",
-							 ncmds, es_max_batch_commands),
-					"Split the batch into smaller ones (each is atomic on its own), or have a superuser raise es_ledger.max_batch_commands.");
+		EsCommandCheckBatchSize(ncmds);
 
 		scratch = AllocSetContextCreate(keep, "es_ledger command parse",
 										ALLOCSET_SMALL_SIZES);
@@ -580,12 +620,7 @@ EsCommandParseArgument(Jsonb *jb)
 			MemoryContextSwitchTo(keep);
 
 			/* Keep what the command needs; drop the rest. */
-			cmd->id = CopyText(cmd->id);
-			cmd->account = CopyText(cmd->account);
-			cmd->to_account = CopyText(cmd->to_account);
-			cmd->currency = CopyText(cmd->currency);
-			if (cmd->metadata)
-				cmd->metadata = CopyJsonb(cmd->metadata);
+			EsCommandKeep(cmd);
 			MemoryContextReset(scratch);
 			cmds = lappend(cmds, cmd);
 		}

@@ -33,6 +33,9 @@
  *								checked into an EsCommand
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
  *								decide, append
+ *	  es_each.c		(none)		es_apply_each: a batch applied command by
+ *								command, a result row each, no
+ *								subtransaction per command
  *	  es_reverse.c	(none)		es_reverse: an applied command undone by its
  *								compensating command
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
@@ -305,6 +308,8 @@ extern const EsAccountState *EsCacheLookup(Relation accounts, const char *name,
 extern void EsCacheStore(Relation accounts, const EsAccountState *state,
 						 ItemPointer tid);
 extern void EsCacheReset(void);
+extern void EsCacheStoreDeferred(Relation accounts, const EsAccountState *state);
+extern EsAccountState *EsCacheDeferred(Relation accounts, int *n);
 
 /* ----------------------------------------------------------------- es_scan.c */
 
@@ -361,6 +366,9 @@ extern void EsWriteDeleteAccount(ItemPointer tid);
 extern void EsWriteInsertEvent(const EsEvent *ev);
 extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern bool EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
+extern void EsWriteOpenAll(void);
+extern void EsWriteDeferUpdates(void);
+extern void EsWriteFlushUpdates(void);
 
 /* --------------------------------------------------------------- es_decide.c */
 
@@ -476,9 +484,29 @@ extern void EsCommandSetInt(EsCommand *cmd, const char *key, bool isnull,
 							int64 value);
 extern void EsCommandFinish(EsCommand *cmd);
 extern Jsonb *EsCommandCanonical(const EsCommand *cmd);
+extern void EsCommandKeep(EsCommand *cmd);
+extern void EsCommandCheckBatchSize(int ncmds);
+extern void EsCommandParseElement(JsonbValue *v, int ordinal, EsCommand *cmd);
 
 /* ---------------------------------------------------------------- es_apply.c */
 
 extern int64 EsApplyCommands(List *cmds);
+
+/* The steps of one command, for es_each.c (see the end of es_apply.c). */
+extern void EsApplyAuthorize(List *cmds);
+extern void EsApplyLockBatch(List *cmds);
+extern int64 EsApplyCommand(const EsCommand *cmd);
+extern int	EsApplyLockAccounts(const EsCommand *cmd, EsAccountState *states,
+								bool *found);
+extern int64 EsApplyKnownCommand(const EsCommand *cmd, Jsonb *canonical,
+								 Jsonb *known, int64 seq);
+extern int64 EsApplyAppendDecision(const EsCommand *cmd,
+								   const EsDecision *decision,
+								   EsAccountState *states, int nstates,
+								   Jsonb *canonical);
+
+/* ----------------------------------------------------------------- es_each.c */
+
+/* (none: es_apply_each is SQL-callable only) */
 
 #endif							/* ES_LEDGER_H */

@@ -94,6 +94,7 @@ typedef struct EsWriter
 	TupleTableSlot *cmd_new;	/* virtual slot for es_commands */
 	EPQState	epqstate;
 	SubTransactionId subid;		/* the subtransaction that began it */
+	bool		defer;			/* account rows written at the end only */
 	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
 } EsWriter;
 
@@ -563,13 +564,22 @@ EsWriteInsertAccount(const EsAccountState *state)
 	return true;
 }
 
-/* Write an account's projection row; it must be locked (cached). */
+/*
+ * Write an account's projection row; it must be locked (cached).  A writer
+ * that defers its updates (EsWriteDeferUpdates) only gives the cache the
+ * new state; EsWriteFlushUpdates writes the row.
+ */
 void
 EsWriteUpdateAccount(const EsAccountState *state)
 {
 	Relation	accounts = Writer->accounts->ri_RelationDesc;
 	ItemPointerData tid;
 
+	if (Writer->defer)
+	{
+		EsCacheStoreDeferred(accounts, state);
+		return;
+	}
 	if (EsCacheLookup(accounts, state->account, &tid) == NULL)
 		elog(ERROR, "account %lld was not locked before its update",
 			 (long long) state->account_id);
@@ -670,4 +680,54 @@ EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 	EsRowCommandToValues(id, command, seq, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	return InsertUnique(Writer->commands, slot, ES_REL_COMMANDS_ID_IDX);
+}
+
+/*
+ * Open now whatever the writer would open on first use (es_commands), so
+ * that a subtransaction run inside the writer (es_apply_each's) opens
+ * nothing the writer keeps: resources taken in a subtransaction go when it
+ * ends, and the writer would be left pointing at them.  A table opened on
+ * first use later needs its line here.
+ */
+void
+EsWriteOpenAll(void)
+{
+	OpenCommands();
+}
+
+/*
+ * From now on, write each account's projection row once, at
+ * EsWriteFlushUpdates, however many commands of the call change it
+ * (es_apply_each).  Within one transaction the rows of an account updated
+ * by every command pile up as versions no one can prune, and each update
+ * that cannot stay on its page walks all of them in the unique indexes.
+ * The account cache holds the newest states meanwhile, and commands read
+ * them from there.  The caller flushes before the statement ends and
+ * before any subtransaction starts (see es_cache.c).
+ */
+void
+EsWriteDeferUpdates(void)
+{
+	Writer->defer = true;
+}
+
+/* Write the projection rows of the accounts whose updates were deferred. */
+void
+EsWriteFlushUpdates(void)
+{
+	Relation	accounts = Writer->accounts->ri_RelationDesc;
+	EsAccountState *states;
+	bool		defer = Writer->defer;
+	int			n;
+
+	states = EsCacheDeferred(accounts, &n);
+	Writer->defer = false;
+	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		EsWriteUpdateAccount(&states[i]);
+	}
+	Writer->defer = defer;
+	if (states)
+		pfree(states);
 }
