@@ -22,6 +22,7 @@ OBJS = \
 	src/es_reverse.o \
 	src/es_replay.o \
 	src/es_history.o \
+	src/es_read.o \
 	src/es_dba.o \
 	src/es_verify.o \
 	src/es_digest.o \
@@ -31,7 +32,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	input_limits immutability guard superuser_guard roles malformed history reverse dba verify apply_each schema upgrade
+	input_limits immutability guard superuser_guard roles malformed history reverse dba verify apply_each read schema upgrade
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
