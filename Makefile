@@ -19,6 +19,7 @@ OBJS = \
 	src/es_reverse.o \
 	src/es_replay.o \
 	src/es_history.o \
+	src/es_read.o \
 	src/es_dba.o \
 	src/es_verify.o \
 	src/es_digest.o \
@@ -30,7 +31,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	input_limits immutability guard superuser_guard roles malformed history reverse dba verify projections schema upgrade
+	projections input_limits immutability guard superuser_guard roles malformed history reverse dba verify read schema upgrade
 
 # Every object depends on the shared header (PGXS tracks no header deps).
 $(OBJS): src/es_ledger.h

@@ -8,6 +8,22 @@
 -- ends with exactly the objects of a fresh install.
 
 -------------------------------------------------------------------------------
+-- Following the log (es_read.c): es_read returns the committed events after
+-- a cursor, in (tx, seq) order, bounded by the reader's snapshot xmin, so a
+-- follower never misses nor repeats an event; it walks es_events_tx_seq_idx.
+-- Each appending transaction sends NOTIFY es_events (es_write.c).
+-------------------------------------------------------------------------------
+CREATE INDEX es_events_tx_seq_idx ON es_events (tx, seq);
+ALTER INDEX es_events_tx_seq_idx DEPENDS ON EXTENSION es_ledger;
+CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000)
+	RETURNS TABLE(cursor text, seq bigint, account_id bigint, version bigint, type text,
+		amount bigint, data jsonb, command_id text, recorded_at timestamptz,
+		effective_at timestamptz)
+	AS 'MODULE_PATHNAME', 'es_read' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION es_read(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_read(text, integer) TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
 -- User projections (es_handler.c, es_projection.c, es_worker.c; doc/projections.md).
 -- A user's read model kept in step with the log by a handler function the
 -- user writes, called with each event: inline, inside es_apply's
@@ -84,7 +100,7 @@ SELECT p.name,
  CROSS JOIN LATERAL (SELECT pg_catalog.max(e.seq) AS head FROM es_events e) h
  CROSS JOIN LATERAL (
 	SELECT pg_catalog.count(*) AS lag_events,
-		   pg_catalog.coalesce(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(e.recorded_at),
+		   COALESCE(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(e.recorded_at),
 								'0'::pg_catalog.interval) AS lag_time
 	  FROM es_events e
 	 WHERE e.seq OPERATOR(pg_catalog.>) p.high_seq

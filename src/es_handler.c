@@ -68,6 +68,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "utils/xid8.h"
 
 #include "es_ledger.h"
 
@@ -469,9 +470,12 @@ EsHandlerInvoke(EsHandlerContext *ctx, Datum arg, int nargs)
 	(void) FunctionCallInvoke(fcinfo);
 }
 
-/* An event as a Datum of the es_events row type, for a handler. */
+/*
+ * An event as a Datum of the es_events row type, for a handler.  tx: the
+ * transaction that wrote it, or NULL for the current one (inline).
+ */
 Datum
-EsHandlerEventDatum(const EsEvent *ev)
+EsHandlerEventDatum(const EsEvent *ev, const FullTransactionId *tx)
 {
 	TupleDesc	desc = lookup_rowtype_tupdesc(get_rel_type_id(EsRowRelid(ES_REL_EVENTS)), -1);
 	Datum		values[ES_EV_NATTS];
@@ -483,6 +487,8 @@ EsHandlerEventDatum(const EsEvent *ev)
 		elog(ERROR, "es_events has %d columns, expected %d", desc->natts,
 			 ES_EV_NATTS);
 	EsRowEventToValues(ev, values, isnull);
+	if (tx)
+		values[ES_EV_ATT_TX - 1] = FullTransactionIdGetDatum(*tx);
 	tup = heap_form_tuple(desc, values, isnull);
 	d = heap_copy_tuple_as_datum(tup, desc);
 	heap_freetuple(tup);
@@ -523,7 +529,7 @@ EsHandlerRunInline(void *collected)
 			errcb.arg = &arg;
 			errcb.previous = error_context_stack;
 			error_context_stack = &errcb;
-			EsHandlerInvoke(&ctx, EsHandlerEventDatum(ev), 1);
+			EsHandlerInvoke(&ctx, EsHandlerEventDatum(ev, NULL), 1);
 			error_context_stack = errcb.previous;
 		}
 		EsHandlerLeave(&ctx);

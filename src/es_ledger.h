@@ -34,6 +34,8 @@
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
  *	  es_history.c	(none)		es_history, es_balance_at, es_accounts_at: the
  *								log read as of a time, from the log alone
+ *	  es_read.c		EsRead		es_read: following the log with a cursor that
+ *								never skips nor repeats an event
  *	  es_dba.c		(none)		es_rebuild_projections, es_restore_to: the
  *								projection rebuilt from the log, or restored
  *								as of a time into a schema of its own
@@ -57,6 +59,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/transam.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -206,6 +209,8 @@ typedef enum EsRel
 	ES_REL_ACCOUNTS_ID_IDX,		/* es_accounts_pkey (account_id) */
 	ES_REL_ACCOUNTS_NAME_IDX,	/* es_accounts_account_key */
 	ES_REL_COMMANDS_ID_IDX,		/* es_commands_pkey */
+	ES_REL_EVENTS_TX_IDX,		/* es_events_tx_seq_idx (tx, seq), since
+								 * 0.3.0: InvalidOid in an older ledger */
 	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
 	ES_REL_ACCOUNTS_SEQ,		/* es_accounts_account_id_seq */
 	ES_REL_COUNT
@@ -310,6 +315,8 @@ typedef struct EsScanIter
 
 extern EsScanIter *EsScanBegin(EsRel table, EsRel index, bool by_key,
 							   int64 key, Snapshot snapshot);
+extern EsScanIter *EsScanBeginKeys(EsRel table, EsRel index, int nkeys,
+								   ScanKey key, Snapshot snapshot);
 extern EsScanIter *EsScanBeginText(EsRel table, EsRel index, const char *key,
 								   Snapshot snapshot);
 extern bool EsScanNext(EsScanIter *it);
@@ -510,13 +517,41 @@ extern void EsHandlerEnter(const EsHandlerProjection *p, EsHandlerContext *ctx,
 						   bool reset);
 extern void EsHandlerLeave(EsHandlerContext *ctx);
 extern void EsHandlerInvoke(EsHandlerContext *ctx, Datum arg, int nargs);
-extern Datum EsHandlerEventDatum(const EsEvent *ev);
+extern Datum EsHandlerEventDatum(const EsEvent *ev, const FullTransactionId *tx);
 extern void EsHandlerRunInline(void *collected);
 extern void EsHandlerErrorContext(void *arg);
 
 /* ---------------------------------------------------------------- es_apply.c */
 
 extern int64 EsApplyCommands(List *cmds);
+
+/* ----------------------------------------------------------------- es_read.c */
+
+/*
+ * A position in the log as es_read orders it: the (tx, seq) of the last
+ * event a follower processed.  Its text form ("es1:<tx>:<seq>:<crc>") is
+ * opaque to users.
+ */
+typedef struct EsReadCursor
+{
+	FullTransactionId tx;		/* the writing transaction's full xid */
+	int64		seq;
+} EsReadCursor;
+
+#define ES_READ_CURSOR_PREFIX	"es1"	/* cursor format version 1 */
+#define ES_READ_MAX_COUNT		100000	/* most events per es_read call */
+
+/*
+ * Called by EsReadBatch with each event and the cursor after it; both are
+ * valid during the call only.
+ */
+typedef void (*EsReadCallback) (const EsEvent *ev, const EsReadCursor *pos,
+								void *arg);
+
+extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
+extern char *EsReadFormatCursor(const EsReadCursor *cursor);
+extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
+						 EsReadCallback callback, void *arg);
 
 /* ----------------------------------------------------------- es_projection.c */
 

@@ -33,7 +33,8 @@
  * Async projections.  A step (EsProjectionStep: the background worker,
  * es_worker.c, or es_projection_run) locks the projection's registry row
  * (FOR UPDATE: one step at a time per projection), reads the next batch of
- * events with es_read from the cursor stored in the row, calls the handler
+ * events with es_read's C API (EsReadBatch, es_read.c) from the cursor
+ * stored in the row, with a snapshot taken after the lock, calls the handler
  * for each, in es_read's order, then stores the cursor of the last one,
  * all in one transaction: the handler's writes and the cursor commit
  * together or not at all, so a crash neither applies an event twice nor
@@ -64,6 +65,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "es_ledger.h"
@@ -280,7 +282,12 @@ MarkFailed(const char *name, ErrorData *edata, int64 seq)
 	appendStringInfo(&msg, "%s: %s", unpack_sql_state(edata->sqlerrcode),
 					 edata->message ? edata->message : "(no message)");
 	if (edata->context)
-		appendStringInfo(&msg, " (%s)", edata->context);
+	{
+		appendStringInfoString(&msg, " (");
+		for (const char *c = edata->context; *c; c++)
+			appendStringInfoString(&msg, *c == '\n' ? "; " : (char[2]) {*c, '\0'});
+		appendStringInfoChar(&msg, ')');
+	}
 	sql = psprintf("UPDATE %s SET state = 'failed', last_error = $2, error_seq = $3, "
 				   "error_at = pg_catalog.now() WHERE name OPERATOR(pg_catalog.=) $1",
 				   QualifiedName("es_projection_registry"));
@@ -443,31 +450,61 @@ LockLog(void)
 	LockRelationOid(EsRowRelid(ES_REL_EVENTS), ShareLock);
 }
 
+/* The events of one step, read by es_read before any handler runs. */
+typedef struct StepEvent
+{
+	EsReadCursor pos;			/* the cursor after it */
+	Datum		row;			/* es_events row for the handler */
+} StepEvent;
+
+typedef struct StepBatch
+{
+	MemoryContext cxt;
+	List	   *events;			/* of StepEvent */
+} StepBatch;
+
+/* EsReadBatch's callback: keep the event and its cursor for the handler. */
+static void
+CollectEvent(const EsEvent *ev, const EsReadCursor *pos, void *arg)
+{
+	StepBatch  *b = arg;
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	StepEvent  *se = palloc(sizeof(StepEvent));
+
+	se->pos = *pos;
+	se->row = EsHandlerEventDatum(ev, &pos->tx);
+	b->events = lappend(b->events, se);
+	MemoryContextSwitchTo(old);
+}
+
 /*
- * Apply the next batch (at most max events) of an async projection whose
- * row the caller locked, in the caller's transaction (see the file
- * header).  Returns the number applied, or -1 if the handler failed and
- * the projection was marked failed.
+ * Try to apply the next batch (at most max events) of an async projection
+ * whose row the caller locked, in a subtransaction of the caller's
+ * transaction: the events after its cursor, read by es_read's C API
+ * (EsReadBatch) with a fresh snapshot, then its handler called for each in
+ * that order, then the cursor of the last one stored in the row.  Returns
+ * the number applied; or -1 if something failed, with nothing applied, the
+ * error in *edata (in the caller's memory context), the seq of the event
+ * the handler failed on in *failed_seq (0 if none) and the number of
+ * events before it in *before.
  */
 static int64
-StepAsync(EsProjectionRow *row, int64 max)
+TryBatch(EsProjectionRow *row, int64 max, ErrorData **edata,
+		 int64 *failed_seq, int64 *before)
 {
 	EsHandlerProjection *p = &row->p;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *sql;
+	StepBatch	batch;
 	volatile int64 count = 0;
 	volatile int64 seq = 0;
 	char	   *volatile cursor = row->cursor;
 	volatile int64 last_seq = row->last_seq;
 	volatile int64 high_seq = row->high_seq;
 
-	sql = psprintf("SELECT r.cursor, r.seq, e FROM ROWS FROM (%s($1, $2)) WITH ORDINALITY "
-				   "AS r(cursor, seq, account_id, version, type, amount, data, command_id, "
-				   "recorded_at, effective_at, ord) "
-				   "JOIN %s e ON e.seq OPERATOR(pg_catalog.=) r.seq ORDER BY r.ord",
-				   QualifiedName("es_read"), QualifiedName("es_events"));
-
+	batch.cxt = AllocSetContextCreate(oldcxt, "es_ledger projection step",
+									  ALLOCSET_DEFAULT_SIZES);
+	batch.events = NIL;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
@@ -475,95 +512,134 @@ StepAsync(EsProjectionRow *row, int64 max)
 		EsHandlerContext ctx;
 		ErrorContextCallback errcb;
 		EsHandlerErrorArg arg = {p->name, 0};
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Datum		values[2];
-		char		nulls[2] = "  ";
-		SPITupleTable *tuptable;
-		int			ret;
+		EsReadCursor after;
+		ListCell   *lc;
 
 		EsHandlerCheckAccess(p);
-		EsHandlerEnter(p, &ctx, false);
 		if (cursor)
-			values[0] = CStringGetTextDatum(cursor);
-		else
-			nulls[0] = 'n';
-		values[1] = Int32GetDatum((int32) Min(max, (int64) EsProjectionBatch));
-		ret = SPI_execute_with_args(sql, 2, types, values, nulls, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_with_args failed: %s",
-				 SPI_result_code_string(ret));
-		tuptable = SPI_tuptable;
+			EsReadParseCursor(cursor, &after);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		EsReadBatch(cursor ? &after : NULL, Min(max, (int64) EsProjectionBatch),
+					CollectEvent, &batch);
+		PopActiveSnapshot();
+
+		EsHandlerEnter(p, &ctx, false);
 		errcb.callback = EsHandlerErrorContext;
 		errcb.arg = &arg;
 		errcb.previous = error_context_stack;
-		for (uint64 i = 0; i < SPI_processed; i++)
+		foreach(lc, batch.events)
 		{
-			bool		isnull;
-			Datum		ev;
-			MemoryContext old;
+			StepEvent  *se = lfirst(lc);
 
 			CHECK_FOR_INTERRUPTS();
-			seq = DatumGetInt64(SPI_getbinval(tuptable->vals[i],
-											  tuptable->tupdesc, 2, &isnull));
+			seq = se->pos.seq;
 			arg.seq = seq;
-			ev = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 3, &isnull);
 			error_context_stack = &errcb;
-			EsHandlerInvoke(&ctx, ev, 1);
+			EsHandlerInvoke(&ctx, se->row, 1);
 			error_context_stack = errcb.previous;
-			old = MemoryContextSwitchTo(oldcxt);
-			cursor = SpiText(i, 1);
-			MemoryContextSwitchTo(old);
 			last_seq = seq;
 			if (seq > high_seq)
 				high_seq = seq;
 			count++;
 		}
+		seq = 0;
 		EsHandlerLeave(&ctx);
+		if (count > 0)
+		{
+			StepEvent  *se = llast(batch.events);
+
+			cursor = EsReadFormatCursor(&se->pos);
+			UpdatePosition(p->name, "running", cursor, last_seq, high_seq,
+						   count, false);
+		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
+		*edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		/* A cancel or shutdown is not the handler's failure. */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("projection \"%s\" failed and is stopped: %s", p->name,
-						edata->message ? edata->message : "(no message)"),
-				 seq > 0 ? errdetail("Its handler failed on the event with seq %lld; es_projection_resume('%s') retries from there.",
-									 (long long) seq, p->name) : 0));
-		MarkFailed(p->name, edata, seq);
-		FreeErrorData(edata);
+		MemoryContextDelete(batch.cxt);
+		*failed_seq = seq;
+		*before = count;
 		return -1;
 	}
 	PG_END_TRY();
 
+	MemoryContextDelete(batch.cxt);
 	if (count > 0)
-		UpdatePosition(p->name, "running", cursor, last_seq, high_seq, count,
-					   false);
-	row->cursor = cursor;
-	row->last_seq = last_seq;
-	row->high_seq = high_seq;
+	{
+		row->cursor = MemoryContextStrdup(oldcxt, cursor);
+		row->last_seq = last_seq;
+		row->high_seq = high_seq;
+	}
 	return count;
+}
+
+/*
+ * Apply the next batch (at most max events) of an async projection whose
+ * row the caller locked (see the file header and TryBatch).  If its
+ * handler fails on an event, the events before it are applied (the batch
+ * is tried again up to it), and the projection is marked failed on that
+ * event, so that es_projection_resume retries exactly that event.  Returns
+ * the number of events applied; *failed tells if the projection failed.
+ */
+static int64
+StepAsync(EsProjectionRow *row, int64 max, bool *failed)
+{
+	ErrorData  *edata = NULL;
+	ErrorData  *again = NULL;
+	int64		failed_seq = 0;
+	int64		before = 0;
+	int64		ignored_seq;
+	int64		ignored_before;
+	int64		n;
+
+	*failed = false;
+	n = TryBatch(row, max, &edata, &failed_seq, &before);
+	if (n >= 0)
+		return n;
+	/* A cancel or shutdown is not the handler's failure. */
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		ReThrowError(edata);
+	n = 0;
+	if (failed_seq > 0 && before > 0)
+	{
+		n = TryBatch(row, before, &again, &ignored_seq, &ignored_before);
+		if (n < 0)
+		{
+			/* Not the same again (a handler that is not deterministic). */
+			FreeErrorData(edata);
+			edata = again;
+			failed_seq = ignored_seq;
+			n = 0;
+		}
+	}
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("projection \"%s\" failed and is stopped: %s", row->p.name,
+					edata->message ? edata->message : "(no message)"),
+			 failed_seq > 0 ?
+			 errdetail("Its handler failed on the event with seq %lld; es_projection_resume('%s') retries from there.",
+					   (long long) failed_seq, row->p.name) :
+			 errdetail("es_projection_resume('%s') retries.", row->p.name)));
+	MarkFailed(row->p.name, edata, failed_seq);
+	FreeErrorData(edata);
+	*failed = true;
+	return n;
 }
 
 /*
  * One step of the async projection name, for the background worker, in
  * the caller's transaction with SPI connected: if it is async, running and
  * not locked by another step, apply its next batch.  Returns the number of
- * events applied (-1 if it failed); *more: a full batch was applied, so
- * more may be waiting.
+ * events applied; *more: a full batch was applied, so more may be waiting.
  */
 int64
 EsProjectionStep(const char *name, bool *more)
@@ -571,12 +647,14 @@ EsProjectionStep(const char *name, bool *more)
 	EsProjectionRow row;
 	int64		n;
 
+	bool		failed;
+
 	*more = false;
 	if (!LockProjection(name, true, &row) || row.p.inline_mode ||
 		strcmp(row.p.state, "running") != 0)
 		return 0;
-	n = StepAsync(&row, EsProjectionBatch);
-	*more = n >= EsProjectionBatch;
+	n = StepAsync(&row, EsProjectionBatch, &failed);
+	*more = !failed && n >= EsProjectionBatch;
 	return n;
 }
 
@@ -910,11 +988,12 @@ es_projection_run(PG_FUNCTION_ARGS)
 			continue;
 		while (total < max)
 		{
-			int64		n = StepAsync(&row, max - total);
+			bool		failed;
+			int64		n = StepAsync(&row, max - total, &failed);
 
-			if (n <= 0)
-				break;
 			total += n;
+			if (n == 0 || failed)
+				break;
 		}
 	}
 	SPI_finish();

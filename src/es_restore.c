@@ -37,6 +37,16 @@
  * one probe of es_events_account_version_key.  Each row is decoded in a
  * memory context reset before the next.
  *
+ * The restored rows' tx (the writing transaction's xid8, which es_read
+ * orders and bounds by) is replaced by the restoring transaction's: the
+ * dump's values are transaction ids of another cluster, which may lie
+ * ahead of this one's (es_read would not return the events until this
+ * cluster's ids passed them) or behind them (new events would sort before
+ * the restored ones).  tx is not part of the checksum or hash.  After a
+ * restore, the log reads as one transaction in seq order, and a cursor
+ * taken before the dump no longer matches its anchor event (es_read.c
+ * refuses it).
+ *
  * What this does not see: an account's last events left out of a dump
  * (nothing follows them to break), and the content of es_accounts and
  * es_commands, which a restore copies unchecked.  Comparing the projection
@@ -52,9 +62,13 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/nbtree.h"
 #include "access/relscan.h"
 #include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/tuptable.h"
+#include "utils/xid8.h"
 #include "miscadmin.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -85,6 +99,32 @@ Refuse(const EsEvent *ev, const char *why)
 					   ev->seq, ev->account_id, ev->version, why),
 			 errhint("The dump was changed, damaged or cut; restore an intact dump.")));
 	pg_unreachable();
+}
+
+/*
+ * Replace the tx of a restored row in slot by the restoring transaction's
+ * (see the file header); the slot then holds a tuple of its own.
+ */
+static void
+StampTx(Relation events, TupleTableSlot *slot)
+{
+	TupleDesc	desc = RelationGetDescr(events);
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
+	HeapTuple	tuple;
+	MemoryContext old = MemoryContextSwitchTo(slot->tts_mcxt);
+
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(Datum) * desc->natts);
+	memcpy(isnull, slot->tts_isnull, sizeof(bool) * desc->natts);
+	values[ES_EV_ATT_TX - 1] =
+		FullTransactionIdGetDatum(GetTopFullTransactionId());
+	isnull[ES_EV_ATT_TX - 1] = false;
+	tuple = heap_form_tuple(desc, values, isnull);
+	MemoryContextSwitchTo(old);
+	ExecForceStoreHeapTuple(tuple, slot, true);
+	pfree(values);
+	pfree(isnull);
 }
 
 /* The link of the event decoded from a slot of es_events. */
@@ -225,6 +265,7 @@ EsRestoreCheckEvents(Relation events, TupleTableSlot **slots, int nslots)
 		if (memcmp(sealed.hash, ev.hash, ES_HASH_LEN) != 0)
 			Refuse(&ev, "its hash does not match its content and the previous event of its account.");
 
+		StampTx(events, slot);
 		last.seq = ev.seq;
 		last.account_id = ev.account_id;
 		last.version = ev.version;

@@ -96,6 +96,8 @@ typedef struct EsRelDef
 	EsRel		table;			/* the table an index belongs to */
 	const EsColumnDef *columns; /* tables only */
 	int			ncolumns;
+	int			since;			/* the minor version of 0.x.0 whose script
+								 * creates it (0: every version) */
 } EsRelDef;
 
 static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
@@ -118,6 +120,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	ES_REL_ACCOUNTS},
 	[ES_REL_COMMANDS_ID_IDX] = {"es_commands_pkey", RELKIND_INDEX,
 	ES_REL_COMMANDS},
+	[ES_REL_EVENTS_TX_IDX] = {"es_events_tx_seq_idx", RELKIND_INDEX,
+	ES_REL_EVENTS, NULL, 0, 3},
 	[ES_REL_EVENTS_SEQ] = {"es_events_seq_seq", RELKIND_SEQUENCE,
 	ES_REL_EVENTS_SEQ},
 	[ES_REL_ACCOUNTS_SEQ] = {"es_accounts_account_id_seq", RELKIND_SEQUENCE,
@@ -163,12 +167,15 @@ NotOurs(const char *name, const char *why)
 
 /*
  * The schema of extension extoid, from its pg_extension row (PostgreSQL 15
- * does not export get_extension_schema), and whether its version's script
- * marks the extension's indexes DEPENDS ON EXTENSION (0.1.0's did not; such
- * a ledger is read until ALTER EXTENSION es_ledger UPDATE).
+ * does not export get_extension_schema), and the minor version of its
+ * installed 0.x.0 script (*minor: 1 for 0.1.0, 2 for 0.2.0, 3 for 0.3.0 and
+ * anything later).  0.1.0's script did not mark the extension's indexes
+ * DEPENDS ON EXTENSION (such a ledger is read until ALTER EXTENSION
+ * es_ledger UPDATE); relations a later script creates are missing before
+ * the update.
  */
 static Oid
-ExtensionSchema(Oid extoid, bool *marks_indexes)
+ExtensionSchema(Oid extoid, int *minor)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -180,18 +187,19 @@ ExtensionSchema(Oid extoid, bool *marks_indexes)
 				ObjectIdGetDatum(extoid));
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
-	*marks_indexes = true;
+	*minor = 3;
 	if (HeapTupleIsValid(tup))
 	{
 		bool		isnull;
 		Datum		version;
 
 		nspoid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-		/* 0.1.0's script did not mark its indexes DEPENDS ON EXTENSION. */
 		version = heap_getattr(tup, Anum_pg_extension_extversion,
 							   RelationGetDescr(rel), &isnull);
 		if (!isnull && strcmp(TextDatumGetCString(version), "0.1.0") == 0)
-			*marks_indexes = false;
+			*minor = 1;
+		else if (!isnull && strcmp(TextDatumGetCString(version), "0.2.0") == 0)
+			*minor = 2;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -204,6 +212,7 @@ ResolveRels(void)
 {
 	Oid			extoid = get_extension_oid("es_ledger", true);
 	Oid			nspoid;
+	int			minor;
 	bool		marks_indexes;
 
 	if (!EsRelCallbackRegistered)
@@ -216,12 +225,21 @@ ResolveRels(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension es_ledger is not installed in this database"),
 				 errhint("Run CREATE EXTENSION es_ledger.")));
-	nspoid = ExtensionSchema(extoid, &marks_indexes);
+	nspoid = ExtensionSchema(extoid, &minor);
+	marks_indexes = minor >= 2;
 
 	for (int i = 0; i < ES_REL_COUNT; i++)
 	{
 		const EsRelDef *def = &EsRelDefs[i];
-		Oid			relid = get_relname_relid(def->name, nspoid);
+		Oid			relid;
+
+		/* Not there before the update that creates it: InvalidOid. */
+		if (def->since > minor)
+		{
+			EsRelOids[i] = InvalidOid;
+			continue;
+		}
+		relid = get_relname_relid(def->name, nspoid);
 
 		if (!OidIsValid(relid))
 			NotOurs(def->name, "The extension's schema holds no relation of that name.");
@@ -245,7 +263,11 @@ ResolveRels(void)
 	EsRelsValid = true;
 }
 
-/* The OID of one of the extension's relations (see the file header). */
+/*
+ * The OID of one of the extension's relations (see the file header);
+ * InvalidOid for a relation the installed version's scripts have not
+ * created yet (EsRelDef.since: es_events_tx_seq_idx before 0.3.0).
+ */
 Oid
 EsRowRelid(EsRel rel)
 {

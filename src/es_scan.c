@@ -148,11 +148,13 @@ EsScanAccount(int64 account_id, const TimestampTz *as_of,
 }
 
 /*
- * Open a walk of table through index, with one key (a ScanKey on the
- * index's first column) or none, reading with snapshot.
+ * Open a walk of table through index with nkeys scan keys (ScanKeys on the
+ * index's columns, as btree takes them; none for the whole index), reading
+ * with snapshot.  Rows come as EsScanBegin's.
  */
-static EsScanIter *
-BeginWalk(EsRel table, EsRel index, int nkeys, ScanKey key, Snapshot snapshot)
+EsScanIter *
+EsScanBeginKeys(EsRel table, EsRel index, int nkeys, ScanKey key,
+				Snapshot snapshot)
 {
 	EsScanIter *it = palloc0(sizeof(EsScanIter));
 
@@ -185,7 +187,7 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 						   idx->rd_indcollation[0], F_INT8EQ,
 						   Int64GetDatum(key));
 	index_close(idx, NoLock);
-	return BeginWalk(table, index, by_key ? 1 : 0, by_key ? &skey : NULL,
+	return EsScanBeginKeys(table, index, by_key ? 1 : 0, by_key ? &skey : NULL,
 					 snapshot);
 }
 
@@ -203,7 +205,7 @@ EsScanBeginText(EsRel table, EsRel index, const char *key, Snapshot snapshot)
 						   idx->rd_indcollation[0], F_TEXTEQ,
 						   CStringGetTextDatum(key));
 	index_close(idx, NoLock);
-	return BeginWalk(table, index, 1, &skey, snapshot);
+	return EsScanBeginKeys(table, index, 1, &skey, snapshot);
 }
 
 

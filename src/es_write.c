@@ -45,6 +45,17 @@
  * update the rows written by the previous one, even within one SQL
  * statement that calls es_apply many times.
  *
+ * Notification.  A transaction that appended events sends one
+ * NOTIFY es_events with the greatest seq it wrote as payload, queued by the
+ * pre-commit callback (XACT_EVENT_PRE_COMMIT runs before PreCommit_Notify):
+ * one notification per transaction, however many es_apply calls it made,
+ * and none if it aborts (NOTIFY is transactional).  The greatest seq is
+ * kept per subtransaction level that wrote (NotifyStack), so a rolled-back
+ * savepoint (es_apply_each's rejected commands) takes its seqs with it.  A
+ * prepared transaction (PREPARE TRANSACTION) cannot NOTIFY and sends none.
+ * The cost on the write path is a comparison per event and one
+ * Async_Notify per transaction.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -57,6 +68,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "commands/async.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -99,33 +111,110 @@ typedef struct EsWriter
 
 static EsWriter *Writer = NULL;
 
-/* Transaction end: any writer is gone with the transaction. */
+/*
+ * The greatest seq this transaction appended (0: none), for the commit's
+ * NOTIFY es_events; and, for each open subtransaction that appended, the
+ * value before its first append, to restore if it rolls back.
+ */
+typedef struct EsNotifySave
+{
+	SubTransactionId subid;
+	int64		seq;			/* NotifySeq before the subtransaction's
+								 * first append */
+	struct EsNotifySave *next;	/* the enclosing one's, or NULL */
+} EsNotifySave;
+
+static int64 NotifySeq = 0;
+static EsNotifySave *NotifyStack = NULL;	/* in TopTransactionContext */
+
+/* The channel of the commit notification (doc/reference.md, es_read). */
+#define ES_NOTIFY_CHANNEL "es_events"
+
+/* Remember that this transaction appended event seq. */
+static void
+NoteAppended(int64 seq)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (subid != TopSubTransactionId &&
+		(NotifyStack == NULL || NotifyStack->subid != subid))
+	{
+		EsNotifySave *save = MemoryContextAlloc(TopTransactionContext,
+												sizeof(EsNotifySave));
+
+		save->subid = subid;
+		save->seq = NotifySeq;
+		save->next = NotifyStack;
+		NotifyStack = save;
+	}
+	if (seq > NotifySeq)
+		NotifySeq = seq;
+}
+
+/*
+ * Transaction end: any writer is gone with the transaction.  Before commit,
+ * queue the notification of what the transaction appended.
+ */
 static void
 EsWriteXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (NotifySeq > 0)
+			{
+				char		payload[32];
+
+				snprintf(payload, sizeof(payload), INT64_FORMAT, NotifySeq);
+				Async_Notify(ES_NOTIFY_CHANNEL, payload);
+			}
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			Writer = NULL;
+			NotifySeq = 0;
+			NotifyStack = NULL;
 			break;
 		default:
 			break;
 	}
 }
 
-/* A subtransaction rolled back: writers begun in it (or later) are gone. */
+/*
+ * A subtransaction rolled back: writers begun in it (or later) are gone,
+ * and so are its appends.  One committed: its appends are its parent's.
+ */
 static void
 EsWriteSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (NotifyStack != NULL && NotifyStack->subid == mySubid)
+		{
+			/* The parent's save, if it appended before, is the older one. */
+			if (NotifyStack->next != NULL &&
+				NotifyStack->next->subid == parentSubid)
+				NotifyStack = NotifyStack->next;
+			else if (parentSubid == TopSubTransactionId)
+				NotifyStack = NotifyStack->next;
+			else
+				NotifyStack->subid = parentSubid;
+		}
+		return;
+	}
 	if (event != SUBXACT_EVENT_ABORT_SUB)
 		return;
 	while (Writer != NULL && Writer->subid >= mySubid)
 		Writer = Writer->prev;
+	while (NotifyStack != NULL && NotifyStack->subid >= mySubid)
+	{
+		NotifySeq = NotifyStack->seq;
+		NotifyStack = NotifyStack->next;
+	}
 }
 
 /* Install the callbacks; called once from _PG_init. */
@@ -608,6 +697,7 @@ EsWriteInsertEvent(const EsEvent *ev)
 	EsRowEventToValues(ev, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(Writer->events, Writer->estate, slot);
+	NoteAppended(ev->seq);
 }
 
 /*
