@@ -555,7 +555,18 @@ extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
 
 /* ----------------------------------------------------------- es_projection.c */
 
+/* The advisory lock tag keys of a database's worker (field4 = 3). */
+#define ES_WORKER_LOCK_KEY1 0x45534C47	/* "ESLG" */
+#define ES_WORKER_LOCK_KEY2 0x50524A57	/* "PRJW" */
+
+struct BackgroundWorker;
+struct LOCKTAG;
+
 extern void EsProjectionInit(void);
+extern bool EsProjectionDatabaseWanted(const char *dbname);
+extern void EsProjectionWorkerLockTag(struct LOCKTAG *tag, Oid dboid);
+extern void EsProjectionWorkerSpec(struct BackgroundWorker *worker, Oid dboid,
+								   const char *dbname);
 extern List *EsProjectionRunnable(void);
 extern int64 EsProjectionStep(const char *name, bool *more);
 

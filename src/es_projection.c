@@ -52,12 +52,16 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -67,11 +71,18 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 #include "es_ledger.h"
 
 /* es_ledger.projection_batch: events per step of an async projection. */
 static int	EsProjectionBatch = 1000;
+
+/* es_ledger.projection_autostart: start the database's worker on first use. */
+static bool EsProjectionAutostart = true;
+
+/* es_ledger.projection_databases: the databases workers follow; empty: all. */
+static char *EsProjectionDatabases = NULL;
 
 /* A registry row: the projection and its position. */
 typedef struct EsProjectionRow
@@ -98,7 +109,116 @@ EsProjectionInit(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("es_ledger.projection_autostart",
+							 "Starts the database's projection worker when an async projection is created, resumed or rebuilt.",
+							 "Without es_ledger in shared_preload_libraries, or before the launcher has "
+							 "found the database, es_projection_create, es_projection_resume and "
+							 "es_projection_rebuild of an async projection start the worker of the "
+							 "database if none runs.  Off: only the launcher starts workers, and "
+							 "es_projection_run applies async projections.",
+							 &EsProjectionAutostart,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("es_ledger.projection_databases",
+							   "Databases whose async projections the background workers apply.",
+							   "A comma-separated list of database names; empty (the default) "
+							   "means every database that accepts connections and has es_ledger.",
+							   &EsProjectionDatabases,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 }
+
+/* ---------------------------------------------------------------- workers */
+
+/* Is dbname one of es_ledger.projection_databases (or is the list empty)? */
+bool
+EsProjectionDatabaseWanted(const char *dbname)
+{
+	char	   *raw;
+	List	   *names;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (EsProjectionDatabases == NULL || EsProjectionDatabases[0] == '\0')
+		return true;
+	raw = pstrdup(EsProjectionDatabases);
+	if (!SplitIdentifierString(raw, ',', &names))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in es_ledger.projection_databases")));
+		return false;
+	}
+	foreach(lc, names)
+		if (strcmp((const char *) lfirst(lc), dbname) == 0)
+			found = true;
+	list_free(names);
+	pfree(raw);
+	return found;
+}
+
+/*
+ * The session lock a database's worker holds (es_worker.c): an advisory
+ * lock tag with field4 = 3, which the SQL advisory lock functions (1 and
+ * 2) cannot name, so no role can take it.
+ */
+void
+EsProjectionWorkerLockTag(LOCKTAG *tag, Oid dboid)
+{
+	SET_LOCKTAG_ADVISORY(*tag, dboid, ES_WORKER_LOCK_KEY1, ES_WORKER_LOCK_KEY2, 3);
+}
+
+/* Describe the worker of database dboid, for RegisterDynamicBackgroundWorker. */
+void
+EsProjectionWorkerSpec(BackgroundWorker *worker, Oid dboid, const char *dbname)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher does */
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "es_ledger");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "es_projection_worker_main");
+	snprintf(worker->bgw_name, BGW_MAXLEN,
+			 "es_ledger projection worker for database %s", dbname);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "es_ledger projection worker");
+	worker->bgw_main_arg = ObjectIdGetDatum(dboid);
+}
+
+/*
+ * An async projection was created, resumed or rebuilt: start this
+ * database's worker if none runs (its session lock is free) and
+ * es_ledger.projection_autostart allows it.  So async projections are
+ * applied without shared_preload_libraries too, until the server stops.
+ * A worker that cannot be started (max_worker_processes) is a NOTICE: the
+ * projection waits for the launcher or es_projection_run.
+ */
+static void
+StartWorker(void)
+{
+	LOCKTAG		tag;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	char	   *dbname = get_database_name(MyDatabaseId);
+
+	if (!EsProjectionAutostart || RecoveryInProgress() || dbname == NULL ||
+		!EsProjectionDatabaseWanted(dbname))
+		return;
+	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;					/* a worker runs */
+	LockRelease(&tag, ExclusiveLock, false);
+	EsProjectionWorkerSpec(&worker, MyDatabaseId, dbname);
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(NOTICE,
+				(errmsg("could not start the projection worker of database \"%s\"", dbname),
+				 errhint("Raise max_worker_processes, or apply async projections with es_projection_run().")));
+}
+
 
 /* ------------------------------------------------------------ the registry */
 
@@ -768,6 +888,8 @@ es_projection_create(PG_FUNCTION_ARGS)
 		InvalidateRegistry();
 	}
 	SPI_finish();
+	if (!p.inline_mode)
+		StartWorker();
 	PG_RETURN_INT64(count);
 }
 
@@ -855,6 +977,8 @@ es_projection_resume(PG_FUNCTION_ARGS)
 		}
 	}
 	SPI_finish();
+	if (!row.p.inline_mode)
+		StartWorker();
 	PG_RETURN_INT64(count);
 }
 
@@ -896,6 +1020,8 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	}
 	UpdatePosition(name, "running", NULL, 0, 0, -1, true);
 	SPI_finish();
+	if (!row.p.inline_mode)
+		StartWorker();
 	PG_RETURN_INT64(count);
 }
 

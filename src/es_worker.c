@@ -72,15 +72,8 @@
 /* How often the launcher looks for databases, in milliseconds. */
 #define ES_LAUNCHER_NAPTIME_MS 10000
 
-/* The worker's session lock: an advisory tag SQL cannot name (field4 3). */
-#define ES_WORKER_LOCK_KEY1 0x45534C47	/* "ESLG" */
-#define ES_WORKER_LOCK_KEY2 0x50524A57	/* "PRJW" */
-
 /* es_ledger.projection_naptime: a worker's sleep when idle, in ms. */
 static int	EsWorkerNaptime = 200;
-
-/* es_ledger.projection_databases: the databases to follow; empty: all. */
-static char *EsWorkerDatabases = NULL;
 
 PGDLLEXPORT void es_projection_launcher_main(Datum arg);
 PGDLLEXPORT void es_projection_worker_main(Datum arg);
@@ -103,15 +96,6 @@ EsWorkerInit(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("es_ledger.projection_databases",
-							   "Databases whose async projections the background workers apply.",
-							   "A comma-separated list of database names; empty (the default) "
-							   "means every database that accepts connections and has es_ledger.",
-							   &EsWorkerDatabases,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_LIST_INPUT,
-							   NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -141,33 +125,6 @@ typedef struct EsLaunched
 static EsLaunched *Launched = NULL;
 static int	NLaunched = 0;
 static int	MaxLaunched = 0;
-
-/* Is dbname one of es_ledger.projection_databases (or is the list empty)? */
-static bool
-DatabaseWanted(const char *dbname)
-{
-	char	   *raw;
-	List	   *names;
-	ListCell   *lc;
-	bool		found = false;
-
-	if (EsWorkerDatabases == NULL || EsWorkerDatabases[0] == '\0')
-		return true;
-	raw = pstrdup(EsWorkerDatabases);
-	if (!SplitIdentifierString(raw, ',', &names))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid list syntax in es_ledger.projection_databases")));
-		return false;
-	}
-	foreach(lc, names)
-		if (strcmp((const char *) lfirst(lc), dbname) == 0)
-			found = true;
-	list_free(names);
-	pfree(raw);
-	return found;
-}
 
 /* The launcher's record of dboid, made if new. */
 static EsLaunched *
@@ -211,17 +168,7 @@ LaunchFor(Oid dboid, const char *dbname)
 									ES_LAUNCHER_NAPTIME_MS))
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher does */
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "es_ledger");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_projection_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "es_ledger projection worker for database %s",
-			 dbname);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "es_ledger projection worker");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	EsProjectionWorkerSpec(&worker, dboid, dbname);
 	worker.bgw_notify_pid = MyProcPid;
 	l->started_at = GetCurrentTimestamp();
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -255,7 +202,7 @@ LaunchWorkers(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 		if (!db->datallowconn || db->datistemplate ||
-			!DatabaseWanted(NameStr(db->datname)))
+			!EsProjectionDatabaseWanted(NameStr(db->datname)))
 			continue;
 		LaunchFor(db->oid, NameStr(db->datname));
 	}
@@ -374,8 +321,7 @@ es_projection_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("es_ledger projection worker");
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ES_WORKER_LOCK_KEY1,
-						 ES_WORKER_LOCK_KEY2, 3);
+	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		proc_exit(0);			/* another worker follows this database */
 
