@@ -105,8 +105,8 @@ EsProjectionInit(void)
 							"The background worker and es_projection_run commit an async "
 							"projection's cursor after each batch of this many events.",
 							&EsProjectionBatch,
-							1000, 1, 1000000,
-							PGC_USERSET,
+							1000, 1, 100000,
+							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("es_ledger.projection_autostart",
