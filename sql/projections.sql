@@ -68,6 +68,10 @@ SELECT try($$SELECT es_projection_rebuild('no_such')::text$$);
 SELECT try($$SELECT es_projection_drop('no_such')::text$$);
 SELECT try($$SELECT es_projection_run('no_such')::text$$);
 
+-- inline changes need READ COMMITTED (a transaction snapshot would miss events)
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT try($$SELECT es_projection_create('totals', 'totals_apply(es_events)', 'inline')::text$$);
+ROLLBACK;
 -- An inline projection catches up with the whole log when created.
 SELECT es_projection_create('totals', 'totals_apply(es_events)', 'inline', 'totals_reset()') > 0 AS caught_up;
 SELECT totals_ok();

@@ -558,15 +558,27 @@ LogHead(void)
 	char	   *sql = psprintf("SELECT pg_catalog.max(seq) FROM %s",
 							   QualifiedName("es_events"));
 
-	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	/* Not read-only: a snapshot taken now, after LockLog's wait. */
+	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the head of the log");
 	return SpiInt64(0, 1);
 }
 
-/* Wait for every appending transaction, and keep new ones out. */
+/*
+ * Wait for every appending transaction, and keep new ones out (see the file
+ * header).  The reads that follow take their snapshots after the wait, so
+ * they see every committed event: READ COMMITTED only, since a transaction
+ * snapshot taken before the wait would miss events (a catch-up would skip
+ * them, a pause would record a position too low and apply them twice).
+ */
 static void
 LockLog(void)
 {
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("an inline projection can be changed only in a READ COMMITTED transaction"),
+				 errdetail("Creating, pausing, resuming, rebuilding or dropping an inline projection reads the log after waiting for every appending transaction; a transaction snapshot taken earlier would miss events.")));
 	LockRelationOid(EsRowRelid(ES_REL_EVENTS), ShareLock);
 }
 
