@@ -63,6 +63,8 @@ SELECT es_open_account('v-a', 'USD') > 0 AS ok, es_deposit('v-a', 7) > 0 AS ok;
 ALTER EXTENSION es_ledger UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
 SELECT account, balance, version FROM es_accounts ORDER BY account;
+-- es_read follows the events written before the update (its index was built over them)
+SELECT count(*) = (SELECT count(*) FROM es_events) AS es_read_all FROM es_read(NULL, 100000);
 CREATE TEMP TABLE u_updated2 AS SELECT f AS fact FROM pg_temp.u_facts() f;
 -- a fresh install, over look-alike operators someone planted in
 -- the schema first: the script qualifies its operators, so it neither

@@ -54,7 +54,9 @@
  * savepoint (es_apply_each's rejected commands) takes its seqs with it.  A
  * prepared transaction (PREPARE TRANSACTION) cannot NOTIFY and sends none.
  * The cost on the write path is a comparison per event and one
- * Async_Notify per transaction.
+ * Async_Notify per transaction; at commit PostgreSQL serialises notifying
+ * transactions on a global lock while they fill the notification queue, so
+ * a superuser can turn it off with es_ledger.notify where nobody listens.
  *
  *-------------------------------------------------------------------------
  */
@@ -80,6 +82,7 @@
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -125,6 +128,7 @@ typedef struct EsNotifySave
 } EsNotifySave;
 
 static int64 NotifySeq = 0;
+static bool EsWriteNotify = true;	/* GUC es_ledger.notify */
 static EsNotifySave *NotifyStack = NULL;	/* in TopTransactionContext */
 
 /* The channel of the commit notification (doc/reference.md, es_read). */
@@ -161,7 +165,7 @@ EsWriteXactCallback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			if (NotifySeq > 0)
+			if (NotifySeq > 0 && EsWriteNotify)
 			{
 				char		payload[32];
 
@@ -217,10 +221,18 @@ EsWriteSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/* Install the callbacks; called once from _PG_init. */
+/*
+ * Install the callbacks and define es_ledger.notify; called once from
+ * _PG_init, before EsCommandInit reserves the prefix.
+ */
 void
 EsWriteInit(void)
 {
+	DefineCustomBoolVariable("es_ledger.notify",
+							 "Sends NOTIFY es_events with the last seq when a transaction that appended events commits.",
+							 "Turn off only where nobody listens: notifying transactions commit one at a time.",
+							 &EsWriteNotify, true, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	RegisterXactCallback(EsWriteXactCallback, NULL);
 	RegisterSubXactCallback(EsWriteSubXactCallback, NULL);
 }
