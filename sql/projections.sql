@@ -330,8 +330,10 @@ SELECT es_projection_create('su_forge', 'public.p_forge(es_events)', 'inline') >
 SELECT try($$SELECT es_deposit('p-a', 91)::text$$);
 SELECT try($$SELECT es_deposit('p-a', 92)::text$$);
 SELECT try($$SELECT es_deposit('p-a', 93)::text$$);
--- a handler may drop its own projection; the event is still applied
-SELECT es_deposit('p-a', 96) > 0 AS ok;
+-- nor manage projections (a handler that rebuilt its own projection in
+-- the middle of a batch would apply events twice)
+SELECT try($$SELECT es_deposit('p-a', 96)::text$$);
+SELECT es_projection_drop('su_forge');
 SELECT count(*) AS su_forge_left FROM es_projections WHERE name = 'su_forge';
 SELECT check_name, ok FROM es_verify() ORDER BY 1;
 

@@ -813,10 +813,20 @@ EsProjectionRunnable(void)
 
 /* ------------------------------------------------------------ SQL functions */
 
-/* SPI_connect, or an error. */
+/*
+ * SPI_connect, or an error.  Every SQL function here starts with it, so it
+ * also refuses to run inside a handler (a security-restricted operation,
+ * es_handler.c): a handler that rebuilt, resumed or ran its own projection
+ * in the middle of a batch would apply events twice.
+ */
 static void
 Connect(void)
 {
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot manage projections within a security-restricted operation"),
+				 errdetail("Projection handlers run as security-restricted operations; they cannot create, pause, resume, rebuild, drop or run projections.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
