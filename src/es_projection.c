@@ -154,8 +154,10 @@ EsProjectionDatabaseWanted(const char *dbname)
 		return false;
 	}
 	foreach(lc, names)
+	{
 		if (strcmp((const char *) lfirst(lc), dbname) == 0)
 			found = true;
+	}
 	list_free(names);
 	pfree(raw);
 	return found;
@@ -405,7 +407,12 @@ MarkFailed(const char *name, ErrorData *edata, int64 seq)
 	{
 		appendStringInfoString(&msg, " (");
 		for (const char *c = edata->context; *c; c++)
-			appendStringInfoString(&msg, *c == '\n' ? "; " : (char[2]) {*c, '\0'});
+		{
+			if (*c == '\n')
+				appendStringInfoString(&msg, "; ");
+			else
+				appendStringInfoChar(&msg, *c);
+		}
 		appendStringInfoChar(&msg, ')');
 	}
 	sql = psprintf("UPDATE %s SET state = 'failed', last_error = $2, error_seq = $3, "
@@ -436,7 +443,9 @@ static void
 CheckName(const char *name)
 {
 	size_t		len = strlen(name);
-	bool		ok = len >= 1 && len <= ES_PROJECTION_NAME_MAX &&
+	bool		ok;
+
+	ok = len >= 1 && len <= ES_PROJECTION_NAME_MAX &&
 		name[0] >= 'a' && name[0] <= 'z';
 
 	for (size_t i = 0; ok && i < len; i++)
