@@ -12,7 +12,7 @@
 #     with the error and the event in es_projections, while es_apply goes on
 #     and the other projections keep up;
 #  3. the server is stopped with stop('immediate') while writers append and
-#     the worker applies small batches; after start the worker is back on its
+#     the worker catches up a backlog in small batches; after start the worker is back on its
 #     own, catches up, and the tables still equal the log: no event applied
 #     twice, none skipped.  The failed projection is still failed.
 #  4. without shared_preload_libraries, es_projection_create starts the
@@ -22,6 +22,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('projections');
 $node->init;
@@ -78,7 +79,9 @@ $$;
 CREATE FUNCTION totals_reset() RETURNS void LANGUAGE sql AS $$ DELETE FROM currency_totals $$;
 
 CREATE TABLE seen (seq bigint PRIMARY KEY, by_role name NOT NULL);
+-- a slow one (1 ms an event), so that the crash finds it behind
 CREATE FUNCTION seen_apply(ev public.es_events) RETURNS void LANGUAGE sql AS $$
+	SELECT pg_sleep(0.001);
 	INSERT INTO seen VALUES (ev.seq, current_user);
 $$;
 
@@ -183,18 +186,29 @@ is(sql(q{SELECT count(*) FROM app.picky_seen WHERE seq = (SELECT seq FROM es_eve
 is(sql(q{SELECT state FROM es_projections WHERE name IN ('daily', 'totals', 'seen') GROUP BY state}),
    'running', 'the others run');
 
-# 3. A crash while writers append and the worker applies batches of 7.
+# 3. A crash while writers append and the worker catches up a backlog in
+#    batches of 7: the projections are paused while the writers build one,
+#    then resumed, and the server is stopped a moment later.
+$node->safe_psql('postgres', q{
+SET ROLE analyst;
+SELECT es_projection_pause('daily'), es_projection_pause('totals'), es_projection_pause('seen');
+});
 my @crash_writers;
 for my $w (4 .. 5)
 {
 	push @crash_writers, $node->background_psql('postgres', on_error_stop => 0);
-	$crash_writers[-1]->query_until(qr/started/, "\\echo started\n" . workload("w$w", 200));
+	$crash_writers[-1]->query_until(qr/started/, "\\echo started\n" . workload("w$w", 300));
 }
-# let the worker fall behind and work
 $node->poll_query_until('postgres',
-	q{SELECT count(*) > 250 FROM es_events WHERE account_id IN (SELECT account_id FROM es_accounts WHERE account LIKE 'w4-%')});
+	q{SELECT count(*) > 600 FROM es_events WHERE account_id IN (SELECT account_id FROM es_accounts WHERE account ~ '^w[45]-')});
+$node->safe_psql('postgres', q{
+SET ROLE analyst;
+SELECT es_projection_resume('daily'), es_projection_resume('totals'), es_projection_resume('seen');
+});
+usleep(300_000);
 my $before = sql(q{SELECT count(*) FROM app.seen});
-note 'at the crash: ' . sql(q{SELECT string_agg(name || ' ' || lag_events, ', ') FROM es_projections});
+my $lag = sql(q{SELECT sum(lag_events) FROM es_projections WHERE name IN ('daily', 'totals', 'seen')});
+cmp_ok($lag, '>', 0, "the worker was catching up when the server stopped ($lag events behind)");
 $node->stop('immediate');
 eval { $_->quit } for @crash_writers;
 $node->start;
