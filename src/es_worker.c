@@ -16,7 +16,8 @@
  * when a worker it started stops, it lists the databases that accept
  * connections and are not templates (only those named in
  * es_ledger.projection_databases, when set) and starts a worker (a dynamic
- * background worker) in each that has none, at most once per
+ * background worker) in each that has none (neither one it started nor one
+ * holding the database's worker lock), at most once per
  * ES_LAUNCHER_NAPTIME_MS per database.
  *
  * A worker connects to its database as the bootstrap superuser, takes a
@@ -150,6 +151,7 @@ static void
 LaunchFor(Oid dboid, const char *dbname)
 {
 	EsLaunched *l = LaunchedFor(dboid);
+	LOCKTAG		tag;
 	BackgroundWorker worker;
 	pid_t		pid;
 	MemoryContext old;
@@ -167,6 +169,11 @@ LaunchFor(Oid dboid, const char *dbname)
 		!TimestampDifferenceExceeds(l->started_at, GetCurrentTimestamp(),
 									ES_LAUNCHER_NAPTIME_MS))
 		return;
+	/* A worker started by someone else (autostart) holds the lock. */
+	EsProjectionWorkerLockTag(&tag, dboid);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;
+	LockRelease(&tag, ExclusiveLock, false);
 
 	EsProjectionWorkerSpec(&worker, dboid, dbname);
 	worker.bgw_notify_pid = MyProcPid;
