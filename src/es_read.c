@@ -355,7 +355,7 @@ EsReadBatch(const EsReadCursor *after, int64 max_count,
 	if (after != NULL && !CheckAnchor(after, bound))
 		return 0;
 
-	/* The rest of the cursor's own transaction: tx = after.tx, seq > after.seq. */
+	/* The rest of the cursor's own transaction (tx = T, seq > S). */
 	if (after != NULL)
 	{
 		ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
@@ -365,7 +365,7 @@ EsReadBatch(const EsReadCursor *after, int64 max_count,
 							   collation, F_INT8GT, Int64GetDatum(after->seq));
 		n += Walk(2, keys, &left, callback, arg, &last);
 	}
-	/* Then the later finished transactions: after.tx < tx < bound. */
+	/* Then the later finished transactions (T < tx < bound). */
 	if (left > 0)
 	{
 		int			nkeys = 0;

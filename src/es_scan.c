@@ -188,7 +188,7 @@ EsScanBegin(EsRel table, EsRel index, bool by_key, int64 key,
 						   Int64GetDatum(key));
 	index_close(idx, NoLock);
 	return EsScanBeginKeys(table, index, by_key ? 1 : 0, by_key ? &skey : NULL,
-					 snapshot);
+						   snapshot);
 }
 
 /*

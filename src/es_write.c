@@ -122,8 +122,8 @@ static EsWriter *Writer = NULL;
 typedef struct EsNotifySave
 {
 	SubTransactionId subid;
-	int64		seq;			/* NotifySeq before the subtransaction's
-								 * first append */
+	int64		seq;			/* NotifySeq before the subtransaction's first
+								 * append */
 	struct EsNotifySave *next;	/* the enclosing one's, or NULL */
 } EsNotifySave;
 

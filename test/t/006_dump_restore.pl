@@ -6,7 +6,9 @@
 #   pg_restore -j 2, an --inserts dump, and the log copied in seq order (so
 #   that most rows find their predecessor earlier in the batch or by an index
 #   probe, in two statements), all with es_ledger.restore on, give the
-#   original rows of all three tables and the sequences; es_replay equals
+#   original rows of all three tables and the sequences (es_events.tx
+#   aside: every restored event carries the restoring transaction's id, for
+#   es_read); es_replay equals
 #   es_accounts; a new command gets a seq above every old one; a retry of an
 #   old id returns its original seq.
 # - Without es_ledger.restore the restore fails with ES011 and loads nothing;
@@ -80,11 +82,13 @@ $node->safe_psql('src', q{
 
 my %q = (
 	accounts => q{SELECT count(*) || E'\n' || string_agg(a::text, E'\n' ORDER BY account_id) FROM es_accounts a},
-	events => q{SELECT count(*) || ' ' || md5(string_agg(e::text, E'\n' ORDER BY seq)) FROM es_events e},
+	# tx aside: a restore stamps the restoring transaction's id (es_read)
+	events => q{SELECT count(*) || ' ' || md5(string_agg((to_jsonb(e) - 'tx')::text, E'\n' ORDER BY seq)) FROM es_events e},
 	commands => q{SELECT count(*) || ' ' || md5(string_agg(c::text, E'\n' ORDER BY command_id)) FROM es_commands c},
 	sequences => q{SELECT (SELECT last_value || ' ' || is_called FROM es_events_seq_seq) || ', '
 				   || (SELECT last_value || ' ' || is_called FROM es_accounts_account_id_seq)},);
 my %orig = map { $_ => $node->safe_psql('src', $q{$_}) } keys %q;
+my $orig_tx = $node->safe_psql('src', q{SELECT string_agg(DISTINCT tx::text, ',') FROM es_events});
 my ($nevents) = split / /, $orig{events};
 cmp_ok($nevents, '>', 700, "the original ledger holds $nevents events");
 my $max_seq = $node->safe_psql('src', 'SELECT max(seq) FROM es_events');
@@ -102,6 +106,10 @@ sub check_restored
 	{
 		is($node->safe_psql($db, $q{$what}), $orig{$what}, "$how: $what as in the original");
 	}
+	is( $node->safe_psql(
+			$db, qq{SELECT count(DISTINCT tx) || ' ' || bool_and(tx::text <> ALL (string_to_array('$orig_tx', ',')))
+					FROM es_events}),
+		'1 true', "$how: every event carries the restoring transaction's tx, none an original one");
 	is( $node->safe_psql(
 			$db, q{SELECT count(*) FILTER (WHERE r IS DISTINCT FROM a) || '/' || count(*)
 					FROM es_accounts a, LATERAL es_replay(a.account) r}),
