@@ -17,6 +17,7 @@ OBJS = \
 	src/es_decide.o \
 	src/es_name.o \
 	src/es_command.o \
+	src/es_handler.o \
 	src/es_apply.o \
 	src/es_each.o \
 	src/es_reverse.o \
@@ -26,13 +27,15 @@ OBJS = \
 	src/es_dba.o \
 	src/es_verify.o \
 	src/es_digest.o \
+	src/es_projection.o \
+	src/es_worker.o \
 	src/es_module.o
 
 DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	input_limits immutability guard superuser_guard roles malformed history reverse dba verify apply_each read schema upgrade
+	projections input_limits immutability guard superuser_guard roles malformed history reverse dba verify apply_each read schema upgrade
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type

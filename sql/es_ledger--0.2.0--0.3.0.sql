@@ -34,3 +34,101 @@ CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000)
 	AS 'MODULE_PATHNAME', 'es_read' LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION es_read(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION es_read(text, integer) TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
+-- User projections (es_handler.c, es_projection.c, es_worker.c; doc/projections.md).
+-- A user's read model kept in step with the log by a handler function the
+-- user writes, called with each event: inline, inside es_apply's
+-- transaction, or async, by a background worker (or es_projection_run)
+-- following es_read.  The registry is ours and guarded like es_accounts;
+-- it is not dumped: its cursors hold transaction ids, which a logical
+-- restore does not keep (re-register after a restore, doc/projections.md).
+-------------------------------------------------------------------------------
+CREATE TABLE es_projection_registry (
+	name			text		NOT NULL PRIMARY KEY,
+	owner			oid			NOT NULL,	-- the role that registered it; handlers run as it
+	mode			text		NOT NULL,	-- inline or async
+	state			text		NOT NULL,	-- running, paused or failed
+	handler			oid			NOT NULL,	-- function(es_events)
+	reset			oid,					-- function() called before the first event, or NULL
+	search_path		text		NOT NULL,	-- the registrant's search_path, for the handlers
+	cursor			text,					-- es_read cursor of the last event applied (async)
+	last_seq		bigint		NOT NULL,	-- seq of the last event applied (async), position at pause (inline)
+	high_seq		bigint		NOT NULL,	-- largest seq applied (async), position at pause (inline)
+	applied			bigint		NOT NULL,	-- events applied since creation or rebuild (async)
+	applied_at		timestamptz,			-- when the last batch was applied (async)
+	last_error		text,					-- the error that stopped it (state failed)
+	error_seq		bigint,					-- the event its handler failed on
+	error_at		timestamptz,
+	created_at		timestamptz	NOT NULL,
+	CONSTRAINT es_projection_registry_mode_check
+		CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['inline', 'async']::pg_catalog.text[])),
+	CONSTRAINT es_projection_registry_state_check
+		CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'paused', 'failed']::pg_catalog.text[]))
+);
+COMMENT ON TABLE es_projection_registry IS 'user projections: name, owner, handler, mode, state and position of each; written only by the es_projection_* functions';
+ALTER INDEX es_projection_registry_pkey DEPENDS ON EXTENSION es_ledger;
+CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_projection_registry
+	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
+ALTER TABLE es_projection_registry ENABLE ALWAYS TRIGGER es_guard;
+
+CREATE FUNCTION es_projection_create(name text, handler regprocedure, mode text DEFAULT 'async',
+		reset regprocedure DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_projection_create' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_projection_pause(name text) RETURNS void
+	AS 'MODULE_PATHNAME', 'es_projection_pause' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION es_projection_resume(name text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_projection_resume' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION es_projection_rebuild(name text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_projection_rebuild' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION es_projection_drop(name text) RETURNS void
+	AS 'MODULE_PATHNAME', 'es_projection_drop' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION es_projection_run(name text DEFAULT NULL, max_events bigint DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_projection_run' LANGUAGE C VOLATILE;
+
+-- What a projection's follower sees: position and lag.  Lag counts the
+-- committed events above the largest seq applied (an event of a
+-- transaction that committed late, below it, is not counted but is
+-- applied all the same); an inline projection that runs is never behind.
+CREATE VIEW es_projections AS
+SELECT p.name,
+	   p.owner::pg_catalog.regrole AS owner,
+	   p.mode,
+	   p.state,
+	   p.handler::pg_catalog.regprocedure AS handler,
+	   p.reset::pg_catalog.regprocedure AS reset,
+	   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running'
+			THEN h.head ELSE p.last_seq END AS last_seq,
+	   p.cursor,
+	   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'async' THEN p.applied END AS applied,
+	   l.lag_events,
+	   l.lag_time,
+	   p.applied_at,
+	   p.last_error,
+	   p.error_seq,
+	   p.error_at,
+	   p.created_at
+  FROM es_projection_registry p
+ CROSS JOIN LATERAL (SELECT pg_catalog.max(e.seq) AS head FROM es_events e) h
+ CROSS JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS lag_events,
+		   COALESCE(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(e.recorded_at),
+								'0'::pg_catalog.interval) AS lag_time
+	  FROM es_events e
+	 WHERE e.seq OPERATOR(pg_catalog.>) p.high_seq
+	   AND NOT (p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running')) l;
+COMMENT ON VIEW es_projections IS 'user projections: owner, mode, state, position, lag and last error';
+
+REVOKE ALL ON TABLE es_projection_registry, es_projections FROM PUBLIC;
+REVOKE ALL ON FUNCTION es_projection_create(text, regprocedure, text, regprocedure),
+	es_projection_pause(text), es_projection_resume(text), es_projection_rebuild(text),
+	es_projection_drop(text), es_projection_run(text, bigint)
+	FROM PUBLIC;
+GRANT SELECT ON TABLE es_projections TO es_ledger_reader;
+-- Registering runs user code on every append (inline) or in a worker
+-- (async): account administration, like opening accounts.  Each function
+-- also checks that the caller owns the projection (or is a superuser).
+GRANT EXECUTE ON FUNCTION es_projection_create(text, regprocedure, text, regprocedure),
+	es_projection_pause(text), es_projection_resume(text), es_projection_rebuild(text),
+	es_projection_drop(text), es_projection_run(text, bigint)
+	TO es_ledger_admin;

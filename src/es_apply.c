@@ -57,6 +57,12 @@
  * (es_write.c), which checks no table privileges: EXECUTE on es_apply and
  * the shorthands is the only gate.
  *
+ * Inline user projections (es_handler.c) run last, for the events the call
+ * appended, in seq order: after the write guard is closed and the writer
+ * ended, as each projection's owner, still in the caller's transaction.  A
+ * handler's error fails the call like any rejection, so nothing is half
+ * applied.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -188,7 +194,10 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		if (opened[a] && !EsWriteInsertAccount(&states[a]))
 			EsDecideAccountExists(states[a].account);
 	for (int i = 0; i < decision->nevents; i++)
+	{
 		EsWriteInsertEvent(&events[i]);
+		EsHandlerCollect(&events[i]);	/* for inline projections */
+	}
 	for (int a = 0; a < nstates; a++)
 		if (touched[a] && !opened[a])
 			EsWriteUpdateAccount(&states[a]);
@@ -355,6 +364,9 @@ EsApplyCommands(List *cmds)
 {
 	volatile int64 seq = 0;
 	MemoryContext volatile cmdcxt = NULL;
+	MemoryContext callcxt = CurrentMemoryContext;
+	void	   *volatile prev_collector = NULL;
+	void	   *volatile collected = NULL;
 
 	if (list_length(cmds) > 1)
 		cmdcxt = AllocSetContextCreate(CurrentMemoryContext, "es_apply command",
@@ -366,6 +378,8 @@ EsApplyCommands(List *cmds)
 		ListCell   *lc;
 
 		EsWriteBegin();
+		/* After EsWriteBegin has locked es_events (es_handler.c). */
+		prev_collector = EsHandlerCollectBegin(callcxt);
 		if (list_length(cmds) > 1)
 		{
 			EsWriteNextCommand();
@@ -390,11 +404,14 @@ EsApplyCommands(List *cmds)
 	}
 	PG_FINALLY();
 	{
+		collected = EsHandlerCollectEnd(prev_collector);
 		EsGuardEndWrite();
 	}
 	PG_END_TRY();
 	/* AFTER row triggers, if anyone added some, run outside the guard. */
 	EsWriteEnd();
+	/* So do the handlers of inline user projections, as their owners. */
+	EsHandlerRunInline(collected);
 	if (cmdcxt)
 		MemoryContextDelete(cmdcxt);
 	return seq;

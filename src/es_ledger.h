@@ -31,6 +31,9 @@
  *	  es_name.c		EsName		the rules for account names, currencies and ids
  *	  es_command.c	EsCommand	a command's JSON (or a shorthand's arguments)
  *								checked into an EsCommand
+ *	  es_handler.c	EsHandler	user projections' registry, handlers run as
+ *								their owners, inline projections run for
+ *								the events of an es_apply call
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
  *								decide, append
  *	  es_each.c		(none)		es_apply_each: a batch applied command by
@@ -48,6 +51,11 @@
  *								as of a time into a schema of its own
  *	  es_verify.c	(none)		es_verify
  *	  es_digest.c	(none)		es_digest, es_verify_digest
+ *	  es_projection.c EsProjection	user projections: es_projection_create,
+ *								pause, resume, rebuild, drop, run; async
+ *								projections applied by following es_read
+ *	  es_worker.c	EsWorker	the background workers applying async
+ *								projections (launcher, one per database)
  *	  es_module.c	(none)		module magic and _PG_init
  *
  * The SQL interface these implement is documented in doc/reference.md; how
@@ -65,6 +73,7 @@
 #include "access/tupdesc.h"
 #include "catalog/objectaddress.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
@@ -495,6 +504,62 @@ extern void EsCommandKeep(EsCommand *cmd);
 extern void EsCommandCheckBatchSize(int ncmds);
 extern void EsCommandParseElement(JsonbValue *v, int ordinal, EsCommand *cmd);
 
+/* -------------------------------------------------------------- es_handler.c */
+
+/* The first columns of es_projection_registry, which es_handler.c reads. */
+typedef enum EsProjectionAttr
+{
+	ES_PRJ_ATT_NAME = 1, ES_PRJ_ATT_OWNER, ES_PRJ_ATT_MODE, ES_PRJ_ATT_STATE,
+	ES_PRJ_ATT_HANDLER, ES_PRJ_ATT_RESET, ES_PRJ_ATT_SEARCH_PATH,
+	ES_PRJ_NREAD = ES_PRJ_ATT_SEARCH_PATH
+} EsProjectionAttr;
+
+/* A user projection, as registered. */
+typedef struct EsHandlerProjection
+{
+	char	   *name;
+	Oid			owner;			/* handlers run as this role */
+	bool		inline_mode;	/* inline, else async */
+	char	   *state;			/* running, paused or failed */
+	Oid			handler;		/* function(es_events) */
+	Oid			reset;			/* function() or InvalidOid */
+	char	   *search_path;	/* the handlers' search_path */
+} EsHandlerProjection;
+
+/* While a projection's code runs as its owner (EsHandlerEnter). */
+typedef struct EsHandlerContext
+{
+	Oid			saved_user;
+	int			saved_sec;
+	int			nestlevel;
+	FmgrInfo	flinfo;
+} EsHandlerContext;
+
+/* The argument of EsHandlerErrorContext. */
+typedef struct EsHandlerErrorArg
+{
+	const char *name;
+	int64		seq;			/* 0 for the reset function */
+} EsHandlerErrorArg;
+
+extern Oid	EsHandlerRegistryRelid(void);
+extern bool EsHandlerHaveRegistry(void);
+extern void EsHandlerCheckRegistryShape(TupleDesc desc);
+extern void EsHandlerFromValues(Datum *values, bool *isnull,
+								EsHandlerProjection *p);
+extern void *EsHandlerCollectBegin(MemoryContext cxt);
+extern void *EsHandlerCollectEnd(void *prev);
+extern void EsHandlerCollect(const EsEvent *ev);
+extern void EsHandlerCheckFunction(Oid funcid, bool is_handler);
+extern void EsHandlerCheckAccess(const EsHandlerProjection *p);
+extern void EsHandlerEnter(const EsHandlerProjection *p, EsHandlerContext *ctx,
+						   bool reset);
+extern void EsHandlerLeave(EsHandlerContext *ctx);
+extern void EsHandlerInvoke(EsHandlerContext *ctx, Datum arg, int nargs);
+extern Datum EsHandlerEventDatum(const EsEvent *ev, const FullTransactionId *tx);
+extern void EsHandlerRunInline(void *collected);
+extern void EsHandlerErrorContext(void *arg);
+
 /* ---------------------------------------------------------------- es_apply.c */
 
 extern int64 EsApplyCommands(List *cmds);
@@ -543,5 +608,26 @@ extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
 extern char *EsReadFormatCursor(const EsReadCursor *cursor);
 extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
 						 EsReadCallback callback, void *arg);
+
+/* ----------------------------------------------------------- es_projection.c */
+
+/* The advisory lock tag keys of a database's worker (field4 = 3). */
+#define ES_WORKER_LOCK_KEY1 0x45534C47	/* "ESLG" */
+#define ES_WORKER_LOCK_KEY2 0x50524A57	/* "PRJW" */
+
+struct BackgroundWorker;
+struct LOCKTAG;
+
+extern void EsProjectionInit(void);
+extern bool EsProjectionDatabaseWanted(const char *dbname);
+extern void EsProjectionWorkerLockTag(struct LOCKTAG *tag, Oid dboid);
+extern void EsProjectionWorkerSpec(struct BackgroundWorker *worker, Oid dboid,
+								   const char *dbname);
+extern List *EsProjectionRunnable(void);
+extern int64 EsProjectionStep(const char *name, bool *more);
+
+/* ---------------------------------------------------------------- es_worker.c */
+
+extern void EsWorkerInit(void);
 
 #endif							/* ES_LEDGER_H */

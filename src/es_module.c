@@ -5,7 +5,10 @@
  *
  * The library is loaded on first use of any es_ledger function or of a
  * table using the es_log access method; it needs no
- * shared_preload_libraries entry and keeps no shared memory.
+ * shared_preload_libraries entry and keeps no shared memory.  Listed in
+ * shared_preload_libraries, it also registers the background launcher of
+ * the async projection workers (es_worker.c); without it, async
+ * projections are applied by es_projection_run().
  *
  *-------------------------------------------------------------------------
  */
@@ -27,5 +30,7 @@ _PG_init(void)
 	EsHooksInit();
 	EsCacheInit();
 	EsWriteInit();
+	EsProjectionInit();
+	EsWorkerInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

@@ -1,0 +1,374 @@
+/*-------------------------------------------------------------------------
+ *
+ * es_worker.c
+ *	  The background workers that keep async user projections in step:
+ *	  one launcher per server, one worker per database with the ledger.
+ *
+ * With es_ledger in shared_preload_libraries, _PG_init registers the
+ * launcher (EsWorkerInit), which the postmaster starts once recovery is
+ * over and restarts after a crash or a server restart (bgw_restart_time),
+ * so async projections need no manual step after a restart.  Without it,
+ * nothing runs in the background and async projections are applied by
+ * es_projection_run() (a scheduler such as pg_cron can call it); the rest
+ * of the ledger, inline projections included, works the same.
+ *
+ * The launcher connects to no database.  Every ES_LAUNCHER_NAPTIME_MS, and
+ * when a worker it started stops, it lists the databases that accept
+ * connections and are not templates (only those named in
+ * es_ledger.projection_databases, when set) and starts a worker (a dynamic
+ * background worker) in each that has none (neither one it started nor one
+ * holding the database's worker lock), at most once per
+ * ES_LAUNCHER_NAPTIME_MS per database.
+ *
+ * A worker connects to its database as the bootstrap superuser, takes a
+ * session lock of its own (an advisory lock tag with field4 = 3, which the
+ * SQL advisory lock functions cannot name), so there is one worker per
+ * database, and exits at once if es_ledger 0.3.0 or later is not installed
+ * there.  Otherwise, forever: one transaction lists the running async
+ * projections; then each gets one step (es_projection.c: the registry row
+ * locked, the next batch read with es_read and applied by its handler as
+ * its owner, the cursor stored, all in one transaction).  If some
+ * projection applied a full batch, it goes round again at once; else it
+ * sleeps es_ledger.projection_naptime (a worker cannot LISTEN, so it polls;
+ * each poll is one short read of the registry).  An error outside a
+ * handler (a handler's error stops its projection only) is logged, its
+ * transaction aborted, and the worker sleeps and tries again.
+ *
+ * A connected worker keeps DROP DATABASE from dropping its database unless
+ * WITH (FORCE) (as a logical replication worker does).
+ *
+ * Locks: the worker's session lock; what a step takes (es_projection.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "es_ledger.h"
+
+/* How often the launcher looks for databases, in milliseconds. */
+#define ES_LAUNCHER_NAPTIME_MS 10000
+
+/* es_ledger.projection_naptime: a worker's sleep when idle, in ms. */
+static int	EsWorkerNaptime = 200;
+
+PGDLLEXPORT void es_projection_launcher_main(Datum arg);
+PGDLLEXPORT void es_projection_worker_main(Datum arg);
+
+/*
+ * Define the workers' GUCs, and register the launcher when the library is
+ * being preloaded; called once from _PG_init.
+ */
+void
+EsWorkerInit(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("es_ledger.projection_naptime",
+							"How long an idle projection worker sleeps between polls.",
+							"The background worker of a database applies async projections, "
+							"then sleeps this long when none had a full batch to apply.",
+							&EsWorkerNaptime,
+							200, 10, 60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "es_ledger");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_projection_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "es_ledger projection launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "es_ledger projection launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---------------------------------------------------------------- launcher */
+
+/* A database the launcher started a worker for. */
+typedef struct EsLaunched
+{
+	Oid			dboid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz started_at;
+} EsLaunched;
+
+static EsLaunched *Launched = NULL;
+static int	NLaunched = 0;
+static int	MaxLaunched = 0;
+
+/* The launcher's record of dboid, made if new. */
+static EsLaunched *
+LaunchedFor(Oid dboid)
+{
+	for (int i = 0; i < NLaunched; i++)
+		if (Launched[i].dboid == dboid)
+			return &Launched[i];
+	if (NLaunched == MaxLaunched)
+	{
+		MaxLaunched = Max(16, MaxLaunched * 2);
+		Launched = Launched == NULL ?
+			MemoryContextAllocZero(TopMemoryContext, sizeof(EsLaunched) * MaxLaunched) :
+			repalloc(Launched, sizeof(EsLaunched) * MaxLaunched);
+	}
+	memset(&Launched[NLaunched], 0, sizeof(EsLaunched));
+	Launched[NLaunched].dboid = dboid;
+	return &Launched[NLaunched++];
+}
+
+/* Start a worker in the database, unless one runs or started lately. */
+static void
+LaunchFor(Oid dboid, const char *dbname)
+{
+	EsLaunched *l = LaunchedFor(dboid);
+	LOCKTAG		tag;
+	BackgroundWorker worker;
+	pid_t		pid;
+	MemoryContext old;
+
+	if (l->handle != NULL)
+	{
+		BgwHandleStatus status = GetBackgroundWorkerPid(l->handle, &pid);
+
+		if (status == BGWH_STARTED || status == BGWH_NOT_YET_STARTED)
+			return;
+		pfree(l->handle);
+		l->handle = NULL;
+	}
+	if (l->started_at != 0 &&
+		!TimestampDifferenceExceeds(l->started_at, GetCurrentTimestamp(),
+									ES_LAUNCHER_NAPTIME_MS))
+		return;
+	/* A worker started by someone else (autostart) holds the lock. */
+	EsProjectionWorkerLockTag(&tag, dboid);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;
+	LockRelease(&tag, ExclusiveLock, false);
+
+	EsProjectionWorkerSpec(&worker, dboid, dbname);
+	worker.bgw_notify_pid = MyProcPid;
+	l->started_at = GetCurrentTimestamp();
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (!RegisterDynamicBackgroundWorker(&worker, &l->handle))
+	{
+		l->handle = NULL;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start the es_ledger projection worker for database \"%s\"",
+						dbname),
+				 errhint("Raise max_worker_processes.")));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Start the workers the databases lack. */
+static void
+LaunchWorkers(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!db->datallowconn || db->datistemplate ||
+			!EsProjectionDatabaseWanted(NameStr(db->datname)))
+			continue;
+		LaunchFor(db->oid, NameStr(db->datname));
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+}
+
+/*
+ * The launcher's main function (bgw_function_name of the worker registered
+ * by EsWorkerInit).
+ */
+void
+es_projection_launcher_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		LaunchWorkers();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ES_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ------------------------------------------------------------------ worker */
+
+/* Start a transaction of the worker, with a snapshot and SPI. */
+static void
+BeginStep(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/* Commit what BeginStep started. */
+static void
+EndStep(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+/*
+ * One round: the running async projections, then a step of each.  False
+ * if the ledger is not installed (or too old to have projections); *busy:
+ * some projection applied a full batch.
+ */
+static bool
+WorkOnce(bool *busy, MemoryContext cxt)
+{
+	List	   *names = NIL;
+	bool		installed;
+	ListCell   *lc;
+
+	*busy = false;
+	BeginStep();
+	installed = OidIsValid(get_extension_oid("es_ledger", true)) &&
+		EsHandlerHaveRegistry();
+	if (installed)
+	{
+		MemoryContext old;
+		List	   *found = EsProjectionRunnable();
+
+		old = MemoryContextSwitchTo(cxt);
+		foreach(lc, found)
+			names = lappend(names, pstrdup(lfirst(lc)));
+		MemoryContextSwitchTo(old);
+	}
+	EndStep();
+
+	foreach(lc, names)
+	{
+		bool		more;
+
+		CHECK_FOR_INTERRUPTS();
+		BeginStep();
+		pgstat_report_activity(STATE_RUNNING, "es_ledger projection step");
+		(void) EsProjectionStep((const char *) lfirst(lc), &more);
+		EndStep();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		*busy |= more;
+	}
+	return installed;
+}
+
+/*
+ * A database's worker's main function; arg is the database's OID (started
+ * by the launcher).
+ */
+void
+es_projection_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	MemoryContext cxt;
+	LOCKTAG		tag;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("es_ledger projection worker");
+
+	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		proc_exit(0);			/* another worker follows this database */
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "es_ledger projection worker",
+								ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		bool		busy = false;
+		bool		installed = true;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(cxt);
+		PG_TRY();
+		{
+			installed = WorkOnce(&busy, cxt);
+		}
+		PG_CATCH();
+		{
+			/* Log it, abort, and try again after a nap. */
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(TopMemoryContext);
+			EmitErrorReport();
+			AbortCurrentTransaction();
+			FlushErrorState();
+			RESUME_INTERRUPTS();
+			busy = false;
+		}
+		PG_END_TRY();
+		if (!installed)
+			proc_exit(0);
+		if (!busy)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 EsWorkerNaptime, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}
