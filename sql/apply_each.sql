@@ -338,3 +338,30 @@ SELECT count(*) AS mismatches
  WHERE (r.*)::text IS DISTINCT FROM (a.*)::text;
 SELECT count(*) AS orphan_ids FROM es_commands c
  WHERE NOT EXISTS (SELECT 1 FROM es_events e WHERE e.command_id = c.command_id);
+
+-- An inline user projection sees exactly the accepted commands' events, in
+-- seq order, once each; a rejected command's events (none) never reach it.
+CREATE TABLE ae_seen (seq bigint PRIMARY KEY, command_id text);
+CREATE FUNCTION ae_seen_apply(ev es_events) RETURNS void LANGUAGE sql
+	AS $$INSERT INTO ae_seen SELECT ev.seq, ev.command_id WHERE ev.command_id LIKE 'ae-inl-%'$$;
+SELECT es_projection_create('ae_seen', 'ae_seen_apply(es_events)', 'inline') > 0 AS caught_up;
+SELECT ord, seq IS NOT NULL AS applied, sqlstate FROM es_apply_each($$[
+  {"type":"open_account","account":"ae-inl-a","currency":"USD","id":"ae-inl-1"},
+  {"type":"deposit","account":"ae-inl-a","amount":50,"id":"ae-inl-2"},
+  {"type":"withdraw","account":"ae-inl-a","amount":500,"id":"ae-inl-3"},
+  {"type":"open_account","account":"ae-inl-a","currency":"USD","id":"ae-inl-4"},
+  {"type":"withdraw","account":"ae-inl-a","amount":20,"id":"ae-inl-5"}
+]$$) ORDER BY ord;
+SELECT command_id FROM ae_seen ORDER BY seq;
+SELECT (SELECT array_agg(seq ORDER BY seq) FROM ae_seen)
+     = (SELECT array_agg(seq ORDER BY seq) FROM es_events WHERE command_id LIKE 'ae-inl-%') AS seen_equals_log;
+-- a handler error fails the whole call, which then wrote nothing
+CREATE FUNCTION ae_fail_apply(ev es_events) RETURNS void LANGUAGE plpgsql
+	AS $$BEGIN IF ev.command_id = 'ae-inl-boom' THEN RAISE EXCEPTION 'boom' USING ERRCODE = 'P0001'; END IF; END$$;
+SELECT es_projection_create('ae_fail', 'ae_fail_apply(es_events)', 'inline') > 0 AS caught_up;
+SELECT count(*) AS events_before FROM es_events \gset
+SELECT try($$SELECT count(*)::text FROM es_apply_each('[{"type":"deposit","account":"ae-inl-a","amount":1,"id":"ae-inl-ok"},{"type":"deposit","account":"ae-inl-a","amount":1,"id":"ae-inl-boom"}]')$$);
+SELECT count(*) - :events_before AS written FROM es_events;
+SELECT es_projection_drop('ae_fail'), es_projection_drop('ae_seen');
+DROP FUNCTION ae_fail_apply(es_events), ae_seen_apply(es_events);
+DROP TABLE ae_seen;

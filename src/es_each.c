@@ -413,6 +413,8 @@ es_apply_each(PG_FUNCTION_ARGS)
 	MemoryContext cmdcxt;
 	MemoryContext errcxt;
 	bool		allowed[2] = {false, false};
+	void	   *volatile prev_collector = NULL;
+	void	   *volatile collected = NULL;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -495,6 +497,8 @@ es_apply_each(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		EsWriteBegin();
+		/* Events for inline user projections (after EsWriteBegin's lock). */
+		prev_collector = EsHandlerCollectBegin(callcxt);
 		EsWriteDeferUpdates();
 		if (cmds != NIL)
 		{
@@ -505,6 +509,7 @@ es_apply_each(PG_FUNCTION_ARGS)
 		{
 			EsEachCommand *c;
 			ErrorData  *edata;
+			int			mark;
 
 			CHECK_FOR_INTERRUPTS();
 			if (items[i].cmd == NULL)
@@ -517,7 +522,10 @@ es_apply_each(PG_FUNCTION_ARGS)
 			MemoryContextSwitchTo(cmdcxt);
 			c = palloc0(sizeof(EsEachCommand));
 			c->cmd = items[i].cmd;
+			mark = EsHandlerCollectMark();
 			edata = EachCommand(c, errcxt);
+			if (edata)
+				EsHandlerCollectForget(mark);	/* rolled back: no handler */
 			MemoryContextSwitchTo(callcxt);
 			PutRow(rsinfo, i + 1, c->seq, edata, 0, NULL);
 			MemoryContextReset(cmdcxt);
@@ -528,11 +536,19 @@ es_apply_each(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
+		collected = EsHandlerCollectEnd(prev_collector);
 		EsGuardEndWrite();
 	}
 	PG_END_TRY();
 	/* AFTER row triggers, if anyone added some, run outside the guard. */
 	EsWriteEnd();
+
+	/*
+	 * The handlers of inline user projections, as their owners, for the
+	 * accepted commands' events in seq order.  A handler's error is not a
+	 * command's rejection: it fails the whole call, as it fails es_apply.
+	 */
+	EsHandlerRunInline(collected);
 
 	MemoryContextDelete(scratch);
 	MemoryContextDelete(cmdcxt);

@@ -338,6 +338,28 @@ EsHandlerCollect(const EsEvent *ev)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * How many events the current collector holds: a mark for
+ * EsHandlerCollectForget.  0 when nothing collects.
+ */
+int
+EsHandlerCollectMark(void)
+{
+	return Collecting ? list_length(Collecting->events) : 0;
+}
+
+/*
+ * Forget the events collected after mark: es_apply_each calls it for a
+ * command it rejected, whose events (if a subtransaction appended any
+ * before failing) were rolled back and must reach no handler.
+ */
+void
+EsHandlerCollectForget(int mark)
+{
+	if (Collecting && list_length(Collecting->events) > mark)
+		Collecting->events = list_truncate(Collecting->events, mark);
+}
+
 /* The function's name and argument types, for messages. */
 static char *
 FunctionName(Oid funcid)

@@ -550,6 +550,8 @@ extern void EsHandlerFromValues(Datum *values, bool *isnull,
 extern void *EsHandlerCollectBegin(MemoryContext cxt);
 extern void *EsHandlerCollectEnd(void *prev);
 extern void EsHandlerCollect(const EsEvent *ev);
+extern int	EsHandlerCollectMark(void);
+extern void EsHandlerCollectForget(int mark);
 extern void EsHandlerCheckFunction(Oid funcid, bool is_handler);
 extern void EsHandlerCheckAccess(const EsHandlerProjection *p);
 extern void EsHandlerEnter(const EsHandlerProjection *p, EsHandlerContext *ctx,
