@@ -393,6 +393,15 @@ extern void EsScanReportProgress(const char *what, int64 events);
 extern bool EsScanFindReversal(const char *command_id, const char *except_id,
 							   char **reversal_id);
 
+/* The transfers of the log, derived by the transfer fold (EsScanTransfers). */
+typedef void (*EsScanTransferCallback) (const EsTransfer *t, void *arg);
+typedef void (*EsScanProblemCallback) (const EsEvent *ev, const char *why,
+									   void *arg);
+extern int64 EsScanTransfers(bool one, int64 account_id,
+							 const TimestampTz *as_of, Snapshot snapshot,
+							 EsScanTransferCallback callback,
+							 EsScanProblemCallback problem, void *arg);
+
 /* ---------------------------------------------------------------- es_write.c */
 
 extern void EsWriteInit(void);
