@@ -213,7 +213,9 @@ ALTER EVENT TRIGGER es_guard_ddl ENABLE ALWAYS;
 SELECT check_name, ok, first_bad_seq = (SELECT seq FROM es_transfers WHERE transfer_id = 'p1') AS at_p1,
        regexp_replace(detail, '^\d+ of \d+ (.*) seq \d+:', 'N of M \1 seq N:') AS detail
   FROM es_verify() WHERE check_name = 'projection';
+SET client_min_messages = warning;  -- progress NOTICEs depend on the log's length
 SELECT es_rebuild_projections() > 0 AS rebuilt;
+RESET client_min_messages;
 SELECT check_name, ok FROM es_verify() WHERE check_name = 'projection';
 ROLLBACK;
 DROP VIEW tr;
