@@ -6,6 +6,10 @@
  *	  (the projection as it stood at a time, written to a table of a new
  *	  schema).
  *
+ * es_transfers is rebuilt and restored too, from the transfers the log
+ * holds (EsScanTransfers, the transfer fold; RebuildTransfers,
+ * RestoreTransfer).
+ *
  * Both fold the log the way es_accounts_at does (es_history.c): one walk of
  * es_events_account_version_key, one account's state in memory at a time,
  * each event folded with EsFoldEvent, the fold es_apply uses.  The opening

@@ -18,6 +18,9 @@
  * it with the one fold (EsFoldProblem first, so a bad event is reported,
  * not raised).  Per account it compares the fold with the projection row;
  * per currency, the projection's balances with deposits minus withdrawals.
+ * Then es_transfers: every transfer derived from the log by the transfer
+ * fold (EsScanTransfers) is compared with its row, found by seq, and the
+ * rows are counted (VerifyTransfers), as part of the projection check.
  * Every failure is counted; each check reports how many items it checked,
  * how many failed, and the smallest failing seq with its reason.
  *
