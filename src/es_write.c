@@ -782,17 +782,42 @@ ProbeTransfer(EsRel idx, Datum key, RegProcedure eqproc)
 
 /*
  * The transfer created by the command with id command_id, as a fresh
- * snapshot sees it (see ProbeTransfer), copied into the current memory
- * context.  False if none.  The caller that means to change it holds the
+ * snapshot sees it (see ProbeTransfer; its creating event likewise),
+ * copied into the current memory context.  False if none.  The caller that means to change it holds the
  * row locks of both its accounts: every change of a transfer's row is made
  * under them, so what it reads then is the latest state and stays so.
  */
 bool
 EsWriteFindTransfer(const char *command_id, EsTransfer *t)
 {
+	EsScanIter *it;
+	int64		seq = 0;
+	bool		found = false;
+
+	/*
+	 * The transfer's key is the seq of its debit-side event, one of the
+	 * creating command's events (es_events_command_id_idx).
+	 */
 	OpenTransfers();
-	if (!ProbeTransfer(ES_REL_TRANSFERS_ID_IDX, CStringGetTextDatum(command_id),
-					   F_TEXTEQ))
+	it = EsScanBeginText(ES_REL_EVENTS, ES_REL_EVENTS_COMMAND_ID_IDX,
+						 command_id, GetLatestSnapshot());
+	while (!found && EsScanNext(it))
+	{
+		EsEvent		ev;
+		bool		debit;
+
+		if (EsScanDecodeEvent(it, &ev) == NULL &&
+			(ev.type == ES_EV_TRANSFER_SENT ||
+			 ev.type == ES_EV_TRANSFER_RESERVED) &&
+			EsFoldEventIsTransfer(&ev, &debit) && debit)
+		{
+			seq = ev.seq;
+			found = true;
+		}
+	}
+	EsScanEnd(it);
+	if (!found ||
+		!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(seq), F_INT8EQ))
 		return false;
 	slot_getallattrs(Writer->tr_slot);
 	EsRowTransferFromValues(Writer->tr_slot->tts_values,
