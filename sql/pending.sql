@@ -188,6 +188,8 @@ SELECT try($$UPDATE es_transfers SET status = 'voided' RETURNING 1$$);
 SELECT try($$TRUNCATE es_transfers$$);
 DROP ROLE p_reader, p_writer, p_admin, p_nobody;
 
+SELECT es_check_shape('es_transfers', 'es_transfers') AS transfers_shape;
+
 -- an index of the user's own on es_transfers gets the rows of immediate
 -- transfers too (they then go through the executor, not the fast path)
 CREATE INDEX p_user_idx ON es_transfers (to_account, amount);
