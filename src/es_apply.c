@@ -353,8 +353,10 @@ ExpireTouched(const EsAccountState *states, const bool *found, int n,
 				ListCell   *lc2;
 
 				foreach(lc2, seen)
+				{
 					if (*(int64 *) lfirst(lc2) == t->seq)
-					dup = true;
+						dup = true;
+				}
 				if (dup)
 					continue;
 				seen = lappend(seen, &t->seq);
