@@ -13,9 +13,9 @@ CREATE ROLE p_nobody;
 CREATE SCHEMA p_app AUTHORIZATION p_owner;
 CREATE SCHEMA p_evil;
 GRANT USAGE, CREATE ON SCHEMA p_evil TO PUBLIC;
-SELECT es_open_account('p-a', 'USD') > 0 AS ok, es_open_account('p-b', 'USD') > 0 AS ok,
-       es_open_account('p-e', 'EUR') > 0 AS ok;
-SELECT es_deposit('p-a', 1000) > 0 AS ok, es_deposit('p-e', 500) > 0 AS ok;
+SELECT es_open_account('pj-a', 'USD') > 0 AS ok, es_open_account('pj-b', 'USD') > 0 AS ok,
+       es_open_account('pj-e', 'EUR') > 0 AS ok;
+SELECT es_deposit('pj-a', 1000) > 0 AS ok, es_deposit('pj-e', 500) > 0 AS ok;
 
 -- The user's read model: totals per currency (the example of
 -- doc/projections.md) of this test's accounts (p-*: earlier tests' accounts
@@ -26,7 +26,7 @@ CREATE TABLE currency_of (account_id bigint PRIMARY KEY, currency text NOT NULL)
 CREATE TABLE totals (currency text PRIMARY KEY, total bigint NOT NULL, events bigint NOT NULL);
 CREATE FUNCTION totals_apply(ev es_events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-	IF ev.type = 'AccountOpened' AND ev.data->>'account' LIKE 'p-%' THEN
+	IF ev.type = 'AccountOpened' AND ev.data->>'account' LIKE 'pj-%' THEN
 		INSERT INTO currency_of VALUES (ev.account_id, ev.data->>'currency');
 	END IF;
 	IF ev.amount = 13 AND ev.account_id IN (SELECT account_id FROM currency_of) THEN
@@ -44,7 +44,7 @@ $$;
 CREATE VIEW totals_expected AS
 SELECT a.currency, sum(e.amount)::bigint AS total, count(*) AS events
   FROM es_events e JOIN es_accounts a USING (account_id)
- WHERE a.account LIKE 'p-%' GROUP BY a.currency;
+ WHERE a.account LIKE 'pj-%' GROUP BY a.currency;
 CREATE FUNCTION totals_ok() RETURNS boolean LANGUAGE sql AS $$
 	SELECT NOT EXISTS (SELECT * FROM p_app.totals_expected EXCEPT SELECT * FROM p_app.totals)
 	   AND NOT EXISTS (SELECT * FROM p_app.totals EXCEPT SELECT * FROM p_app.totals_expected)
@@ -82,23 +82,23 @@ RESET search_path;
 -- es_apply runs it in the same transaction, whoever calls es_apply.
 SET ROLE p_writer;
 BEGIN;
-SELECT es_deposit('p-b', 250) > 0 AS ok;
-SELECT total = (SELECT sum(balance) FROM es_accounts WHERE currency = 'USD' AND account LIKE 'p-%') AS same_transaction
+SELECT es_deposit('pj-b', 250) > 0 AS ok;
+SELECT total = (SELECT sum(balance) FROM es_accounts WHERE currency = 'USD' AND account LIKE 'pj-%') AS same_transaction
   FROM p_app.totals WHERE currency = 'USD';
 ROLLBACK;
 SELECT p_app.totals_ok();
-SELECT es_transfer('p-a', 'p-b', 100) > 0 AS ok;
-SELECT es_apply('[{"type": "deposit", "account": "p-a", "amount": 5},
-                  {"type": "deposit", "account": "p-e", "amount": 7}]') > 0 AS batch;
+SELECT es_transfer('pj-a', 'pj-b', 100) > 0 AS ok;
+SELECT es_apply('[{"type": "deposit", "account": "pj-a", "amount": 5},
+                  {"type": "deposit", "account": "pj-e", "amount": 7}]') > 0 AS batch;
 SELECT p_app.totals_ok();
 -- A handler error fails the command: nothing written, the error is the handler's.
 SELECT count(*) AS events_before FROM es_events \gset
-SELECT try($$SELECT es_deposit('p-a', 13)::text$$);
-SELECT try($$SELECT es_apply('[{"type": "deposit", "account": "p-a", "amount": 1}, {"type": "deposit", "account": "p-a", "amount": 13}]')::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 13)::text$$);
+SELECT try($$SELECT es_apply('[{"type": "deposit", "account": "pj-a", "amount": 1}, {"type": "deposit", "account": "pj-a", "amount": 13}]')::text$$);
 SELECT count(*) = :events_before AS nothing_written, p_app.totals_ok() FROM es_events;
-SELECT balance FROM es_accounts WHERE account = 'p-a';
+SELECT balance FROM es_accounts WHERE account = 'pj-a';
 -- an idempotent retry appends nothing, so calls no handler
-SELECT es_deposit('p-a', 1, 'p-dep-1') = es_deposit('p-a', 1, 'p-dep-1') AS same_seq;
+SELECT es_deposit('pj-a', 1, 'pj-dep-1') = es_deposit('pj-a', 1, 'pj-dep-1') AS same_seq;
 SELECT p_app.totals_ok();
 RESET ROLE;
 
@@ -115,7 +115,7 @@ SET ROLE p_owner;
 SELECT es_projection_pause('totals');
 SELECT es_projection_pause('totals');	-- no change
 RESET ROLE;
-SELECT es_deposit('p-a', 13) > 0 AS applied_while_paused, es_deposit('p-e', 3) > 0 AS ok;
+SELECT es_deposit('pj-a', 13) > 0 AS applied_while_paused, es_deposit('pj-e', 3) > 0 AS ok;
 SELECT name, state, lag_events, lag_time > '0' AS behind FROM es_projections WHERE name = 'totals';
 SELECT p_app.totals_ok() AS paused_is_behind;
 SET ROLE p_owner;
@@ -125,7 +125,7 @@ SELECT state FROM es_projections WHERE name = 'totals';
 -- the owner fixes the handler, and resumes
 CREATE OR REPLACE FUNCTION p_app.totals_apply(ev es_events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-	IF ev.type = 'AccountOpened' AND ev.data->>'account' LIKE 'p-%' THEN
+	IF ev.type = 'AccountOpened' AND ev.data->>'account' LIKE 'pj-%' THEN
 		INSERT INTO currency_of VALUES (ev.account_id, ev.data->>'currency');
 	END IF;
 	INSERT INTO totals
@@ -161,8 +161,8 @@ SELECT try($$TRUNCATE es_projection_registry$$);
 -- Rebuild gives the same table as the live projection.
 SET ROLE p_writer;
 SELECT count(*) > 0 AS ok FROM (
-	SELECT es_transfer(CASE WHEN i % 2 = 0 THEN 'p-a' ELSE 'p-b' END,
-	                   CASE WHEN i % 2 = 0 THEN 'p-b' ELSE 'p-a' END, i)
+	SELECT es_transfer(CASE WHEN i % 2 = 0 THEN 'pj-a' ELSE 'pj-b' END,
+	                   CASE WHEN i % 2 = 0 THEN 'pj-b' ELSE 'pj-a' END, i)
 	  FROM generate_series(1, 40) i) t;
 RESET ROLE;
 CREATE TEMP TABLE totals_live AS SELECT * FROM p_app.totals;
@@ -177,7 +177,7 @@ SELECT p_app.totals_ok();
 -- background worker does), following es_read.
 SET ROLE p_owner;
 SET search_path = p_app, public;
-CREATE VIEW p_accounts AS SELECT account_id FROM es_accounts WHERE account LIKE 'p-%';
+CREATE VIEW p_accounts AS SELECT account_id FROM es_accounts WHERE account LIKE 'pj-%';
 CREATE TABLE totals_async (LIKE totals);
 ALTER TABLE totals_async ADD PRIMARY KEY (currency);
 CREATE FUNCTION totals_async_apply(ev es_events) RETURNS void LANGUAGE plpgsql AS $$
@@ -187,7 +187,7 @@ BEGIN
 	END IF;
 	INSERT INTO totals_async
 	SELECT a.currency, ev.amount, 1 FROM es_accounts a
-	 WHERE a.account_id = ev.account_id AND a.account LIKE 'p-%'
+	 WHERE a.account_id = ev.account_id AND a.account LIKE 'pj-%'
 	ON CONFLICT (currency) DO UPDATE
 		SET total = totals_async.total + excluded.total, events = totals_async.events + 1;
 END $$;
@@ -218,13 +218,13 @@ SELECT name, state, lag_events > 0 AS behind, split_part(last_error, ' (', 1) AS
 SELECT es_projection_run('totals_async') AS failed_applies_nothing;
 RESET ROLE;
 -- es_apply is not blocked by a failed async projection
-SELECT es_deposit('p-e', 2) > 0 AS ok;
+SELECT es_deposit('pj-e', 2) > 0 AS ok;
 SET ROLE p_owner;
 CREATE OR REPLACE FUNCTION p_app.totals_async_apply(ev es_events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	INSERT INTO p_app.totals_async
 	SELECT a.currency, ev.amount, 1 FROM es_accounts a
-	 WHERE a.account_id = ev.account_id AND a.account LIKE 'p-%'
+	 WHERE a.account_id = ev.account_id AND a.account LIKE 'pj-%'
 	ON CONFLICT (currency) DO UPDATE
 		SET total = totals_async.total + excluded.total, events = totals_async.events + 1;
 END $$;
@@ -238,7 +238,7 @@ SELECT name, state, applied = (SELECT count(*) FROM es_events) AS applied_all, l
 -- paused: es_projection_run skips it
 SELECT es_projection_pause('totals_async');
 RESET ROLE;
-SELECT es_deposit('p-e', 4) > 0 AS ok;
+SELECT es_deposit('pj-e', 4) > 0 AS ok;
 SET ROLE p_owner;
 SELECT es_projection_run('totals_async') AS paused_skipped;
 SELECT es_projection_resume('totals_async'), es_projection_run() AS resumed;
@@ -272,9 +272,9 @@ BEGIN
 END $$;
 SELECT es_projection_create('spy', 'p_app.spy(es_events)', 'inline') > 0 AS ok;
 RESET ROLE;
-SELECT es_deposit('p-a', 1) > 0 AS ok;
+SELECT es_deposit('pj-a', 1) > 0 AS ok;
 SELECT DISTINCT who FROM p_app.seen;
-SELECT try($$SELECT es_deposit('p-a', 77)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 77)::text$$);
 SELECT count(*) AS secrets FROM p_app.seen WHERE secret IS NOT NULL;
 SET ROLE p_owner;
 SELECT es_projection_drop('spy');
@@ -302,11 +302,11 @@ BEGIN
 END $$;
 SELECT es_projection_create('forge', 'p_app.forge(es_events)', 'inline') > 0 AS ok;
 RESET ROLE;
-SELECT try($$SELECT es_deposit('p-a', 91)::text$$);
-SELECT try($$SELECT es_deposit('p-a', 92)::text$$);
-SELECT try($$SELECT es_deposit('p-a', 93)::text$$);
-SELECT try($$SELECT es_deposit('p-a', 94)::text$$);
-SELECT try($$SELECT es_deposit('p-a', 95)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 91)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 92)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 93)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 94)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 95)::text$$);
 SET ROLE p_owner;
 SELECT es_projection_drop('forge');
 RESET ROLE;
@@ -327,12 +327,12 @@ BEGIN
 	END IF;
 END $$;
 SELECT es_projection_create('su_forge', 'public.p_forge(es_events)', 'inline') > 0 AS ok;
-SELECT try($$SELECT es_deposit('p-a', 91)::text$$);
-SELECT try($$SELECT es_deposit('p-a', 92)::text$$);
-SELECT try($$SELECT es_deposit('p-a', 93)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 91)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 92)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 93)::text$$);
 -- nor manage projections (a handler that rebuilt its own projection in
 -- the middle of a batch would apply events twice)
-SELECT try($$SELECT es_deposit('p-a', 96)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 96)::text$$);
 SELECT es_projection_drop('su_forge');
 SELECT count(*) AS su_forge_left FROM es_projections WHERE name = 'su_forge';
 SELECT check_name, ok FROM es_verify() ORDER BY 1;
@@ -342,7 +342,7 @@ SELECT check_name, ok FROM es_verify() ORDER BY 1;
 CREATE TABLE p_evil.totals (currency text, total bigint, events bigint);
 CREATE TABLE p_evil.currency_of (account_id bigint, currency text);
 SET search_path = p_evil, public;
-SELECT es_deposit('p-a', 11) > 0 AS ok;
+SELECT es_deposit('pj-a', 11) > 0 AS ok;
 RESET search_path;
 SELECT count(*) AS captured FROM p_evil.totals;
 SELECT p_app.totals_ok();
@@ -351,17 +351,17 @@ SELECT p_app.totals_ok();
 -- the command fails, so the owner can pause or drop it).
 REVOKE es_ledger_admin FROM p_owner;
 SET ROLE p_writer;
-SELECT try($$SELECT es_deposit('p-a', 1)::text$$);
+SELECT try($$SELECT es_deposit('pj-a', 1)::text$$);
 RESET ROLE;
 GRANT es_ledger_admin TO p_owner;
-SELECT es_deposit('p-a', 1) > 0 AS ok;
+SELECT es_deposit('pj-a', 1) > 0 AS ok;
 
 -- Drop: the handler is called no more; the user's tables stay.
 SET ROLE p_owner;
 SELECT es_projection_drop('totals'), es_projection_drop('totals_async');
 RESET ROLE;
 SELECT count(*) AS projections FROM es_projections;
-SELECT es_deposit('p-a', 13) > 0 AS unlucky_but_fine;
+SELECT es_deposit('pj-a', 13) > 0 AS unlucky_but_fine;
 SELECT count(*) > 0 AS tables_stay FROM p_app.totals;
 
 DROP VIEW first_13;

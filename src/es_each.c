@@ -315,6 +315,8 @@ EachNeedsSubxact(const EsCommand *cmd)
 		case ES_CMD_CLOSE_ACCOUNT:
 		case ES_CMD_SET_LIMITS:
 			return false;
+		case ES_CMD_POST_PENDING:	/* reads and locks its transfer first */
+		case ES_CMD_VOID_PENDING:
 		default:
 			return true;
 	}
@@ -344,12 +346,26 @@ EachCommand(EsEachCommand *c, MemoryContext errcxt)
 
 	/* Lock first, then look the id up (see ApplyCommand). */
 	c->nstates = EsApplyLockAccounts(cmd, c->states, c->found);
+	if (EsApplyAnyPending(c->states, c->found, c->nstates))
+	{
+		/*
+		 * An account with reservations: the command may first expire some
+		 * (events written before its decision), so a rejection would come
+		 * after a write.  The whole command in a subtransaction; the locks
+		 * just taken are the transaction's and stay.
+		 */
+		EsWriteOpenAll();
+		EsWriteFlushUpdates();
+		return InSubxact(WholeStep, c, errcxt);
+	}
 	if (cmd->id)
 	{
 		c->canonical = EsCommandCanonical(cmd);
 		if (EsWriteFindCommand(cmd->id, &c->known, &c->seq))
 			return Soft(KnownStep, c, errcxt, false);
 	}
+	c->decision.now = EsApplyRecordedAt(c->states, c->nstates);
+	c->decision.transfer = NULL;
 	edata = Soft(DecideStep, c, errcxt, false);
 	if (edata == NULL)
 		edata = Soft(AppendStep, c, errcxt, true);

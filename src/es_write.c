@@ -40,6 +40,14 @@
  * everyone else from drawing meanwhile (HealKey), so it cannot make later
  * appends fail on a duplicate key or spin.
  *
+ * es_transfers.  Opened on first use (OpenTransfers), like es_commands.
+ * Rows are read with a fresh snapshot (ProbeTransfer) and written by tuple
+ * id; the caller holds the row locks of both accounts of the transfer it
+ * changes, which is what serialises changes of one transfer.  The partial
+ * indexes on pending rows find the reservations due to expire
+ * (EsWriteExpiredTransfers).  EsWriteTryLockAccount locks an account row
+ * without waiting, for the other account of a reservation being expired.
+ *
  * Command ids.  EsWriteNextCommand does CommandCounterIncrement before each
  * command, as SPI does before each statement, so a command sees and may
  * update the rows written by the previous one, even within one SQL
@@ -69,6 +77,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
@@ -107,11 +116,24 @@ typedef struct EsWriter
 	TupleTableSlot *ev_new;		/* virtual slot for es_events */
 	TupleTableSlot *cmd_slot;	/* heap slot for reading es_commands */
 	TupleTableSlot *cmd_new;	/* virtual slot for es_commands */
+	ResultRelInfo *transfers;	/* es_transfers, opened on first use */
+	TupleTableSlot *tr_slot;	/* heap slot for reading es_transfers */
+	TupleTableSlot *tr_new;		/* virtual slot for writing es_transfers */
+	/* The posted-row fast path (InsertPostedTransfer), opened on first use. */
+	bool		tr_fast_checked;
+	bool		tr_fast;		/* es_transfers qualifies for it */
+	Relation	tr_rel;
+	Relation	tr_pkey;
+	IndexInfo  *tr_pkey_info;
+	TupleTableSlot *tr_fast_slot;
 	EPQState	epqstate;
 	SubTransactionId subid;		/* the subtransaction that began it */
 	bool		defer;			/* account rows written at the end only */
 	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
 } EsWriter;
+
+static void OpenTransfers(void);
+static bool TransferFastPath(void);
 
 static EsWriter *Writer = NULL;
 
@@ -291,6 +313,8 @@ EsWriteBegin(void)
 	rtable = lappend(rtable, MakeRte(ES_REL_EVENTS));
 	rtable = lappend(rtable, MakeRte(ES_REL_ACCOUNTS));
 	rtable = lappend(rtable, MakeRte(ES_REL_COMMANDS));
+	if (EsRowHasTransfers())
+		rtable = lappend(rtable, MakeRte(ES_REL_TRANSFERS));
 	ExecInitRangeTable(estate, rtable);
 	w->events = OpenResultRel(estate, ES_REL_EVENTS, 1);
 	w->accounts = OpenResultRel(estate, ES_REL_ACCOUNTS, 2);
@@ -338,6 +362,12 @@ EsWriteEnd(void)
 		index_close(w->command_idx, NoLock);
 		table_close(w->commands->ri_RelationDesc, NoLock);
 	}
+	if (w->transfers)
+		table_close(w->transfers->ri_RelationDesc, NoLock);
+	if (w->tr_pkey)
+		index_close(w->tr_pkey, NoLock);
+	if (w->tr_rel)
+		table_close(w->tr_rel, NoLock);
 	Writer = w->prev;
 	FreeExecutorState(w->estate);
 }
@@ -507,9 +537,12 @@ CompareToLock(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Lock one es_accounts row, following updates; the latest version in slot. */
-static void
-LockRow(ItemPointer tid, TupleTableSlot *slot)
+/*
+ * Lock one es_accounts row, following updates; the latest version in slot.
+ * With nowait, false instead of waiting for another transaction's lock.
+ */
+static bool
+LockRowWait(ItemPointer tid, TupleTableSlot *slot, bool nowait)
 {
 	TM_FailureData tmfd;
 	TM_Result	res;
@@ -517,12 +550,14 @@ LockRow(ItemPointer tid, TupleTableSlot *slot)
 	res = table_tuple_lock(Writer->accounts->ri_RelationDesc, tid,
 						   GetLatestSnapshot(), slot,
 						   GetCurrentCommandId(false), LockTupleExclusive,
-						   LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-						   &tmfd);
+						   nowait ? LockWaitSkip : LockWaitBlock,
+						   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	switch (res)
 	{
 		case TM_Ok:
 			break;
+		case TM_WouldBlock:
+			return false;
 		case TM_Deleted:
 			elog(ERROR, "es_accounts row (%u,%u) was deleted",
 				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
@@ -537,6 +572,14 @@ LockRow(ItemPointer tid, TupleTableSlot *slot)
 				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),
 				 (int) res);
 	}
+	return true;
+}
+
+/* Lock one es_accounts row, waiting if need be (LockRowWait). */
+static void
+LockRow(ItemPointer tid, TupleTableSlot *slot)
+{
+	LockRowWait(tid, slot, false);
 }
 
 /*
@@ -785,7 +828,8 @@ EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 }
 
 /*
- * Open now whatever the writer would open on first use (es_commands), so
+ * Open now whatever the writer would open on first use (es_commands,
+ * es_transfers and its fast path's relations), so
  * that a subtransaction run inside the writer (es_apply_each's) opens
  * nothing the writer keeps: resources taken in a subtransaction go when it
  * ends, and the writer would be left pointing at them.  A table opened on
@@ -795,6 +839,11 @@ void
 EsWriteOpenAll(void)
 {
 	OpenCommands();
+	if (EsRowHasTransfers())
+	{
+		OpenTransfers();
+		(void) TransferFastPath();
+	}
 }
 
 /*
@@ -832,4 +881,327 @@ EsWriteFlushUpdates(void)
 	Writer->defer = defer;
 	if (states)
 		pfree(states);
+}
+
+/*
+ * Lock the es_accounts row of the account named unless another transaction
+ * holds a lock on it (no wait), and read its latest state.  True if this
+ * transaction now holds it (or held it already: from the cache); false if
+ * it would have had to wait, or the account does not exist.  Used for the
+ * counterparty of a reservation being expired, which may come in any
+ * order relative to the locks already held, so waiting could deadlock.
+ */
+bool
+EsWriteTryLockAccount(const char *name, EsAccountState *state)
+{
+	Relation	accounts = Writer->accounts->ri_RelationDesc;
+	const EsAccountState *cached = EsCacheLookup(accounts, name, NULL);
+	bool		locked;
+
+	if (cached)
+	{
+		*state = *cached;
+		return true;
+	}
+	if (!ProbeText(accounts, Writer->account_idx, name, Writer->acc_slot))
+		return false;
+	locked = LockRowWait(&Writer->acc_slot->tts_tid, Writer->acc_slot, true);
+	if (locked)
+	{
+		SlotToState(Writer->acc_slot, state);
+		EsCacheStore(accounts, state, &Writer->acc_slot->tts_tid);
+		*state = *EsCacheLookup(accounts, name, NULL);
+	}
+	ExecClearTuple(Writer->acc_slot);
+	return locked;
+}
+
+/* ------------------------------------------------------------ es_transfers */
+
+/* Open es_transfers on first use, as OpenCommands opens es_commands. */
+static void
+OpenTransfers(void)
+{
+	EsWriter   *w = Writer;
+	MemoryContext old;
+
+	if (w->transfers)
+		return;
+	EsRowRequireTransfers();
+	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+	w->transfers = OpenResultRel(w->estate, ES_REL_TRANSFERS, 4);
+	w->tr_slot = table_slot_create(w->transfers->ri_RelationDesc,
+								   &w->estate->es_tupleTable);
+	w->tr_new = ExecInitExtraTupleSlot(w->estate,
+									   RelationGetDescr(w->transfers->ri_RelationDesc),
+									   &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Fetch into Writer->tr_slot the es_transfers row whose index idx (on one
+ * column) has key, as a fresh snapshot sees it: what committed before now,
+ * and what this transaction wrote before the current command.  False if
+ * none.
+ */
+static bool
+ProbeTransfer(EsRel idx, Datum key, RegProcedure eqproc)
+{
+	Relation	rel = Writer->transfers->ri_RelationDesc;
+	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], eqproc, key);
+	scan = index_beginscan(rel, index, GetLatestSnapshot(), 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, Writer->tr_slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	return found;
+}
+
+/*
+ * The transfer created by the command with id command_id, as a fresh
+ * snapshot sees it (see ProbeTransfer; its creating event likewise),
+ * copied into the current memory context.  False if none.  The caller that means to change it holds the
+ * row locks of both its accounts: every change of a transfer's row is made
+ * under them, so what it reads then is the latest state and stays so.
+ */
+bool
+EsWriteFindTransfer(const char *command_id, EsTransfer *t)
+{
+	EsScanIter *it;
+	int64		seq = 0;
+	bool		found = false;
+
+	/*
+	 * The transfer's key is the seq of its debit-side event, one of the
+	 * creating command's events (es_events_command_id_idx).
+	 */
+	OpenTransfers();
+	it = EsScanBeginText(ES_REL_EVENTS, ES_REL_EVENTS_COMMAND_ID_IDX,
+						 command_id, GetLatestSnapshot());
+	while (!found && EsScanNext(it))
+	{
+		EsEvent		ev;
+		bool		debit;
+
+		if (EsScanDecodeEvent(it, &ev) == NULL &&
+			(ev.type == ES_EV_TRANSFER_SENT ||
+			 ev.type == ES_EV_TRANSFER_RESERVED) &&
+			EsFoldEventIsTransfer(&ev, &debit) && debit)
+		{
+			seq = ev.seq;
+			found = true;
+		}
+	}
+	EsScanEnd(it);
+	if (!found ||
+		!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(seq), F_INT8EQ))
+		return false;
+	slot_getallattrs(Writer->tr_slot);
+	EsRowTransferFromValues(Writer->tr_slot->tts_values,
+							Writer->tr_slot->tts_isnull, t);
+	ExecClearTuple(Writer->tr_slot);
+	return true;
+}
+
+/* Fill the virtual slot for es_transfers with a transfer. */
+static void
+TransferToSlot(const EsTransfer *t, TupleTableSlot *slot)
+{
+	ExecClearTuple(slot);
+	EsRowTransferToValues(t, slot->tts_values, slot->tts_isnull);
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * May a posted transfer's row be inserted by the fast path?  Only if
+ * es_transfers has no index but the extension's own (its primary key, and
+ * the partial indexes on pending rows, which a posted row does not enter),
+ * no row trigger and no CHECK constraint: then the executor's insert would
+ * do nothing more than the heap insert and the primary key's entry.  Any
+ * other index (a user may add plain ones), trigger or constraint sends
+ * every insert through ExecSimpleRelationInsert.  Decided once per writer;
+ * the relation stays locked (RowExclusiveLock) meanwhile, so its indexes
+ * cannot change under it (CREATE INDEX needs ShareLock).
+ */
+static bool
+TransferFastPath(void)
+{
+	EsWriter   *w = Writer;
+	MemoryContext old;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		fast = true;
+
+	if (w->tr_fast_checked)
+		return w->tr_fast;
+	EsRowRequireTransfers();
+	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+	w->tr_rel = EsRowOpenTable(ES_REL_TRANSFERS, RowExclusiveLock);
+	if (w->tr_rel->trigdesc &&
+		(w->tr_rel->trigdesc->trig_insert_before_row ||
+		 w->tr_rel->trigdesc->trig_insert_after_row ||
+		 w->tr_rel->trigdesc->trig_insert_instead_row))
+		fast = false;
+	if (w->tr_rel->rd_att->constr && w->tr_rel->rd_att->constr->num_check > 0)
+		fast = false;
+	indexes = RelationGetIndexList(w->tr_rel);
+	foreach(lc, indexes)
+	{
+		Oid			idx = lfirst_oid(lc);
+
+		if (idx != EsRowRelid(ES_REL_TRANSFERS_SEQ_IDX) &&
+			idx != EsRowRelid(ES_REL_TRANSFERS_EXPIRES_IDX) &&
+			idx != EsRowRelid(ES_REL_TRANSFERS_FROM_IDX) &&
+			idx != EsRowRelid(ES_REL_TRANSFERS_TO_IDX))
+			fast = false;
+	}
+	list_free(indexes);
+	if (fast)
+	{
+		w->tr_pkey = index_open(EsRowRelid(ES_REL_TRANSFERS_SEQ_IDX),
+								RowExclusiveLock);
+		w->tr_pkey_info = BuildIndexInfo(w->tr_pkey);
+		w->tr_fast_slot = ExecInitExtraTupleSlot(w->estate,
+												 RelationGetDescr(w->tr_rel),
+												 &TTSOpsVirtual);
+	}
+	MemoryContextSwitchTo(old);
+	w->tr_fast = fast;
+	w->tr_fast_checked = true;
+	return fast;
+}
+
+/*
+ * Insert a posted transfer's row by the fast path (TransferFastPath): the
+ * heap tuple, then its primary key entry, checked unique.  This is what
+ * every immediate transfer writes, so it is on es_apply's hot path; going
+ * through the executor would open all of es_transfers' indexes and
+ * prepare the predicates of the three partial ones at every es_apply call
+ * only to skip them.
+ */
+static void
+InsertPostedTransfer(const EsTransfer *t)
+{
+	EsWriter   *w = Writer;
+	Datum		key = Int64GetDatum(t->seq);
+	bool		isnull = false;
+
+	TransferToSlot(t, w->tr_fast_slot);
+	table_tuple_insert(w->tr_rel, w->tr_fast_slot, GetCurrentCommandId(true),
+					   0, NULL);
+	index_insert(w->tr_pkey, &key, &isnull, &w->tr_fast_slot->tts_tid,
+				 w->tr_rel, UNIQUE_CHECK_YES, false, w->tr_pkey_info);
+}
+
+/*
+ * Insert a new transfer's es_transfers row: a posted one (an immediate
+ * transfer) by the fast path when es_transfers qualifies, anything else
+ * through the executor (ExecSimpleRelationInsert: every index, constraint
+ * and row trigger).
+ */
+void
+EsWriteInsertTransfer(const EsTransfer *t)
+{
+	if (t->status == ES_TRANSFER_POSTED && TransferFastPath())
+	{
+		InsertPostedTransfer(t);
+		return;
+	}
+	OpenTransfers();
+	TransferToSlot(t, Writer->tr_new);
+	ExecSimpleRelationInsert(Writer->transfers, Writer->estate, Writer->tr_new);
+}
+
+/*
+ * Write a transfer's es_transfers row, found by its seq.  The caller holds
+ * the row locks of both its accounts (see EsWriteFindTransfer).
+ */
+void
+EsWriteUpdateTransfer(const EsTransfer *t)
+{
+	OpenTransfers();
+	if (!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(t->seq),
+					   F_INT8EQ))
+		elog(ERROR, "es_transfers has no row for the transfer of seq %lld",
+			 (long long) t->seq);
+	TransferToSlot(t, Writer->tr_new);
+	ExecSimpleRelationUpdate(Writer->transfers, Writer->estate,
+							 &Writer->epqstate, Writer->tr_slot,
+							 Writer->tr_new);
+	ExecClearTuple(Writer->tr_slot);
+}
+
+/*
+ * Delete the es_transfers row at tid, through the executor; only
+ * es_rebuild_projections does this, under the lock that keeps writers out.
+ */
+void
+EsWriteDeleteTransfer(ItemPointer tid)
+{
+	OpenTransfers();
+	ExecClearTuple(Writer->tr_slot);
+	Writer->tr_slot->tts_tid = *tid;
+	ExecSimpleRelationDelete(Writer->transfers, Writer->estate,
+							 &Writer->epqstate, Writer->tr_slot);
+}
+
+/*
+ * The pending transfers whose expiry time is at or before now, as a fresh
+ * snapshot sees them, found through one of the partial indexes on pending
+ * transfers: es_transfers_expires_idx (expires_at) for every account
+ * (account_id unused), or es_transfers_from_pending_idx /
+ * es_transfers_to_pending_idx (account id, expires_at) for one account.
+ * At most max of them (0: no bound), earliest first for the first index.
+ * A List of EsTransfer pointers in the current memory context.
+ */
+List *
+EsWriteExpiredTransfers(EsRel idx, int64 account_id, TimestampTz now, int max)
+{
+	Relation	rel;
+	Relation	index;
+	ScanKeyData skey[2];
+	int			nkeys = 0;
+	IndexScanDesc scan;
+	List	   *result = NIL;
+	int			attno = 1;
+
+	OpenTransfers();
+	rel = Writer->transfers->ri_RelationDesc;
+	index = index_open(EsRowRelid(idx), AccessShareLock);
+	if (idx != ES_REL_TRANSFERS_EXPIRES_IDX)
+	{
+		ScanKeyEntryInitialize(&skey[nkeys++], 0, attno++,
+							   BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT8EQ, Int64GetDatum(account_id));
+	}
+	ScanKeyEntryInitialize(&skey[nkeys++], 0, attno,
+						   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
+						   F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+	scan = index_beginscan(rel, index, GetLatestSnapshot(), nkeys, 0);
+	index_rescan(scan, skey, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, Writer->tr_slot))
+	{
+		EsTransfer *t = palloc(sizeof(EsTransfer));
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(Writer->tr_slot);
+		EsRowTransferFromValues(Writer->tr_slot->tts_values,
+								Writer->tr_slot->tts_isnull, t);
+		/* The index is partial on status = 'pending'; recheck anyway. */
+		if (t->status == ES_TRANSFER_PENDING && t->has_expires_at &&
+			t->expires_at <= now)
+			result = lappend(result, t);
+		if (max > 0 && list_length(result) >= max)
+			break;
+	}
+	index_endscan(scan);
+	index_close(index, NoLock);
+	ExecClearTuple(Writer->tr_slot);
+	return result;
 }
