@@ -365,3 +365,35 @@ SELECT count(*) - :events_before AS written FROM es_events;
 SELECT es_projection_drop('ae_fail'), es_projection_drop('ae_seen');
 DROP FUNCTION ae_fail_apply(es_events), ae_seen_apply(es_events);
 DROP TABLE ae_seen;
+
+-- Two-phase transfers through es_apply_each: reserve, post, a void too
+-- late (ES010), rules that count the reservation (ES001).
+SELECT es_open_account('ae-p1', 'USD') > 0 AS ok, es_open_account('ae-p2', 'USD') > 0 AS ok,
+       es_deposit('ae-p1', 100) > 0 AS ok;
+SELECT ord, seq IS NOT NULL AS applied, sqlstate FROM es_apply_each($$[
+  {"type":"transfer","from":"ae-p1","to":"ae-p2","amount":60,"pending":true,"id":"ae-pt1"},
+  {"type":"withdraw","account":"ae-p1","amount":50},
+  {"type":"post_pending","pending_id":"ae-pt1","amount":20,"id":"ae-pt1-post"},
+  {"type":"void_pending","pending_id":"ae-pt1","id":"ae-pt1-void"},
+  {"type":"withdraw","account":"ae-p1","amount":50}
+]$$) ORDER BY ord;
+SELECT account, balance, pending_out, pending_in, available FROM es_accounts
+ WHERE account IN ('ae-p1', 'ae-p2') ORDER BY account;
+SELECT transfer_id, amount, posted_amount, status FROM es_transfers WHERE transfer_id = 'ae-pt1';
+-- A command on an account with an expired reservation first releases it;
+-- when that command is rejected, the release goes with it (nothing
+-- written); the next accepted command releases it for good.
+SELECT es_apply('{"type":"transfer","from":"ae-p1","to":"ae-p2","amount":10,"pending":true,"id":"ae-pt2","timeout":1}') > 0 AS reserved;
+SELECT pg_sleep(1.2);
+SELECT count(*) AS events_before FROM es_events \gset
+SELECT ord, seq IS NOT NULL AS applied, sqlstate FROM es_apply_each('[{"type":"withdraw","account":"ae-p1","amount":1000}]');
+SELECT count(*) - :events_before AS written, (SELECT status FROM es_transfers WHERE transfer_id = 'ae-pt2') AS status FROM es_events;
+SELECT ord, seq IS NOT NULL AS applied, sqlstate FROM es_apply_each('[{"type":"deposit","account":"ae-p1","amount":1}]');
+SELECT (SELECT status FROM es_transfers WHERE transfer_id = 'ae-pt2') AS status,
+       (SELECT pending_out FROM es_accounts WHERE account = 'ae-p1') AS pending_out,
+       (SELECT count(*) FROM es_events e JOIN es_accounts a USING (account_id)
+         WHERE a.account IN ('ae-p1', 'ae-p2') AND e.type = 'TransferExpired') AS expired_events;
+SELECT count(*) AS mismatches
+  FROM es_accounts a, LATERAL es_replay(a.account) r
+ WHERE a.account LIKE 'ae-p%' AND (r.*)::text IS DISTINCT FROM (a.*)::text;
+SELECT check_name, ok FROM es_verify() WHERE NOT ok;
