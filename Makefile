@@ -11,6 +11,7 @@ OBJS = \
 	src/es_cache.o \
 	src/es_scan.o \
 	src/es_write.o \
+	src/es_snap.o \
 	src/es_decide.o \
 	src/es_name.o \
 	src/es_command.o \

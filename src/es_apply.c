@@ -36,6 +36,8 @@
  *	   second (the idempotent result or ES008; ES004).  No advisory lock is
  *	   taken, so no other role can block a command by taking one.  Last, the
  *	   events are appended and each account's projection row written once.
+ *	   An account whose version crossed a multiple of
+ *	   es_ledger.snapshot_interval gets a snapshot (es_snap.c).
  *
  * An error at any step raises, and the transaction (or the caller's
  * savepoint) undoes whatever was written: nothing is ever half applied.  A
@@ -143,8 +145,13 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 	EsEvent		events[ES_MAX_COMMAND_EVENTS];
 	bool		opened[ES_MAX_COMMAND_ACCOUNTS] = {false};
 	bool		touched[ES_MAX_COMMAND_ACCOUNTS] = {false};
+	int64		prev_version[ES_MAX_COMMAND_ACCOUNTS];
 	TimestampTz recorded_at = RecordedAt(states, nstates);
 	int64		seq = 0;
+
+	for (int a = 0; a < nstates; a++)
+		prev_version[a] = states[a].status == ES_ACCOUNT_NONE ? 0 :
+			states[a].version;
 
 	for (int i = 0; i < decision->nevents; i++)
 	{
@@ -192,6 +199,10 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 	for (int a = 0; a < nstates; a++)
 		if (touched[a] && !opened[a])
 			EsWriteUpdateAccount(&states[a]);
+	/* Every es_ledger.snapshot_interval events, a snapshot (es_snap.c). */
+	for (int a = 0; a < nstates; a++)
+		if (touched[a])
+			EsSnapAfterAppend(&states[a], prev_version[a]);
 	return seq;
 }
 

@@ -21,6 +21,10 @@
  * the time still counts none of its events, rather than fold one without
  * its opening.
  *
+ * es_balance_at starts from the newest usable snapshot of the account
+ * (es_snap.c) and es_history, given since, from the newest one wholly
+ * before it; es_accounts_at reads every event once and needs none.
+ *
  * Memory stays flat however long the log: a row is decoded in the
  * iterator's row context, reset at every row, and folded there too, except
  * the opening event whose name and currency the state keeps, in a context
@@ -133,7 +137,9 @@ AccountArg(FunctionCallInfo fcinfo)
  *
  * The account's events in version order, each with the balance after it:
  * the explanation of a balance, event by event.  Every event is folded from
- * version 1 on, so balance_after is the fold's balance whatever the window;
+ * version 1 on (or from the newest usable snapshot recorded wholly before
+ * since, es_snap.c: the same fold, stored), so balance_after is the fold's
+ * balance whatever the window;
  * only events recorded within [since, until] (inclusive; NULL: unbounded)
  * are returned.  effective_at is shown, never filtered on.
  *
@@ -168,8 +174,18 @@ es_history(PG_FUNCTION_ARGS)
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_history account",
 									ALLOCSET_SMALL_SIZES);
 	EsFoldInit(&state, account_id);
-	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, true,
-					 account_id, GetActiveSnapshot());
+	/* Events recorded before since are not shown: a snapshot folds them. */
+	if (has_since && since > DT_NOBEGIN)
+	{
+		TimestampTz before = since - 1;
+		EsSnapshot	snap;
+		MemoryContext old = MemoryContextSwitchTo(keepcxt);
+
+		if (EsSnapFind(account_id, &before, NULL, &snap))
+			state = snap.state;
+		MemoryContextSwitchTo(old);
+	}
+	it = EsScanBeginAccount(account_id, state.version, GetActiveSnapshot());
 	while (NextEvent(it, &ev))
 	{
 		Datum		values[HISTORY_NATTS];
@@ -208,7 +224,9 @@ es_history(PG_FUNCTION_ARGS)
  * The account's balance as the ledger knew it at as_of (transaction time):
  * the fold of its events recorded at or before as_of.  NULL if the account
  * did not exist yet (its AccountOpened recorded after as_of); as_of NULL
- * means now (every event the statement's snapshot sees).
+ * means now (every event the statement's snapshot sees).  Starts from the
+ * newest usable snapshot (es_snap.c), passing over with a WARNING (ES012)
+ * one that fails its checks.
  *
  * Errors: ES009 for a NULL account, ES003 for an account the log never
  * knew, ES012 for a damaged row or an event that cannot be folded, 22003
@@ -235,8 +253,15 @@ es_balance_at(PG_FUNCTION_ARGS)
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_balance_at account",
 									ALLOCSET_SMALL_SIZES);
 	EsFoldInit(&state, account_id);
-	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, true,
-					 account_id, GetActiveSnapshot());
+	{
+		EsSnapshot	snap;
+		MemoryContext old = MemoryContextSwitchTo(keepcxt);
+
+		if (EsSnapFind(account_id, PG_ARGISNULL(1) ? NULL : &as_of, NULL, &snap))
+			state = snap.state;
+		MemoryContextSwitchTo(old);
+	}
+	it = EsScanBeginAccount(account_id, state.version, GetActiveSnapshot());
 	while (NextEvent(it, &ev))
 		FoldAsOf(it, &state, &ev, PG_ARGISNULL(1) ? NULL : &as_of, &unborn,
 				 keepcxt);

@@ -26,5 +26,6 @@ _PG_init(void)
 	EsGuardInit();
 	EsCacheInit();
 	EsWriteInit();
+	EsSnapInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

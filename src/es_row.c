@@ -2,8 +2,10 @@
  *
  * es_row.c
  *	  The row codec: the one place that knows the extension's relations and
- *	  the shape of its tables, and converts rows of es_events, es_accounts
- *	  and es_commands to and from the C structs (EsEvent, EsAccountState).
+ *	  the shape of its tables, and converts rows of es_events, es_accounts,
+ *	  es_commands and es_snapshots to and from the C structs (EsEvent,
+ *	  EsAccountState, EsSnapshot).  es_snapshots begins with the columns of
+ *	  es_accounts, so the state codec writes both.
  *
  * Everything that reads or writes those tables (the writer, the log scans
  * of replay, and later verify) goes through here, so a column is named,
@@ -88,7 +90,27 @@ static const EsColumnDef EsCommandColumns[ES_CMD_NATTS] = {
 	{"command_id", TEXTOID}, {"command", JSONBOID}, {"seq", INT8OID},
 };
 
-/* A relation of the extension: its name, kind and, for an index, table. */
+/*
+ * ... and of es_snapshots (EsSnapshotAttr): those of es_accounts, in the
+ * same order, then its own.  Keep the first ES_ACC_NATTS equal to
+ * EsAccountColumns: the state codec writes both tables.
+ */
+static const EsColumnDef EsSnapshotColumns[ES_SNAP_NATTS] = {
+	{"account_id", INT8OID}, {"account", TEXTOID}, {"currency", TEXTOID},
+	{"status", TEXTOID}, {"balance", INT8OID}, {"pending_out", INT8OID},
+	{"pending_in", INT8OID}, {"available", INT8OID},
+	{"overdraft_limit", INT8OID}, {"max_balance", INT8OID},
+	{"version", INT8OID}, {"last_seq", INT8OID},
+	{"opened_at", TIMESTAMPTZOID}, {"updated_at", TIMESTAMPTZOID},
+	{"last_hash", BYTEAOID},
+	{"max_recorded_at", TIMESTAMPTZOID}, {"max_effective_at", TIMESTAMPTZOID},
+	{"format", INT2OID}, {"magic", INT4OID}, {"checksum", BYTEAOID},
+};
+
+/*
+ * A relation of the extension: its name, kind and, for an index, table;
+ * since_030 for those 0.3.0 added, which a ledger not yet updated lacks.
+ */
 typedef struct EsRelDef
 {
 	const char *name;
@@ -96,6 +118,7 @@ typedef struct EsRelDef
 	EsRel		table;			/* the table an index belongs to */
 	const EsColumnDef *columns; /* tables only */
 	int			ncolumns;
+	bool		since_030;
 } EsRelDef;
 
 static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
@@ -105,6 +128,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	EsAccountColumns, ES_ACC_NATTS},
 	[ES_REL_COMMANDS] = {"es_commands", RELKIND_RELATION, ES_REL_COMMANDS,
 	EsCommandColumns, ES_CMD_NATTS},
+	[ES_REL_SNAPSHOTS] = {"es_snapshots", RELKIND_RELATION, ES_REL_SNAPSHOTS,
+	EsSnapshotColumns, ES_SNAP_NATTS, true},
 	[ES_REL_EVENTS_SEQ_IDX] = {"es_events_pkey", RELKIND_INDEX, ES_REL_EVENTS},
 	[ES_REL_EVENTS_VERSION_IDX] = {"es_events_account_version_key",
 	RELKIND_INDEX, ES_REL_EVENTS},
@@ -118,6 +143,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	ES_REL_ACCOUNTS},
 	[ES_REL_COMMANDS_ID_IDX] = {"es_commands_pkey", RELKIND_INDEX,
 	ES_REL_COMMANDS},
+	[ES_REL_SNAPSHOTS_IDX] = {"es_snapshots_pkey", RELKIND_INDEX,
+	ES_REL_SNAPSHOTS, NULL, 0, true},
 	[ES_REL_EVENTS_SEQ] = {"es_events_seq_seq", RELKIND_SEQUENCE,
 	ES_REL_EVENTS_SEQ},
 	[ES_REL_ACCOUNTS_SEQ] = {"es_accounts_account_id_seq", RELKIND_SEQUENCE,
@@ -223,6 +250,13 @@ ResolveRels(void)
 		const EsRelDef *def = &EsRelDefs[i];
 		Oid			relid = get_relname_relid(def->name, nspoid);
 
+		/* A ledger of 0.1.0 or 0.2.0 works without 0.3.0's relations. */
+		if (def->since_030 && !OidIsValid(relid) &&
+			(def->relkind != RELKIND_INDEX || !OidIsValid(EsRelOids[def->table])))
+		{
+			EsRelOids[i] = InvalidOid;
+			continue;
+		}
 		if (!OidIsValid(relid))
 			NotOurs(def->name, "The extension's schema holds no relation of that name.");
 		if (get_rel_relkind(relid) != def->relkind)
@@ -249,9 +283,33 @@ ResolveRels(void)
 Oid
 EsRowRelid(EsRel rel)
 {
-	if (!EsRelsValid)
+	/* A relation missing before ALTER EXTENSION UPDATE may exist now. */
+	if (!EsRelsValid ||
+		(!OidIsValid(EsRelOids[rel]) && EsRelDefs[rel].since_030))
 		ResolveRels();
 	return EsRelOids[rel];
+}
+
+/*
+ * Whether one of the extension's relations exists: those 0.3.0 added are
+ * missing from a ledger installed at an older version and not yet updated.
+ */
+bool
+EsRowRelExists(EsRel rel)
+{
+	return OidIsValid(EsRowRelid(rel));
+}
+
+/* The type of column attno (1-based) of table rel, as the codec knows it. */
+Oid
+EsRowColumnType(EsRel rel, int attno)
+{
+	const EsRelDef *def = &EsRelDefs[rel];
+
+	if (def->columns == NULL || attno < 1 || attno > def->ncolumns)
+		elog(ERROR, "es_ledger relation \"%s\" has no column %d", def->name,
+			 attno);
+	return def->columns[attno - 1].type;
 }
 
 /* The name of one of the extension's relations, for messages. */
@@ -265,7 +323,15 @@ EsRowRelName(EsRel rel)
 Relation
 EsRowOpenTable(EsRel rel, LOCKMODE lockmode)
 {
-	Relation	r = table_open(EsRowRelid(rel), lockmode);
+	Relation	r;
+
+	if (!EsRowRelExists(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es_ledger relation \"%s\" does not exist yet",
+						EsRelDefs[rel].name),
+				 errhint("Run ALTER EXTENSION es_ledger UPDATE.")));
+	r = table_open(EsRowRelid(rel), lockmode);
 
 	EsRowCheckShape(RelationGetDescr(r), rel, EsRelDefs[rel].name);
 	return r;
@@ -525,6 +591,55 @@ EsRowStateToDatum(const EsAccountState *state, TupleDesc desc)
 											 isnull));
 }
 
+/* -------------------------------------------------------------- snapshots */
+
+/*
+ * An es_snapshots row of a snapshot, as Datums in table order: the state's
+ * columns by the state codec, then the snapshot's own.
+ */
+void
+EsRowSnapshotToValues(const EsSnapshot *snap, Datum *v, bool *n)
+{
+	EsRowStateToValues(&snap->state, v, n);
+	n[ES_SNAP_ATT_MAX_RECORDED_AT - 1] = false;
+	n[ES_SNAP_ATT_MAX_EFFECTIVE_AT - 1] = false;
+	n[ES_SNAP_ATT_FORMAT - 1] = false;
+	n[ES_SNAP_ATT_MAGIC - 1] = false;
+	n[ES_SNAP_ATT_CHECKSUM - 1] = false;
+	v[ES_SNAP_ATT_MAX_RECORDED_AT - 1] = TimestampTzGetDatum(snap->max_recorded_at);
+	v[ES_SNAP_ATT_MAX_EFFECTIVE_AT - 1] = TimestampTzGetDatum(snap->max_effective_at);
+	v[ES_SNAP_ATT_FORMAT - 1] = Int16GetDatum(snap->format);
+	v[ES_SNAP_ATT_MAGIC - 1] = Int32GetDatum(snap->magic);
+	v[ES_SNAP_ATT_CHECKSUM - 1] = HashGetDatum(snap->checksum);
+}
+
+/*
+ * Decode a snapshot from an es_snapshots row (Datums in table order), texts
+ * copied into the current memory context.  Returns NULL, or why the row is
+ * damaged, without raising.  Its format, magic number and checksum are
+ * es_snap.c's to check.
+ */
+const char *
+EsRowSnapshotDecode(const Datum *v, const bool *n, EsSnapshot *snap)
+{
+	const char *problem;
+
+	memset(snap, 0, sizeof(*snap));
+	problem = EsRowStateDecode(v, n, &snap->state);
+	if (problem)
+		return problem;
+	for (int i = ES_ACC_NATTS; i < ES_SNAP_NATTS; i++)
+		if (n[i])
+			return psprintf("column \"%s\" is null", EsSnapshotColumns[i].name);
+	snap->max_recorded_at = DatumGetTimestampTz(v[ES_SNAP_ATT_MAX_RECORDED_AT - 1]);
+	snap->max_effective_at = DatumGetTimestampTz(v[ES_SNAP_ATT_MAX_EFFECTIVE_AT - 1]);
+	snap->format = DatumGetInt16(v[ES_SNAP_ATT_FORMAT - 1]);
+	snap->magic = DatumGetInt32(v[ES_SNAP_ATT_MAGIC - 1]);
+	if (!HashFromDatum(v[ES_SNAP_ATT_CHECKSUM - 1], snap->checksum))
+		return "its checksum is not 32 bytes long";
+	return NULL;
+}
+
 /* --------------------------------------------------------------- commands */
 
 /* An es_commands row, as Datums in table order. */
@@ -581,13 +696,13 @@ es_check_shape(PG_FUNCTION_ARGS)
 	int			i;
 
 	for (i = 0; i < ES_REL_TABLE_COUNT; i++)
-		if (EsRowRelid((EsRel) i) == shape)
+		if (EsRowRelExists((EsRel) i) && EsRowRelid((EsRel) i) == shape)
 			break;
 	if (i == ES_REL_TABLE_COUNT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a table of es_ledger", get_rel_name(shape)),
-				 errdetail("The shapes known are es_events, es_accounts and es_commands.")));
+				 errdetail("The shapes known are es_events, es_accounts, es_commands and es_snapshots.")));
 	r = relation_open(relid, AccessShareLock);
 	EsRowCheckShape(RelationGetDescr(r), (EsRel) i, RelationGetRelationName(r));
 	relation_close(r, AccessShareLock);

@@ -65,12 +65,13 @@ typedef enum EsCheckId
 	CHECK_PROJECTION,
 	CHECK_CONSERVATION,
 	CHECK_COMMANDS,
+	CHECK_SNAPSHOTS,
 	CHECK_COUNT
 } EsCheckId;
 
 static const char *const EsCheckNames[CHECK_COUNT] = {
 	"checksum", "hash_chain", "versions", "events", "projection", "conservation",
-	"commands",
+	"commands", "snapshots",
 };
 
 /* What one check found. */
@@ -647,6 +648,13 @@ VerifyCommands(EsVerify *v)
 					  (long long) v->events_with_id, (long long) registered_events));
 }
 
+/* A failure of the snapshots check (an EsSnapFailCallback). */
+static void
+SnapshotFail(int64 seq, const char *why, void *arg)
+{
+	Fail((EsVerify *) arg, CHECK_SNAPSHOTS, seq, why);
+}
+
 /* The planner's estimate of the number of accounts (pg_class.reltuples). */
 static double
 AccountsEstimate(void)
@@ -707,6 +715,9 @@ EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
  *	commands	  each es_commands row gives the seq of an event of its
  *				  command, and only registered commands' events carry an id
  *				  (whole ledger only)
+ *	snapshots	  each es_snapshots row passes the checks replay makes before
+ *				  using it (magic, format, checksum, the log's event at its
+ *				  version) and equals the replay of the log at its version
  * ok is false and first_bad_seq the smallest failing seq when a check
  * fails; detail says how many failed and why the first did.  Reads one
  * snapshot with AccessShareLock only: writers are never blocked.  ES003
@@ -863,6 +874,8 @@ es_verify(PG_FUNCTION_ARGS)
 conservation:
 	if (!one)
 		VerifyCommands(&v);
+	v.checks[CHECK_SNAPSHOTS].checked = EsSnapVerify(one, account_id,
+													 SnapshotFail, &v);
 	if (one)
 	{
 		v.checks[CHECK_CONSERVATION].checked = have_account ? 1 : 0;
@@ -899,6 +912,7 @@ conservation:
 							(long long) v.walked_by_index) : "accounts") :
 				  i == CHECK_PROJECTION ? "accounts" :
 				  i == CHECK_COMMANDS ? "commands" :
+				  i == CHECK_SNAPSHOTS ? "snapshots" :
 				  i == CHECK_CONSERVATION ? (one ? "accounts" : "currencies") :
 				  "events");
 	if (saved_activity)
