@@ -181,7 +181,8 @@ es_history(PG_FUNCTION_ARGS)
 		EsSnapshot	snap;
 		MemoryContext old = MemoryContextSwitchTo(keepcxt);
 
-		if (EsSnapFind(account_id, &before, NULL, &snap))
+		if (EsSnapFind(account_id, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   &before, NULL, &snap))
 			state = snap.state;
 		MemoryContextSwitchTo(old);
 	}
@@ -257,7 +258,8 @@ es_balance_at(PG_FUNCTION_ARGS)
 		EsSnapshot	snap;
 		MemoryContext old = MemoryContextSwitchTo(keepcxt);
 
-		if (EsSnapFind(account_id, PG_ARGISNULL(1) ? NULL : &as_of, NULL, &snap))
+		if (EsSnapFind(account_id, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   PG_ARGISNULL(1) ? NULL : &as_of, NULL, &snap))
 			state = snap.state;
 		MemoryContextSwitchTo(old);
 	}

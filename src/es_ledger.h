@@ -391,7 +391,8 @@ extern int	EsSnapInterval;
 typedef void (*EsSnapFailCallback) (int64 seq, const char *why, void *arg);
 
 extern void EsSnapInit(void);
-extern bool EsSnapFind(int64 account_id, const TimestampTz *as_of,
+extern bool EsSnapFind(int64 account_id, const char *account,
+					   const TimestampTz *as_of,
 					   const TimestampTz *effective_until, EsSnapshot *snap);
 extern void EsSnapAfterAppend(const EsAccountState *state, int64 prev_version);
 extern int64 EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail,

@@ -72,7 +72,7 @@ es_replay(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		EsScanWarnIfNotFinal(as_of);
 	/* From the newest usable snapshot, or from the first event. */
-	if (EsSnapFind(account_id, PG_ARGISNULL(1) ? NULL : &as_of,
+	if (EsSnapFind(account_id, account, PG_ARGISNULL(1) ? NULL : &as_of,
 				   PG_ARGISNULL(2) ? NULL : &until, &snap))
 	{
 		state = snap.state;

@@ -200,12 +200,13 @@ CopyStateStrings(EsAccountState *state)
  * whose events all pass the filters (max_recorded_at <= *as_of, and
  * max_effective_at <= *effective_until; NULL: no bound) and that passes
  * SnapProblem, as the active snapshot sees the log.  A snapshot that fails
- * is reported with a WARNING (ES012) and passed over.  On success *snap
+ * is reported with a WARNING (ES012) naming the account (account, its
+ * name) and the version, and passed over.  On success *snap
  * holds it, its texts in the current memory context.  False if none (or
  * no es_snapshots: a ledger not yet updated to 0.3.0).
  */
 bool
-EsSnapFind(int64 account_id, const TimestampTz *as_of,
+EsSnapFind(int64 account_id, const char *account, const TimestampTz *as_of,
 		   const TimestampTz *effective_until, EsSnapshot *snap)
 {
 	EsScanIter *it;
@@ -236,8 +237,8 @@ EsSnapFind(int64 account_id, const TimestampTz *as_of,
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_ES_INTEGRITY),
-					 errmsg("snapshot of account %lld at version %lld is not used: %s",
-							(long long) account_id,
+					 errmsg("snapshot of account \"%s\" at version %lld is not used: %s",
+							account,
 							(long long) DatumGetInt64(it->slot->tts_values[ES_ACC_ATT_VERSION - 1]),
 							problem),
 					 errdetail("Replay starts from an older snapshot or from the account's first event instead."),
@@ -301,10 +302,10 @@ SnapFold(EsSnapshot *snap, int64 account_id, Snapshot snapshot)
  * it started from (0: the stream's start).
  */
 static void
-SnapBuild(int64 account_id, Snapshot snapshot, EsSnapshot *snap,
-		  int64 *base_version)
+SnapBuild(int64 account_id, const char *account, Snapshot snapshot,
+		  EsSnapshot *snap, int64 *base_version)
 {
-	if (!EsSnapFind(account_id, NULL, NULL, snap))
+	if (!EsSnapFind(account_id, account, NULL, NULL, snap))
 	{
 		memset(snap, 0, sizeof(*snap));
 		EsFoldInit(&snap->state, account_id);
@@ -351,13 +352,13 @@ EsSnapAfterAppend(const EsAccountState *state, int64 prev_version)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger snapshot",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	SnapBuild(state->account_id, SnapshotSelf, &snap, &base);
+	SnapBuild(state->account_id, state->account, SnapshotSelf, &snap, &base);
 	if (snap.state.version != state->version ||
 		memcmp(snap.state.last_hash, state->last_hash, ES_HASH_LEN) != 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_ES_INTEGRITY),
-				 errmsg("no snapshot of account %lld stored at version %lld",
-						(long long) state->account_id,
+				 errmsg("no snapshot of account \"%s\" stored at version %lld",
+						state->account,
 						(long long) state->version),
 				 errdetail("The log's fold ends at version %lld with another hash than es_apply's.",
 						   (long long) snap.state.version)));
@@ -478,7 +479,7 @@ es_snapshot(PG_FUNCTION_ARGS)
 		LockRelationOid(EsRowRelid(ES_REL_SNAPSHOTS), ShareUpdateExclusiveLock);
 		/* What committed while we waited, and what this transaction wrote. */
 		PushActiveSnapshot(GetLatestSnapshot());
-		SnapBuild(account_id, SnapshotSelf, &snap, &base);
+		SnapBuild(account_id, name, SnapshotSelf, &snap, &base);
 		if (base != snap.state.version)
 		{
 			/* A snapshot at this version failed its checks: replace it. */
@@ -581,8 +582,10 @@ EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail, void *arg)
 		if (problem)
 		{
 			fail(snap.state.last_seq,
-				 psprintf("snapshot of account %lld at version %lld: %s",
-						  (long long) snap.state.account_id,
+				 psprintf("snapshot of account %s at version %lld: %s",
+						  snap.state.account ?
+						  psprintf("\"%s\"", snap.state.account) :
+						  psprintf("%lld", (long long) snap.state.account_id),
 						  (long long) snap.state.version, problem), arg);
 			continue;
 		}
@@ -628,8 +631,8 @@ EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail, void *arg)
 		if (broken || fold.state.version != snap.state.version)
 		{
 			fail(snap.state.last_seq,
-				 psprintf("snapshot of account %lld at version %lld: the log cannot be replayed up to its version",
-						  (long long) snap.state.account_id,
+				 psprintf("snapshot of account \"%s\" at version %lld: the log cannot be replayed up to its version",
+						  snap.state.account,
 						  (long long) snap.state.version), arg);
 			continue;
 		}
@@ -640,8 +643,8 @@ EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail, void *arg)
 		MemoryContextSwitchTo(old);
 		if (memcmp(fold.checksum, snap.checksum, ES_HASH_LEN) != 0)
 			fail(snap.state.last_seq,
-				 psprintf("snapshot of account %lld at version %lld differs from the replay of the log at its version",
-						  (long long) snap.state.account_id,
+				 psprintf("snapshot of account \"%s\" at version %lld differs from the replay of the log at its version",
+						  snap.state.account,
 						  (long long) snap.state.version), arg);
 	}
 	if (evs)
