@@ -17,8 +17,8 @@ BEGIN
 	INSERT INTO s_t SELECT acct, version, now() FROM es_accounts WHERE account = acct;
 END $$;
 SELECT format('DO $d$BEGIN PERFORM s_step(%L, %L); END$d$',
-              CASE WHEN i = 0 THEN $$SELECT es_open_account('s-a', 'USD')$$
-                   ELSE format($$SELECT es_deposit('s-a', %s)$$, i) END, 's-a')
+              CASE WHEN i = 0 THEN $$SELECT es_open_account('snap-a', 'USD')$$
+                   ELSE format($$SELECT es_deposit('snap-a', %s)$$, i) END, 'snap-a')
   FROM generate_series(0, 10) i \gexec
 
 -- 1. automatic: at versions 4 and 8 (interval 4), none at 11
@@ -28,7 +28,7 @@ SELECT s.version,
        s.last_hash = (SELECT hash FROM es_events e WHERE e.account_id = s.account_id AND e.version = s.version) AS hash_of_version,
        s.max_recorded_at = s.updated_at AS max_recorded_at,
        s.format, to_hex(s.magic) AS magic, length(s.checksum) AS checksum_len
-  FROM es_snapshots s WHERE account = 's-a' ORDER BY version;
+  FROM es_snapshots s WHERE account = 'snap-a' ORDER BY version;
 
 -- the checksum, recomputed in SQL from the columns (doc/reference.md):
 -- SHA-256 over every column but the checksum, each a presence byte, then
@@ -66,64 +66,64 @@ SELECT count(*) AS instants,
 ROLLBACK;
 SELECT (SELECT count(*) FROM es_snapshots) AS snapshots_kept_after_rollback;
 -- at now: the projection row, and es_balance_at
-SELECT r = a AS replay_is_projection, es_balance_at('s-a', NULL) = a.balance AS balance_at_now
-  FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 's-a';
+SELECT r = a AS replay_is_projection, es_balance_at('snap-a', NULL) = a.balance AS balance_at_now
+  FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-a';
 
 -- 3. time travel before the first snapshot, and between snapshots:
 -- es_balance_at equals the sum of the amounts recorded by then
-SELECT t.version, es_balance_at('s-a', t.t) =
+SELECT t.version, es_balance_at('snap-a', t.t) =
        (SELECT sum(amount) FROM es_events e JOIN es_accounts a USING (account_id)
-         WHERE a.account = 's-a' AND e.recorded_at <= t.t) AS balance_at_is_sum
-  FROM s_t t WHERE account = 's-a' ORDER BY 1;
+         WHERE a.account = 'snap-a' AND e.recorded_at <= t.t) AS balance_at_is_sum
+  FROM s_t t WHERE account = 'snap-a' ORDER BY 1;
 -- es_history since a time after a snapshot starts from it: same running
 -- balances as from the start
 SELECT bool_and(h.balance_after = f.balance_after) AS history_from_snapshot, count(*) AS rows
-  FROM es_history('s-a', (SELECT t FROM s_t WHERE account = 's-a' AND version = 10)) h
-  JOIN es_history('s-a') f USING (seq);
+  FROM es_history('snap-a', (SELECT t FROM s_t WHERE account = 'snap-a' AND version = 10)) h
+  JOIN es_history('snap-a') f USING (seq);
 
 -- 4. valid time: a deposit effective in the future makes the snapshots
 -- after it unusable for an effective_until before that time
 SELECT format('DO $d$BEGIN PERFORM s_step(%L, %L); END$d$',
-              CASE WHEN i = 0 THEN $$SELECT es_open_account('s-b', 'USD')$$
-                   WHEN i = 2 THEN $$SELECT es_apply('{"type": "deposit", "account": "s-b", "amount": 1000, "effective_at": "2099-01-01 00:00:00+00"}')$$
-                   ELSE format($$SELECT es_deposit('s-b', %s)$$, i) END, 's-b')
+              CASE WHEN i = 0 THEN $$SELECT es_open_account('snap-b', 'USD')$$
+                   WHEN i = 2 THEN $$SELECT es_apply('{"type": "deposit", "account": "snap-b", "amount": 1000, "effective_at": "2099-01-01 00:00:00+00"}')$$
+                   ELSE format($$SELECT es_deposit('snap-b', %s)$$, i) END, 'snap-b')
   FROM generate_series(0, 8) i \gexec
 SELECT version, max_effective_at = '2099-01-01 00:00:00+00' AS holds_the_future
-  FROM es_snapshots WHERE account = 's-b' ORDER BY version;
-SELECT u.label, (es_replay('s-b', NULL, u.until)).balance =
+  FROM es_snapshots WHERE account = 'snap-b' ORDER BY version;
+SELECT u.label, (es_replay('snap-b', NULL, u.until)).balance =
        (SELECT sum(amount) FROM es_events e JOIN es_accounts a USING (account_id)
-         WHERE a.account = 's-b' AND (e.effective_at <= u.until OR e.version = 1)) AS balance_is_sum
+         WHERE a.account = 'snap-b' AND (e.effective_at <= u.until OR e.version = 1)) AS balance_is_sum
   FROM (VALUES ('now', now()), ('2098', '2098-12-31 23:59:59.999999+00'::timestamptz),
                ('2099', '2099-01-01 00:00:00+00'), ('2100', '2100-01-01 00:00:00+00')) u(label, until);
 -- both filters: what the ledger knew at v6 about what had happened by now
-SELECT (es_replay('s-b', t.t, now())).balance =
+SELECT (es_replay('snap-b', t.t, now())).balance =
        (SELECT sum(amount) FROM es_events e JOIN es_accounts a USING (account_id)
-         WHERE a.account = 's-b' AND e.recorded_at <= t.t AND (e.effective_at <= now() OR e.version = 1)) AS bitemporal
-  FROM s_t t WHERE account = 's-b' AND version = 6;
+         WHERE a.account = 'snap-b' AND e.recorded_at <= t.t AND (e.effective_at <= now() OR e.version = 1)) AS bitemporal
+  FROM s_t t WHERE account = 'snap-b' AND version = 6;
 
 -- 5. es_snapshot on demand, es_drop_snapshots
-SELECT es_open_account('s-c', 'USD') > 0 AS ok, es_deposit('s-c', 5) > 0 AS ok, es_deposit('s-c', 6) > 0 AS ok;
-SELECT es_snapshot('s-c') AS snapshot_version;
-SELECT es_snapshot('s-c') AS again_no_new_row, (SELECT count(*) FROM es_snapshots WHERE account = 's-c') AS rows;
-SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 's-c';
-SELECT try($$SELECT es_snapshot('s-nobody')::text$$);
+SELECT es_open_account('snap-c', 'USD') > 0 AS ok, es_deposit('snap-c', 5) > 0 AS ok, es_deposit('snap-c', 6) > 0 AS ok;
+SELECT es_snapshot('snap-c') AS snapshot_version;
+SELECT es_snapshot('snap-c') AS again_no_new_row, (SELECT count(*) FROM es_snapshots WHERE account = 'snap-c') AS rows;
+SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-c';
+SELECT try($$SELECT es_snapshot('snap-nobody')::text$$);
 SELECT try($$SELECT es_snapshot(NULL)::text$$);
-SELECT try($$SELECT es_drop_snapshots('s-nobody')::text$$);
-SELECT es_drop_snapshots('s-c') AS dropped_one, (SELECT count(*) FROM es_snapshots WHERE account = 's-c') AS left_;
-SELECT es_snapshot('s-c') AS rebuilt;
+SELECT try($$SELECT es_drop_snapshots('snap-nobody')::text$$);
+SELECT es_drop_snapshots('snap-c') AS dropped_one, (SELECT count(*) FROM es_snapshots WHERE account = 'snap-c') AS left_;
+SELECT es_snapshot('snap-c') AS rebuilt;
 -- in a batch, a snapshot at every multiple crossed; a transfer snapshots both sides
-SELECT es_apply(jsonb_agg(jsonb_build_object('type', 'deposit', 'account', 's-c', 'amount', i))) > 0 AS ok
+SELECT es_apply(jsonb_agg(jsonb_build_object('type', 'deposit', 'account', 'snap-c', 'amount', i))) > 0 AS ok
   FROM generate_series(1, 8) i;
-SELECT es_transfer('s-c', 's-a', 1) > 0 AS ok;
+SELECT es_transfer('snap-c', 'snap-a', 1) > 0 AS ok;
 SELECT account, array_agg(version ORDER BY version) AS versions FROM es_snapshots GROUP BY 1 ORDER BY 1;
 SELECT a.account, a.version, s.version = a.version AS snapshot_at_head
   FROM es_accounts a JOIN es_snapshots s ON s.account_id = a.account_id AND s.version = a.version
- WHERE a.account IN ('s-a', 's-c') ORDER BY 1;
+ WHERE a.account IN ('snap-a', 'snap-c') ORDER BY 1;
 -- 0 turns automatic snapshots off
 SET es_ledger.snapshot_interval = 0;
-SELECT es_deposit('s-c', 1) > 0 AS ok, es_deposit('s-c', 1) > 0 AS ok, es_deposit('s-c', 1) > 0 AS ok,
-       es_deposit('s-c', 1) > 0 AS ok;
-SELECT max(version) AS newest_snapshot FROM es_snapshots WHERE account = 's-c';
+SELECT es_deposit('snap-c', 1) > 0 AS ok, es_deposit('snap-c', 1) > 0 AS ok, es_deposit('snap-c', 1) > 0 AS ok,
+       es_deposit('snap-c', 1) > 0 AS ok;
+SELECT max(version) AS newest_snapshot FROM es_snapshots WHERE account = 'snap-c';
 SET es_ledger.snapshot_interval = 4;
 SELECT check_name, ok, detail FROM es_verify() WHERE check_name = 'snapshots';
 
@@ -139,42 +139,42 @@ BEGIN
 END $$;
 -- 6a. content changed, checksum not: replay at now starts from the newer
 -- snapshot at 12 and never looks at it; as of v11 it passes it over
-SELECT s_tamper($$UPDATE es_snapshots SET balance = balance + 1000000 WHERE account = 's-a' AND version = 8$$);
-SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 's-a';
-SELECT es_balance_at('s-a', t) = (SELECT balance FROM es_accounts WHERE account = 's-a') - 1 AS balance_at_v11
-  FROM s_t WHERE account = 's-a' AND version = 11;
+SELECT s_tamper($$UPDATE es_snapshots SET balance = balance + 1000000 WHERE account = 'snap-a' AND version = 8$$);
+SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-a';
+SELECT es_balance_at('snap-a', t) = (SELECT balance FROM es_accounts WHERE account = 'snap-a') - 1 AS balance_at_v11
+  FROM s_t WHERE account = 'snap-a' AND version = 11;
 -- before the damaged one: the snapshot at 4 is used, no warning
-SELECT es_balance_at('s-a', t) AS balance_at_v6 FROM s_t WHERE account = 's-a' AND version = 6;
-SELECT check_name, ok, first_bad_seq = (SELECT last_seq FROM es_snapshots WHERE account = 's-a' AND version = 8) AS names_it, regexp_replace(detail, 'seq \d+', 'seq N') AS detail
-  FROM es_verify('s-a') WHERE check_name = 'snapshots';
+SELECT es_balance_at('snap-a', t) AS balance_at_v6 FROM s_t WHERE account = 'snap-a' AND version = 6;
+SELECT check_name, ok, first_bad_seq = (SELECT last_seq FROM es_snapshots WHERE account = 'snap-a' AND version = 8) AS names_it, regexp_replace(detail, 'seq \d+', 'seq N') AS detail
+  FROM es_verify('snap-a') WHERE check_name = 'snapshots';
 -- es_snapshot replaces it; es_verify passes again
-SELECT s_tamper($$UPDATE es_snapshots SET balance = balance - 1000000 WHERE account = 's-a' AND version = 8$$);
-SELECT s_tamper($$UPDATE es_snapshots SET format = 2 WHERE account = 's-a' AND version = 12$$);
-SELECT es_snapshot('s-a') AS replaced;
-SELECT format, s_checksum(s) = checksum AS checksum_ok FROM es_snapshots s WHERE account = 's-a' AND version = 12;
+SELECT s_tamper($$UPDATE es_snapshots SET balance = balance - 1000000 WHERE account = 'snap-a' AND version = 8$$);
+SELECT s_tamper($$UPDATE es_snapshots SET format = 2 WHERE account = 'snap-a' AND version = 12$$);
+SELECT es_snapshot('snap-a') AS replaced;
+SELECT format, s_checksum(s) = checksum AS checksum_ok FROM es_snapshots s WHERE account = 'snap-a' AND version = 12;
 -- 6b. out of date: a snapshot whose hash is not the log's at its version,
 -- with a checksum that matches its (forged) content
-SELECT s_tamper($$UPDATE es_snapshots s SET last_hash = sha256('forged'), checksum = s_checksum(ROW(s.account_id, s.account, s.currency, s.status, s.balance + 7, s.pending_out, s.pending_in, s.available + 7, s.overdraft_limit, s.max_balance, s.version, s.last_seq, s.opened_at, s.updated_at, sha256('forged'), s.max_recorded_at, s.max_effective_at, s.format, s.magic, s.checksum)::es_snapshots), balance = balance + 7, available = available + 7 WHERE account = 's-a' AND version = 12$$);
-SELECT version, s_checksum(s) = checksum AS checksum_matches FROM es_snapshots s WHERE account = 's-a' AND version = 12;
-SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 's-a';
+SELECT s_tamper($$UPDATE es_snapshots s SET last_hash = sha256('forged'), checksum = s_checksum(ROW(s.account_id, s.account, s.currency, s.status, s.balance + 7, s.pending_out, s.pending_in, s.available + 7, s.overdraft_limit, s.max_balance, s.version, s.last_seq, s.opened_at, s.updated_at, sha256('forged'), s.max_recorded_at, s.max_effective_at, s.format, s.magic, s.checksum)::es_snapshots), balance = balance + 7, available = available + 7 WHERE account = 'snap-a' AND version = 12$$);
+SELECT version, s_checksum(s) = checksum AS checksum_matches FROM es_snapshots s WHERE account = 'snap-a' AND version = 12;
+SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-a';
 -- 6c. a forged magic number, and a snapshot moved to another account
-SELECT s_tamper($$UPDATE es_snapshots SET magic = 0 WHERE account = 's-a' AND version = 8$$);
-SELECT s_tamper($$UPDATE es_snapshots SET account_id = (SELECT account_id FROM es_accounts WHERE account = 's-b') WHERE account = 's-a' AND version = 12$$);
-SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 's-b';
-SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 's-a';
+SELECT s_tamper($$UPDATE es_snapshots SET magic = 0 WHERE account = 'snap-a' AND version = 8$$);
+SELECT s_tamper($$UPDATE es_snapshots SET account_id = (SELECT account_id FROM es_accounts WHERE account = 'snap-b') WHERE account = 'snap-a' AND version = 12$$);
+SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-b';
+SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-a';
 SELECT check_name, ok, checked, regexp_replace(detail, 'seq \d+', 'seq N') AS detail FROM es_verify() WHERE check_name = 'snapshots';
 -- 6d. content and checksum rewritten together, consistent with the log's
 -- hash: the checksum has no key, so replay trusts it; es_verify, which
 -- replays the log up to every snapshot, is what catches it
-SELECT s_tamper($$UPDATE es_snapshots s SET checksum = s_checksum(ROW(s.account_id, s.account, s.currency, s.status, s.balance + 5, s.pending_out, s.pending_in, s.available + 5, s.overdraft_limit, s.max_balance, s.version, s.last_seq, s.opened_at, s.updated_at, s.last_hash, s.max_recorded_at, s.max_effective_at, s.format, s.magic, s.checksum)::es_snapshots), balance = balance + 5, available = available + 5 WHERE account = 's-c' AND version = 12$$);
-SELECT (es_replay('s-c')).balance - balance AS replay_minus_projection FROM es_accounts WHERE account = 's-c';
-SELECT check_name, ok, checked, first_bad_seq = (SELECT last_seq FROM es_snapshots WHERE account = 's-c' AND version = 12) AS names_it, regexp_replace(detail, 'seq \d+', 'seq N') AS detail
-  FROM es_verify('s-c') WHERE check_name = 'snapshots';
+SELECT s_tamper($$UPDATE es_snapshots s SET checksum = s_checksum(ROW(s.account_id, s.account, s.currency, s.status, s.balance + 5, s.pending_out, s.pending_in, s.available + 5, s.overdraft_limit, s.max_balance, s.version, s.last_seq, s.opened_at, s.updated_at, s.last_hash, s.max_recorded_at, s.max_effective_at, s.format, s.magic, s.checksum)::es_snapshots), balance = balance + 5, available = available + 5 WHERE account = 'snap-c' AND version = 12$$);
+SELECT (es_replay('snap-c')).balance - balance AS replay_minus_projection FROM es_accounts WHERE account = 'snap-c';
+SELECT check_name, ok, checked, first_bad_seq = (SELECT last_seq FROM es_snapshots WHERE account = 'snap-c' AND version = 12) AS names_it, regexp_replace(detail, 'seq \d+', 'seq N') AS detail
+  FROM es_verify('snap-c') WHERE check_name = 'snapshots';
 -- dropped and rebuilt, everything agrees again
 SELECT es_drop_snapshots() > 0 AS dropped;
-SELECT es_snapshot(account) > 0 AS ok FROM es_accounts WHERE account LIKE 's-%' ORDER BY account;
+SELECT es_snapshot(account) > 0 AS ok FROM es_accounts WHERE account LIKE 'snap-%' ORDER BY account;
 SELECT check_name, ok, checked, regexp_replace(detail, 'seq \d+', 'seq N') AS detail FROM es_verify() WHERE check_name = 'snapshots';
-SELECT count(*) AS replays_equal_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE r = a AND a.account LIKE 's-%';
+SELECT count(*) AS replays_equal_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE r = a AND a.account LIKE 'snap-%';
 
 -- 7. the table is derived data: no role writes it but through the extension
 SELECT try($$INSERT INTO es_snapshots SELECT * FROM es_snapshots LIMIT 1 RETURNING 'inserted'$$);
@@ -194,7 +194,7 @@ CREATE ROLE s_admin IN ROLE es_ledger_admin;
 CREATE ROLE s_nobody;
 SET ROLE s_reader;
 SELECT count(*) > 0 AS reader_reads FROM es_snapshots;
-SELECT try($$SELECT es_snapshot('s-a')::text$$);
+SELECT try($$SELECT es_snapshot('snap-a')::text$$);
 SET ROLE s_writer;
 SELECT try($$DELETE FROM es_snapshots RETURNING 'deleted'$$);
 SELECT try($$INSERT INTO es_snapshots SELECT * FROM es_snapshots LIMIT 1 RETURNING 'inserted'$$);
@@ -202,7 +202,7 @@ SELECT try($$SELECT es_drop_snapshots()::text$$);
 SET es_ledger.snapshot_interval = 1;
 SET ROLE s_admin;
 SELECT try($$UPDATE es_snapshots SET balance = 0 RETURNING 'updated'$$);
-SELECT es_snapshot('s-b') > 0 AS admin_snapshots, es_drop_snapshots('s-b') AS admin_drops;
+SELECT es_snapshot('snap-b') > 0 AS admin_snapshots, es_drop_snapshots('snap-b') AS admin_drops;
 SET ROLE s_nobody;
 SELECT try($$SELECT count(*)::text FROM es_snapshots$$);
 RESET ROLE;
