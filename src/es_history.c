@@ -7,7 +7,9 @@
  *
  * Like es_replay they read es_events and nothing else (never es_accounts),
  * through es_scan.c's iterator over es_events_account_version_key, so each
- * account's events come in version order, and fold them with EsFoldEvent,
+ * account's events come in version order (es_accounts_at: in physical
+ * order, which is version order but in rare cases, see AccountsAtPhysical),
+ * and fold them with EsFoldEvent,
  * the fold es_apply uses: es_accounts_at(NULL) is es_accounts, and
  * es_history's balance_after is the balance es_apply computed after each
  * event.
@@ -39,9 +41,13 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -289,6 +295,185 @@ EmitAccount(ReturnSetInfo *rsinfo, const EsAccountState *state,
 	MemoryContextSwitchTo(old);
 }
 
+/* One account during es_accounts_at's physical-order walk. */
+typedef struct AtAccount
+{
+	int64		account_id;		/* hash key */
+	EsAccountState state;
+	int64		next_version;	/* the version due next in physical order */
+	bool		unborn;			/* opened after as_of (FoldAsOf) */
+	bool		deferred;		/* met out of version order: walk by index */
+} AtAccount;
+
+/* Above this many accounts, es_accounts_at walks the index (flat memory). */
+#define ES_AT_PHYSICAL_MAX_ACCOUNTS	1000000
+
+/* qsort comparator of AtAccount pointers by account_id. */
+static int
+CompareAtAccounts(const void *a, const void *b)
+{
+	int64		x = (*(AtAccount *const *) a)->account_id;
+	int64		y = (*(AtAccount *const *) b)->account_id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Fold one account's events, in version order by its index, into *state
+ * (initialised here), with FoldAsOf: for an account es_accounts_at's
+ * physical walk met out of version order.
+ */
+static void
+FoldAccountByIndex(int64 account_id, const TimestampTz *as_of,
+				   EsAccountState *state, MemoryContext keepcxt)
+{
+	EsScanIter *it = EsScanBeginAccount(account_id, 0, GetActiveSnapshot());
+	EsEvent		ev;
+	bool		unborn = false;
+
+	EsFoldInit(state, account_id);
+	while (NextEvent(it, &ev))
+		FoldAsOf(it, state, &ev, as_of, &unborn, keepcxt);
+	EsScanEnd(it);
+}
+
+/*
+ * es_accounts_at by one sequential pass over es_events in physical order,
+ * which is each account's version order in all but rare cases (the writer
+ * appends an account's events in version order under its row lock),
+ * keeping each account's running state in a hash table; then the states
+ * sorted by account_id.  An account met out of version order is folded
+ * again by its index (FoldAccountByIndex).  Reading each page once, rather
+ * than once per account on it as the index walk does, and decoding only
+ * what the fold reads (EsRowEventDecodeForFold) is what makes it fast; the
+ * price is memory per account, so it gives up (returns false, nothing
+ * emitted) past ES_AT_PHYSICAL_MAX_ACCOUNTS accounts.
+ */
+static bool
+AccountsAtPhysical(ReturnSetInfo *rsinfo, const TimestampTz *bound,
+				   MemoryContext keepcxt)
+{
+	Relation	heap = EsRowOpenTable(ES_REL_EVENTS, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	TableScanDesc scan = table_beginscan(heap, GetActiveSnapshot(), 0, NULL);
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "es_accounts_at row", 0,
+												 64 * 1024,
+												 ALLOCSET_DEFAULT_MAXSIZE);
+	HASHCTL		ctl;
+	HTAB	   *accounts;
+	HASH_SEQ_STATUS status;
+	AtAccount  *a = NULL;
+	AtAccount **sorted;
+	int64		n = 0;
+	int64		events = 0;
+	bool		complete = true;
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(AtAccount);
+	ctl.hcxt = keepcxt;
+	accounts = hash_create("es_accounts_at accounts", 1024, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		EsEvent		ev;
+		const char *problem;
+		MemoryContext old;
+		bool		isnull;
+		int64		account_id;
+		int64		version;
+
+		CHECK_FOR_INTERRUPTS();
+		if (++events % ES_SCAN_PROGRESS_EVENTS == 0)
+			EsScanReportProgress("es_accounts_at", events);
+		account_id = DatumGetInt64(slot_getattr(slot, ES_EV_ATT_ACCOUNT_ID, &isnull));
+		if (isnull)
+			EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);	/* ES012 */
+		if (a == NULL || a->account_id != account_id)
+		{
+			bool		found;
+
+			a = hash_search(accounts, &account_id, HASH_ENTER, &found);
+			if (!found)
+			{
+				if (hash_get_num_entries(accounts) > ES_AT_PHYSICAL_MAX_ACCOUNTS)
+				{
+					complete = false;
+					break;
+				}
+				EsFoldInit(&a->state, account_id);
+				a->next_version = 1;
+				a->unborn = false;
+				a->deferred = false;
+			}
+		}
+		if (a->deferred)
+			continue;
+		version = DatumGetInt64(slot_getattr(slot, ES_EV_ATT_VERSION, &isnull));
+		if (isnull || version != a->next_version)
+		{
+			a->deferred = true;
+			continue;
+		}
+		a->next_version++;
+		if (a->unborn)
+			continue;
+
+		MemoryContextReset(rowcxt);
+		old = MemoryContextSwitchTo(rowcxt);
+		problem = EsRowEventDecodeForFold(slot, &ev);
+		if (problem)
+			EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);	/* ES012 */
+		if (bound && ev.recorded_at > *bound)
+		{
+			if (ev.version == 1)
+				a->unborn = true;
+		}
+		else
+		{
+			/* The opening event's texts are kept by the state. */
+			if (ev.type == ES_EV_ACCOUNT_OPENED)
+				MemoryContextSwitchTo(keepcxt);
+			EsFoldEvent(&a->state, &ev);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, AccessShareLock);
+	MemoryContextDelete(rowcxt);
+	if (!complete)
+	{
+		hash_destroy(accounts);
+		return false;
+	}
+
+	/* The accounts met out of order, by index; then all by account_id. */
+	sorted = MemoryContextAlloc(keepcxt, sizeof(AtAccount *) *
+								Max(hash_get_num_entries(accounts), 1));
+	hash_seq_init(&status, accounts);
+	while ((a = hash_seq_search(&status)) != NULL)
+	{
+		if (a->deferred)
+			FoldAccountByIndex(a->account_id, bound, &a->state, keepcxt);
+		if (a->state.status != ES_ACCOUNT_NONE)
+			sorted[n++] = a;
+	}
+	qsort(sorted, n, sizeof(AtAccount *), CompareAtAccounts);
+	for (int64 i = 0; i < n; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(keepcxt);
+		Datum		values[ES_ACC_NATTS];
+		bool		nulls[ES_ACC_NATTS];
+
+		EsRowStateToValues(&sorted[i]->state, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+	}
+	hash_destroy(accounts);
+	return true;
+}
+
 /*
  * es_accounts_at(as_of timestamptz) RETURNS SETOF es_accounts
  *
@@ -298,8 +483,10 @@ EmitAccount(ReturnSetInfo *rsinfo, const EsAccountState *state,
  * returns for each), ordered by account_id.  as_of NULL means now: then the
  * rows are those of es_accounts, read from the log alone.
  *
- * One walk of es_events_account_version_key, one account's state in memory
- * at a time.
+ * One pass over es_events in physical order (AccountsAtPhysical), each
+ * account's state in a hash table; past ES_AT_PHYSICAL_MAX_ACCOUNTS
+ * accounts, one walk of es_events_account_version_key instead, one
+ * account's state in memory at a time.  Both fold with EsFoldEvent.
  *
  * Errors: ES012 for a damaged row or an event that cannot be folded, 22003
  * for a balance out of the bigint range, 55000 if es_accounts does not have
@@ -327,8 +514,14 @@ es_accounts_at(PG_FUNCTION_ARGS)
 	if (bound)
 		EsScanWarnIfNotFinal(as_of);
 
-	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_accounts_at account",
-									ALLOCSET_SMALL_SIZES);
+	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_accounts_at accounts",
+									ALLOCSET_DEFAULT_SIZES);
+	if (AccountsAtPhysical(rsinfo, bound, keepcxt))
+	{
+		MemoryContextDelete(keepcxt);
+		return (Datum) 0;
+	}
+	MemoryContextReset(keepcxt);
 	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, false, 0,
 					 GetActiveSnapshot());
 	while (NextEvent(it, &ev))

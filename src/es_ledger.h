@@ -179,6 +179,7 @@ typedef struct EsAccountState
 extern void EsFoldInit(EsAccountState *state, int64 account_id);
 extern const char *EsFoldProblem(const EsAccountState *state, const EsEvent *ev);
 extern void EsFoldEvent(EsAccountState *state, const EsEvent *ev);
+extern bool EsFoldNeedsData(EsEventType type);
 extern const char *EsFoldStatusName(EsAccountStatus status);
 extern EsAccountStatus EsFoldStatusFromName(const char *name);
 
@@ -279,6 +280,7 @@ extern const char *EsRowEventDecode(const Datum *values, const bool *isnull,
 									EsEvent *ev);
 extern void EsRowEventFromValues(const Datum *values, const bool *isnull,
 								 EsEvent *ev);
+extern const char *EsRowEventDecodeForFold(TupleTableSlot *slot, EsEvent *ev);
 extern void EsRowStateToValues(const EsAccountState *state, Datum *values,
 							   bool *isnull);
 extern const char *EsRowStateDecode(const Datum *values, const bool *isnull,

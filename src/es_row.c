@@ -499,6 +499,67 @@ EsRowEventFromValues(const Datum *v, const bool *n, EsEvent *ev)
 			   problem);
 }
 
+/*
+ * Decode from an es_events row in slot only what the fold reads (seq,
+ * account_id, version, type, amount, recorded_at, effective_at, hash, and
+ * the data of the types whose fold reads it, EsFoldNeedsData), deforming
+ * the columns up to hash only: no copy of the type's text, command_id
+ * NULL, checksum 0, the format not looked at.  For readers that fold many
+ * events and trust the log's encoding to es_verify (es_accounts_at).
+ * Returns NULL or why the row cannot be folded, as EsRowEventDecode.
+ */
+const char *
+EsRowEventDecodeForFold(TupleTableSlot *slot, EsEvent *ev)
+{
+	Datum	   *v;
+	bool	   *n;
+	text	   *type;
+
+	slot_getsomeattrs(slot, ES_EV_ATT_HASH);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+	memset(ev, 0, sizeof(*ev));
+	for (int i = 0; i < ES_EV_ATT_HASH; i++)
+		if (n[i] && i + 1 != ES_EV_ATT_COMMAND_ID)
+			return psprintf("column \"%s\" is null", EsEventColumns[i].name);
+	ev->seq = DatumGetInt64(v[ES_EV_ATT_SEQ - 1]);
+	ev->account_id = DatumGetInt64(v[ES_EV_ATT_ACCOUNT_ID - 1]);
+	ev->version = DatumGetInt64(v[ES_EV_ATT_VERSION - 1]);
+	type = (text *) DatumGetPointer(v[ES_EV_ATT_TYPE - 1]);
+	ev->type = ES_EV_INVALID;
+	if (!VARATT_IS_EXTENDED(type) || VARATT_IS_SHORT(type))
+	{
+		/* Compare the text in place: no copy per row. */
+		const char *p = VARDATA_ANY(type);
+		int			len = VARSIZE_ANY_EXHDR(type);
+
+		for (int t = ES_EV_ACCOUNT_OPENED; t <= ES_EV_LAST; t++)
+		{
+			const char *name = EsEventTypeName((EsEventType) t);
+
+			if (strlen(name) == len && memcmp(name, p, len) == 0)
+			{
+				ev->type = (EsEventType) t;
+				break;
+			}
+		}
+	}
+	else
+		ev->type = EsEventTypeFromName(TextDatumGetCString(v[ES_EV_ATT_TYPE - 1]));
+	ev->amount = DatumGetInt64(v[ES_EV_ATT_AMOUNT - 1]);
+	if (EsFoldNeedsData(ev->type))
+	{
+		ev->data = DatumGetJsonbP(v[ES_EV_ATT_DATA - 1]);
+		if (!JB_ROOT_IS_OBJECT(ev->data) || JB_ROOT_IS_SCALAR(ev->data))
+			return "data is not a JSON object";
+	}
+	ev->recorded_at = DatumGetTimestampTz(v[ES_EV_ATT_RECORDED_AT - 1]);
+	ev->effective_at = DatumGetTimestampTz(v[ES_EV_ATT_EFFECTIVE_AT - 1]);
+	if (!HashFromDatum(v[ES_EV_ATT_HASH - 1], ev->hash))
+		return "its hash is not 32 bytes long";
+	return NULL;
+}
+
 /* --------------------------------------------------------------- accounts */
 
 /* An es_accounts row of a state, as Datums in table order. */
