@@ -47,7 +47,7 @@
 #include "miscadmin.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -296,24 +296,46 @@ EmitAccount(ReturnSetInfo *rsinfo, const EsAccountState *state,
 }
 
 /* One account during es_accounts_at's physical-order walk. */
-typedef struct AtAccount
+typedef struct AtState
 {
-	int64		account_id;		/* hash key */
 	EsAccountState state;
 	int64		next_version;	/* the version due next in physical order */
 	bool		unborn;			/* opened after as_of (FoldAsOf) */
 	bool		deferred;		/* met out of version order: walk by index */
+} AtState;
+
+/*
+ * Its entry in the hash table: small, so that a probe touches one cache
+ * line; the state lives apart.
+ */
+typedef struct AtAccount
+{
+	int64		account_id;		/* hash key */
+	char		status;			/* simplehash's */
+	AtState    *st;
 } AtAccount;
+
+/* A hash table of them keyed by account_id (lib/simplehash.h). */
+#define SH_PREFIX		at
+#define SH_ELEMENT_TYPE	AtAccount
+#define SH_KEY_TYPE		int64
+#define SH_KEY			account_id
+#define SH_HASH_KEY(tb, key) murmurhash32((uint32) (key) ^ (uint32) ((uint64) (key) >> 32))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 /* Above this many accounts, es_accounts_at walks the index (flat memory). */
 #define ES_AT_PHYSICAL_MAX_ACCOUNTS	1000000
 
-/* qsort comparator of AtAccount pointers by account_id. */
+/* qsort comparator of AtState pointers by account_id. */
 static int
 CompareAtAccounts(const void *a, const void *b)
 {
-	int64		x = (*(AtAccount *const *) a)->account_id;
-	int64		y = (*(AtAccount *const *) b)->account_id;
+	int64		x = (*(AtState *const *) a)->state.account_id;
+	int64		y = (*(AtState *const *) b)->state.account_id;
 
 	return x < y ? -1 : x > y ? 1 : 0;
 }
@@ -360,20 +382,15 @@ AccountsAtPhysical(ReturnSetInfo *rsinfo, const TimestampTz *bound,
 												 "es_accounts_at row", 0,
 												 64 * 1024,
 												 ALLOCSET_DEFAULT_MAXSIZE);
-	HASHCTL		ctl;
-	HTAB	   *accounts;
-	HASH_SEQ_STATUS status;
-	AtAccount  *a = NULL;
-	AtAccount **sorted;
+	at_hash    *accounts = at_create(keepcxt, 1024, NULL);
+	at_iterator iter;
+	AtAccount  *e;
+	AtState    *a = NULL;
+	AtState   **sorted;
 	int64		n = 0;
 	int64		events = 0;
 	bool		complete = true;
 
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(AtAccount);
-	ctl.hcxt = keepcxt;
-	accounts = hash_create("es_accounts_at accounts", 1024, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		EsEvent		ev;
@@ -389,23 +406,25 @@ AccountsAtPhysical(ReturnSetInfo *rsinfo, const TimestampTz *bound,
 		account_id = DatumGetInt64(slot_getattr(slot, ES_EV_ATT_ACCOUNT_ID, &isnull));
 		if (isnull)
 			EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);	/* ES012 */
-		if (a == NULL || a->account_id != account_id)
+		if (a == NULL || a->state.account_id != account_id)
 		{
 			bool		found;
 
-			a = hash_search(accounts, &account_id, HASH_ENTER, &found);
+			e = at_insert(accounts, account_id, &found);
 			if (!found)
 			{
-				if (hash_get_num_entries(accounts) > ES_AT_PHYSICAL_MAX_ACCOUNTS)
+				if (accounts->members > ES_AT_PHYSICAL_MAX_ACCOUNTS)
 				{
 					complete = false;
 					break;
 				}
-				EsFoldInit(&a->state, account_id);
-				a->next_version = 1;
-				a->unborn = false;
-				a->deferred = false;
+				e->st = MemoryContextAlloc(keepcxt, sizeof(AtState));
+				EsFoldInit(&e->st->state, account_id);
+				e->st->next_version = 1;
+				e->st->unborn = false;
+				e->st->deferred = false;
 			}
+			a = e->st;
 		}
 		if (a->deferred)
 			continue;
@@ -444,22 +463,23 @@ AccountsAtPhysical(ReturnSetInfo *rsinfo, const TimestampTz *bound,
 	MemoryContextDelete(rowcxt);
 	if (!complete)
 	{
-		hash_destroy(accounts);
+		at_destroy(accounts);
 		return false;
 	}
 
 	/* The accounts met out of order, by index; then all by account_id. */
-	sorted = MemoryContextAlloc(keepcxt, sizeof(AtAccount *) *
-								Max(hash_get_num_entries(accounts), 1));
-	hash_seq_init(&status, accounts);
-	while ((a = hash_seq_search(&status)) != NULL)
+	sorted = MemoryContextAlloc(keepcxt, sizeof(AtState *) *
+								Max(accounts->members, 1));
+	at_start_iterate(accounts, &iter);
+	while ((e = at_iterate(accounts, &iter)) != NULL)
 	{
+		a = e->st;
 		if (a->deferred)
-			FoldAccountByIndex(a->account_id, bound, &a->state, keepcxt);
+			FoldAccountByIndex(e->account_id, bound, &a->state, keepcxt);
 		if (a->state.status != ES_ACCOUNT_NONE)
 			sorted[n++] = a;
 	}
-	qsort(sorted, n, sizeof(AtAccount *), CompareAtAccounts);
+	qsort(sorted, n, sizeof(AtState *), CompareAtAccounts);
 	for (int64 i = 0; i < n; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(keepcxt);
@@ -470,7 +490,7 @@ AccountsAtPhysical(ReturnSetInfo *rsinfo, const TimestampTz *bound,
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(old);
 	}
-	hash_destroy(accounts);
+	at_destroy(accounts);
 	return true;
 }
 

@@ -533,11 +533,15 @@ EsRowEventDecodeForFold(TupleTableSlot *slot, EsEvent *ev)
 		const char *p = VARDATA_ANY(type);
 		int			len = VARSIZE_ANY_EXHDR(type);
 
+		static int	lens[ES_EV_LAST + 1];
+
 		for (int t = ES_EV_ACCOUNT_OPENED; t <= ES_EV_LAST; t++)
 		{
 			const char *name = EsEventTypeName((EsEventType) t);
 
-			if (strlen(name) == len && memcmp(name, p, len) == 0)
+			if (lens[t] == 0)
+				lens[t] = strlen(name);
+			if (lens[t] == len && memcmp(name, p, len) == 0)
 			{
 				ev->type = (EsEventType) t;
 				break;
