@@ -108,7 +108,7 @@ sub check_restored
 		'0/25', "$how: es_replay equals es_accounts for every account");
 	# an old id retried: its original seq, even on the account frozen since
 	is($node->safe_psql($db, q{SELECT string_agg(check_name || '=' || ok, ',') FROM es_verify()}),
-		'checksum=true,hash_chain=true,versions=true,events=true,projection=true,conservation=true,commands=true',
+		'checksum=true,hash_chain=true,versions=true,events=true,projection=true,conservation=true,commands=true,snapshots=true',
 		"$how: es_verify passes every check");
 	is($node->safe_psql($db, "SELECT es_verify_digest($digest_seq, '$digest')"), 't',
 		"$how: the original's digest holds");

@@ -105,7 +105,7 @@ is(sb(q{SELECT count(*) FROM es_accounts a WHERE row(a.*) IS DISTINCT FROM es_re
 my $verify_sql = q{SELECT string_agg(check_name || ' ' || ok || ' ' || checked, E'\n' ORDER BY check_name) FROM es_verify()};
 my $verify_standby = sb($verify_sql);
 note("es_verify() on the standby:\n$verify_standby");
-is(sb(q{SELECT bool_and(ok) AND count(*) = 7 AND bool_and(first_bad_seq IS NULL) FROM es_verify()}), 't',
+is(sb(q{SELECT bool_and(ok) AND count(*) = 8 AND bool_and(first_bad_seq IS NULL) FROM es_verify()}), 't',
 	'es_verify() on the standby is all ok');
 is($verify_standby, pr($verify_sql), 'es_verify() on the standby gives the primary\'s rows (check_name, ok, checked)');
 my $verify_each_sql = q{SELECT string_agg(a.account || ' ' || v.check_name || ' ' || v.ok || ' ' || v.checked, E'\n'
