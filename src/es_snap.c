@@ -195,6 +195,11 @@ CopyStateStrings(EsAccountState *state)
 		state->currency = pstrdup(state->currency);
 }
 
+static bool SnapFindIn(int64 account_id, const char *account,
+					   const TimestampTz *as_of,
+					   const TimestampTz *effective_until, Snapshot snapshot,
+					   EsSnapshot *snap);
+
 /*
  * Find the newest snapshot of an account that replay may start from: one
  * whose events all pass the filters (max_recorded_at <= *as_of, and
@@ -209,13 +214,23 @@ bool
 EsSnapFind(int64 account_id, const char *account, const TimestampTz *as_of,
 		   const TimestampTz *effective_until, EsSnapshot *snap)
 {
+	return SnapFindIn(account_id, account, as_of, effective_until,
+					  GetActiveSnapshot(), snap);
+}
+
+/* EsSnapFind, reading es_snapshots and the log with snapshot. */
+static bool
+SnapFindIn(int64 account_id, const char *account, const TimestampTz *as_of,
+		   const TimestampTz *effective_until, Snapshot snapshot,
+		   EsSnapshot *snap)
+{
 	EsScanIter *it;
 	bool		found = false;
 
 	if (!EsRowRelExists(ES_REL_SNAPSHOTS))
 		return false;
 	it = EsScanBegin(ES_REL_SNAPSHOTS, ES_REL_SNAPSHOTS_IDX, true, account_id,
-					 GetActiveSnapshot());
+					 snapshot);
 	it->direction = BackwardScanDirection;	/* newest first */
 	while (EsScanNext(it))
 	{
@@ -231,7 +246,7 @@ EsSnapFind(int64 account_id, const char *account, const TimestampTz *as_of,
 			continue;			/* newer than the time asked for */
 		}
 		if (problem == NULL)
-			problem = SnapProblem(snap, account_id, GetActiveSnapshot());
+			problem = SnapProblem(snap, account_id, snapshot);
 		MemoryContextSwitchTo(old);
 		if (problem)
 		{
@@ -297,15 +312,17 @@ SnapFold(EsSnapshot *snap, int64 account_id, Snapshot snapshot)
 
 /*
  * The snapshot of an account at the last version snapshot sees: from the
- * newest trustworthy snapshot (as the active snapshot sees es_snapshots),
- * or from S(0), folding the events after it.  *base_version is the version
- * it started from (0: the stream's start).
+ * newest trustworthy snapshot (as snapshot sees es_snapshots: SnapshotSelf
+ * sees those this transaction wrote, so a batch that crosses several
+ * multiples of the interval folds each interval once), or from S(0),
+ * folding the events after it.  *base_version is the version it started
+ * from (0: the stream's start).
  */
 static void
 SnapBuild(int64 account_id, const char *account, Snapshot snapshot,
 		  EsSnapshot *snap, int64 *base_version)
 {
-	if (!EsSnapFind(account_id, account, NULL, NULL, snap))
+	if (!SnapFindIn(account_id, account, NULL, NULL, snapshot, snap))
 	{
 		memset(snap, 0, sizeof(*snap));
 		EsFoldInit(&snap->state, account_id);
