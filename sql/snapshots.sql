@@ -44,7 +44,7 @@ CREATE FUNCTION s_checksum(s es_snapshots) RETURNS bytea LANGUAGE sql AS $$
 	              s_ts(s.opened_at) || s_ts(s.updated_at) || s_b(s.last_hash) ||
 	              s_ts(s.max_recorded_at) || s_ts(s.max_effective_at) || s_i(s.format) || s_i(s.magic))
 $$;
-SELECT version, s_checksum(s) = checksum AS checksum_recomputed FROM es_snapshots s ORDER BY account_id, version;
+SELECT version, s_checksum(s) = checksum AS checksum_recomputed FROM es_snapshots s WHERE account LIKE 'snap-%' ORDER BY account_id, version;
 
 -- 2. replay with snapshots equals replay from the log's start, at now and
 -- at every event's recorded_at (and just before it), for every account
@@ -54,7 +54,7 @@ SELECT t.account AS acct, t.version AS at_version, k.k, r.*
        LATERAL es_replay(t.account, t.t + k.k * interval '1 microsecond') r
  WHERE NOT (t.version = 1 AND k.k = -1);
 BEGIN;
-SELECT es_drop_snapshots() AS dropped;
+SELECT es_drop_snapshots() >= 2 AS dropped;
 SELECT count(*) AS instants,
        count(*) FILTER (WHERE w IS NOT DISTINCT FROM o) AS equal,
        count(*) FILTER (WHERE w.version = w.at_version + w.k) AS at_the_version
@@ -64,7 +64,7 @@ SELECT count(*) AS instants,
                LATERAL es_replay(t.account, t.t + k.k * interval '1 microsecond') r
          WHERE NOT (t.version = 1 AND k.k = -1)) o USING (acct, at_version, k);
 ROLLBACK;
-SELECT (SELECT count(*) FROM es_snapshots) AS snapshots_kept_after_rollback;
+SELECT (SELECT count(*) FROM es_snapshots WHERE account LIKE 'snap-%') AS snapshots_kept_after_rollback;
 -- at now: the projection row, and es_balance_at
 SELECT r = a AS replay_is_projection, es_balance_at('snap-a', NULL) = a.balance AS balance_at_now
   FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-a';
@@ -115,7 +115,7 @@ SELECT es_snapshot('snap-c') AS rebuilt;
 SELECT es_apply(jsonb_agg(jsonb_build_object('type', 'deposit', 'account', 'snap-c', 'amount', i))) > 0 AS ok
   FROM generate_series(1, 8) i;
 SELECT es_transfer('snap-c', 'snap-a', 1) > 0 AS ok;
-SELECT account, array_agg(version ORDER BY version) AS versions FROM es_snapshots GROUP BY 1 ORDER BY 1;
+SELECT account, array_agg(version ORDER BY version) AS versions FROM es_snapshots WHERE account LIKE 'snap-%' GROUP BY 1 ORDER BY 1;
 SELECT a.account, a.version, s.version = a.version AS snapshot_at_head
   FROM es_accounts a JOIN es_snapshots s ON s.account_id = a.account_id AND s.version = a.version
  WHERE a.account IN ('snap-a', 'snap-c') ORDER BY 1;
@@ -125,7 +125,7 @@ SELECT es_deposit('snap-c', 1) > 0 AS ok, es_deposit('snap-c', 1) > 0 AS ok, es_
        es_deposit('snap-c', 1) > 0 AS ok;
 SELECT max(version) AS newest_snapshot FROM es_snapshots WHERE account = 'snap-c';
 SET es_ledger.snapshot_interval = 4;
-SELECT check_name, ok, detail FROM es_verify() WHERE check_name = 'snapshots';
+SELECT check_name, ok, regexp_replace(detail, '\d+', 'N', 'g') AS detail FROM es_verify() WHERE check_name = 'snapshots';
 
 -- 6. a damaged snapshot is never trusted: replay warns (ES012), passes it
 -- over and still answers from the log; es_verify fails the snapshots check
@@ -162,7 +162,7 @@ SELECT s_tamper($$UPDATE es_snapshots SET magic = 0 WHERE account = 'snap-a' AND
 SELECT s_tamper($$UPDATE es_snapshots SET account_id = (SELECT account_id FROM es_accounts WHERE account = 'snap-b') WHERE account = 'snap-a' AND version = 12$$);
 SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-b';
 SELECT r = a AS replay_is_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account = 'snap-a';
-SELECT check_name, ok, checked, regexp_replace(detail, 'seq \d+', 'seq N') AS detail FROM es_verify() WHERE check_name = 'snapshots';
+SELECT check_name, ok, regexp_replace(detail, '\d+ of \d+ snapshots|\d+ snapshots|seq \d+', 'N', 'g') AS detail FROM es_verify() WHERE check_name = 'snapshots';
 -- 6d. content and checksum rewritten together, consistent with the log's
 -- hash: the checksum has no key, so replay trusts it; es_verify, which
 -- replays the log up to every snapshot, is what catches it
@@ -173,7 +173,7 @@ SELECT check_name, ok, checked, first_bad_seq = (SELECT last_seq FROM es_snapsho
 -- dropped and rebuilt, everything agrees again
 SELECT es_drop_snapshots() > 0 AS dropped;
 SELECT es_snapshot(account) > 0 AS ok FROM es_accounts WHERE account LIKE 'snap-%' ORDER BY account;
-SELECT check_name, ok, checked, regexp_replace(detail, 'seq \d+', 'seq N') AS detail FROM es_verify() WHERE check_name = 'snapshots';
+SELECT check_name, ok, regexp_replace(detail, '\d+ of \d+ snapshots|\d+ snapshots|seq \d+', 'N', 'g') AS detail FROM es_verify() WHERE check_name = 'snapshots';
 SELECT count(*) AS replays_equal_projection FROM es_accounts a, LATERAL es_replay(a.account) r WHERE r = a AND a.account LIKE 'snap-%';
 
 -- 7. the table is derived data: no role writes it but through the extension
