@@ -273,22 +273,36 @@ SnapFindIn(int64 account_id, const char *account, const TimestampTz *as_of,
  * it, or S(0) with zero bounds), as snapshot sees the log, into snap: its
  * state, time bounds and checksum become those of the snapshot at the last
  * version folded.  Allocations go to the current memory context; a row's
- * in the walk's.  Returns the number of events folded.
+ * in the walk's.  Never raises for a damaged log: returns NULL, or why an
+ * event could not be read or folded (then snap is not to be stored), so
+ * that a damaged old event cannot make es_apply fail.
  */
-static int64
+static const char *
 SnapFold(EsSnapshot *snap, int64 account_id, Snapshot snapshot)
 {
 	EsScanIter *it = EsScanBeginAccount(account_id, snap->state.version,
 										snapshot);
 	MemoryContext keep = CurrentMemoryContext;
+	const char *problem = NULL;
 	int64		n = 0;
 
-	while (EsScanNext(it))
+	while (problem == NULL && EsScanNext(it))
 	{
 		EsEvent		ev;
 		MemoryContext old = MemoryContextSwitchTo(it->rowcxt);
 
-		EsRowEventFromValues(it->slot->tts_values, it->slot->tts_isnull, &ev);
+		problem = EsRowEventDecode(it->slot->tts_values, it->slot->tts_isnull,
+								   &ev);
+		if (problem == NULL)
+			problem = EsFoldProblem(&snap->state, &ev);
+		if (problem)
+		{
+			problem = MemoryContextStrdup(keep,
+										  psprintf("event %lld: %s",
+												   (long long) ev.seq, problem));
+			MemoryContextSwitchTo(old);
+			break;
+		}
 		/* The opening event's texts are kept by the state. */
 		if (ev.type == ES_EV_ACCOUNT_OPENED)
 			MemoryContextSwitchTo(keep);
@@ -307,7 +321,7 @@ SnapFold(EsSnapshot *snap, int64 account_id, Snapshot snapshot)
 	snap->format = ES_SNAP_FORMAT_VERSION;
 	snap->magic = ES_SNAP_MAGIC;
 	SnapChecksum(snap, snap->checksum);
-	return n;
+	return problem;
 }
 
 /*
@@ -316,9 +330,10 @@ SnapFold(EsSnapshot *snap, int64 account_id, Snapshot snapshot)
  * sees those this transaction wrote, so a batch that crosses several
  * multiples of the interval folds each interval once), or from S(0),
  * folding the events after it.  *base_version is the version it started
- * from (0: the stream's start).
+ * from (0: the stream's start).  NULL, or why the log could not be folded
+ * (SnapFold).
  */
-static void
+static const char *
 SnapBuild(int64 account_id, const char *account, Snapshot snapshot,
 		  EsSnapshot *snap, int64 *base_version)
 {
@@ -328,7 +343,7 @@ SnapBuild(int64 account_id, const char *account, Snapshot snapshot,
 		EsFoldInit(&snap->state, account_id);
 	}
 	*base_version = snap->state.version;
-	SnapFold(snap, account_id, snapshot);
+	return SnapFold(snap, account_id, snapshot);
 }
 
 /* Store a snapshot SnapFold made; the caller holds the write guard. */
@@ -350,8 +365,9 @@ SnapInsert(const EsSnapshot *snap)
  * folded from the log (SnapshotSelf: the events this transaction appended
  * too) from the newest snapshot before it, so this costs one read of the
  * interval's events every interval events; it must end where es_apply's
- * own fold did (version and hash), else nothing is stored and a WARNING
- * says so (es_verify will tell what differs).
+ * own fold did (version and hash), and a damaged log makes no error here:
+ * else nothing is stored and a WARNING says so (es_verify tells what
+ * differs).
  */
 void
 EsSnapAfterAppend(const EsAccountState *state, int64 prev_version)
@@ -359,6 +375,7 @@ EsSnapAfterAppend(const EsAccountState *state, int64 prev_version)
 	int64		interval = EsSnapInterval;
 	EsSnapshot	snap;
 	int64		base;
+	const char *problem;
 	MemoryContext cxt;
 	MemoryContext old;
 
@@ -369,16 +386,21 @@ EsSnapAfterAppend(const EsAccountState *state, int64 prev_version)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger snapshot",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	SnapBuild(state->account_id, state->account, SnapshotSelf, &snap, &base);
-	if (snap.state.version != state->version ||
-		memcmp(snap.state.last_hash, state->last_hash, ES_HASH_LEN) != 0)
+	problem = SnapBuild(state->account_id, state->account, SnapshotSelf, &snap,
+						&base);
+	if (problem == NULL &&
+		(snap.state.version != state->version ||
+		 memcmp(snap.state.last_hash, state->last_hash, ES_HASH_LEN) != 0))
+		problem = psprintf("the log's fold ends at version %lld with another hash than es_apply's",
+						   (long long) snap.state.version);
+	if (problem)
 		ereport(WARNING,
 				(errcode(ERRCODE_ES_INTEGRITY),
 				 errmsg("no snapshot of account \"%s\" stored at version %lld",
 						state->account,
 						(long long) state->version),
-				 errdetail("The log's fold ends at version %lld with another hash than es_apply's.",
-						   (long long) snap.state.version)));
+				 errdetail("The log cannot be folded up to it: %s.", problem),
+				 errhint("es_verify tells what is wrong with the log.")));
 	else if (base != snap.state.version)
 		SnapInsert(&snap);
 	MemoryContextSwitchTo(old);
@@ -457,8 +479,8 @@ RequireSnapshots(void)
  * log (from its newest trustworthy snapshot on), and returns that version.
  * Writes nothing if a trustworthy snapshot at that version exists already;
  * replaces one that fails its checks.  ES009 for a NULL account, ES003 for
- * an account the log does not know or that has no projection row, 25006 in
- * a read-only transaction.
+ * an account the log does not know or that has no projection row, ES012
+ * for a log that cannot be folded, 25006 in a read-only transaction.
  *
  * Locks: the account's es_accounts row lock (what FOR UPDATE takes), like a
  * command on it, so its version cannot move meanwhile; ShareUpdateExclusive
@@ -484,6 +506,7 @@ es_snapshot(PG_FUNCTION_ARGS)
 		int64		base;
 		bool		found;
 		EsAccountState locked;
+		const char *problem;
 
 		EsWriteBegin();
 		EsWriteNextCommand();
@@ -496,7 +519,13 @@ es_snapshot(PG_FUNCTION_ARGS)
 		LockRelationOid(EsRowRelid(ES_REL_SNAPSHOTS), ShareUpdateExclusiveLock);
 		/* What committed while we waited, and what this transaction wrote. */
 		PushActiveSnapshot(GetLatestSnapshot());
-		SnapBuild(account_id, name, SnapshotSelf, &snap, &base);
+		problem = SnapBuild(account_id, name, SnapshotSelf, &snap, &base);
+		if (problem)
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_INTEGRITY),
+					 errmsg("account \"%s\" cannot be replayed: %s", name,
+							problem),
+					 errdetail("The log contradicts itself; es_verify tells where.")));
 		if (base != snap.state.version)
 		{
 			/* A snapshot at this version failed its checks: replace it. */
