@@ -78,7 +78,7 @@ for r in $(seq 1 "$BENCH_ROUNDS"); do
 done
 
 log "results"
-echo "es_verify: $events events, $ok of 7 checks ok, best of $BENCH_ROUNDS: $best ms = $(( events * 1000 / (best > 0 ? best : 1) )) events/s"
+echo "es_verify: $events events, $ok of 8 checks ok, best of $BENCH_ROUNDS: $best ms = $(( events * 1000 / (best > 0 ? best : 1) )) events/s"
 echo "es_digest: $digest_ms ms"
 echo "es_accounts_at(now()): $at_best ms; SQL floor (sum(amount) GROUP BY account_id): $floor_best ms; ratio $(awk "BEGIN{printf \"%.2f\", $at_best/($floor_best>0?$floor_best:1)}")"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -48,7 +48,9 @@
  *	   taken, so no other role can block a command by taking one.  Last, the
  *	   events are appended, each account's projection row written once, and
  *	   the transfer's es_transfers row inserted or updated (the transfer fold
- *	   of its debit-side event, WriteTransfer).
+ *	   of its debit-side event, WriteTransfer).  An account whose version
+ *	   crossed a multiple of es_ledger.snapshot_interval gets a snapshot
+ *	   (es_snap.c).
  *
  * es_expire_pending, at the end of this file, releases every reservation
  * whose time has run out the same way.
@@ -219,7 +221,12 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 	bool		touched[ES_MAX_COMMAND_ACCOUNTS] = {false};
 	TimestampTz recorded_at = decision->now;
 	const char *command_id = cmd ? cmd->id : NULL;
+	int64		prev_version[ES_MAX_COMMAND_ACCOUNTS];
 	int64		seq = 0;
+
+	for (int a = 0; a < nstates; a++)
+		prev_version[a] = states[a].status == ES_ACCOUNT_NONE ? 0 :
+			states[a].version;
 
 	for (int i = 0; i < decision->nevents; i++)
 	{
@@ -273,6 +280,10 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 			EsWriteUpdateAccount(&states[a]);
 	for (int i = 0; i < decision->nevents; i++)
 		WriteTransfer(&events[i], decision, states);
+	/* Every es_ledger.snapshot_interval events, a snapshot (es_snap.c). */
+	for (int a = 0; a < nstates; a++)
+		if (touched[a])
+			EsSnapAfterAppend(&states[a], prev_version[a]);
 	return seq;
 }
 

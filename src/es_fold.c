@@ -566,6 +566,30 @@ EsFoldProblem(const EsAccountState *state, const EsEvent *ev)
 }
 
 /*
+ * Whether folding an event of this type reads its data (EsFoldProblem and
+ * EsFoldEvent below): a reader that decodes only what the fold needs
+ * (EsRowEventDecodeForFold) skips the data of the others.  Types not named
+ * here, such as ones added later, read it.
+ */
+bool
+EsFoldNeedsData(EsEventType type)
+{
+	switch (type)
+	{
+		case ES_EV_DEPOSITED:
+		case ES_EV_WITHDRAWN:
+		case ES_EV_TRANSFER_SENT:
+		case ES_EV_TRANSFER_RECEIVED:
+		case ES_EV_ACCOUNT_FROZEN:
+		case ES_EV_ACCOUNT_UNFROZEN:
+		case ES_EV_ACCOUNT_CLOSED:
+			return false;
+		default:
+			return true;
+	}
+}
+
+/*
  * Apply one event to an account state, in place: ES012 (22003 for a sum
  * that would wrap) if EsFoldProblem finds it cannot be folded.
  *

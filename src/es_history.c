@@ -7,7 +7,9 @@
  *
  * Like es_replay they read es_events and nothing else (never es_accounts),
  * through es_scan.c's iterator over es_events_account_version_key, so each
- * account's events come in version order, and fold them with EsFoldEvent,
+ * account's events come in version order (es_accounts_at: in physical
+ * order, which is version order but in rare cases, see AccountsAtPhysical),
+ * and fold them with EsFoldEvent,
  * the fold es_apply uses: es_accounts_at(NULL) is es_accounts, and
  * es_history's balance_after is the balance es_apply computed after each
  * event.
@@ -20,6 +22,10 @@
  * restore path checks the chain, not the times) an account opened after
  * the time still counts none of its events, rather than fold one without
  * its opening.
+ *
+ * es_balance_at starts from the newest usable snapshot of the account
+ * (es_snap.c) and es_history, given since, from the newest one wholly
+ * before it; es_accounts_at reads every event once and needs none.
  *
  * Memory stays flat however long the log: a row is decoded in the
  * iterator's row context, reset at every row, and folded there too, except
@@ -35,9 +41,13 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -133,7 +143,9 @@ AccountArg(FunctionCallInfo fcinfo)
  *
  * The account's events in version order, each with the balance after it:
  * the explanation of a balance, event by event.  Every event is folded from
- * version 1 on, so balance_after is the fold's balance whatever the window;
+ * version 1 on (or from the newest usable snapshot recorded wholly before
+ * since, es_snap.c: the same fold, stored), so balance_after is the fold's
+ * balance whatever the window;
  * only events recorded within [since, until] (inclusive; NULL: unbounded)
  * are returned.  effective_at is shown, never filtered on.
  *
@@ -168,8 +180,19 @@ es_history(PG_FUNCTION_ARGS)
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_history account",
 									ALLOCSET_SMALL_SIZES);
 	EsFoldInit(&state, account_id);
-	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, true,
-					 account_id, GetActiveSnapshot());
+	/* Events recorded before since are not shown: a snapshot folds them. */
+	if (has_since && since > DT_NOBEGIN)
+	{
+		TimestampTz before = since - 1;
+		EsSnapshot	snap;
+		MemoryContext old = MemoryContextSwitchTo(keepcxt);
+
+		if (EsSnapFind(account_id, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   &before, NULL, &snap))
+			state = snap.state;
+		MemoryContextSwitchTo(old);
+	}
+	it = EsScanBeginAccount(account_id, state.version, GetActiveSnapshot());
 	while (NextEvent(it, &ev))
 	{
 		Datum		values[HISTORY_NATTS];
@@ -208,7 +231,9 @@ es_history(PG_FUNCTION_ARGS)
  * The account's balance as the ledger knew it at as_of (transaction time):
  * the fold of its events recorded at or before as_of.  NULL if the account
  * did not exist yet (its AccountOpened recorded after as_of); as_of NULL
- * means now (every event the statement's snapshot sees).
+ * means now (every event the statement's snapshot sees).  Starts from the
+ * newest usable snapshot (es_snap.c), passing over with a WARNING (ES012)
+ * one that fails its checks.
  *
  * Errors: ES009 for a NULL account, ES003 for an account the log never
  * knew, ES012 for a damaged row or an event that cannot be folded, 22003
@@ -235,8 +260,16 @@ es_balance_at(PG_FUNCTION_ARGS)
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_balance_at account",
 									ALLOCSET_SMALL_SIZES);
 	EsFoldInit(&state, account_id);
-	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, true,
-					 account_id, GetActiveSnapshot());
+	{
+		EsSnapshot	snap;
+		MemoryContext old = MemoryContextSwitchTo(keepcxt);
+
+		if (EsSnapFind(account_id, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+					   PG_ARGISNULL(1) ? NULL : &as_of, NULL, &snap))
+			state = snap.state;
+		MemoryContextSwitchTo(old);
+	}
+	it = EsScanBeginAccount(account_id, state.version, GetActiveSnapshot());
 	while (NextEvent(it, &ev))
 		FoldAsOf(it, &state, &ev, PG_ARGISNULL(1) ? NULL : &as_of, &unborn,
 				 keepcxt);
@@ -262,6 +295,205 @@ EmitAccount(ReturnSetInfo *rsinfo, const EsAccountState *state,
 	MemoryContextSwitchTo(old);
 }
 
+/* One account during es_accounts_at's physical-order walk. */
+typedef struct AtState
+{
+	EsAccountState state;
+	int64		next_version;	/* the version due next in physical order */
+	bool		unborn;			/* opened after as_of (FoldAsOf) */
+	bool		deferred;		/* met out of version order: walk by index */
+} AtState;
+
+/*
+ * Its entry in the hash table: small, so that a probe touches one cache
+ * line; the state lives apart.
+ */
+typedef struct AtAccount
+{
+	int64		account_id;		/* hash key */
+	char		status;			/* simplehash's */
+	AtState    *st;
+} AtAccount;
+
+/* A hash table of them keyed by account_id (lib/simplehash.h). */
+#define SH_PREFIX		at
+#define SH_ELEMENT_TYPE	AtAccount
+#define SH_KEY_TYPE		int64
+#define SH_KEY			account_id
+#define SH_HASH_KEY(tb, key) murmurhash32((uint32) (key) ^ (uint32) ((uint64) (key) >> 32))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* Above this many accounts, es_accounts_at walks the index (flat memory). */
+#define ES_AT_PHYSICAL_MAX_ACCOUNTS	1000000
+
+/* qsort comparator of AtState pointers by account_id. */
+static int
+CompareAtAccounts(const void *a, const void *b)
+{
+	int64		x = (*(AtState *const *) a)->state.account_id;
+	int64		y = (*(AtState *const *) b)->state.account_id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Fold one account's events, in version order by its index, into *state
+ * (initialised here), with FoldAsOf: for an account es_accounts_at's
+ * physical walk met out of version order.
+ */
+static void
+FoldAccountByIndex(int64 account_id, const TimestampTz *as_of,
+				   EsAccountState *state, MemoryContext keepcxt)
+{
+	EsScanIter *it = EsScanBeginAccount(account_id, 0, GetActiveSnapshot());
+	EsEvent		ev;
+	bool		unborn = false;
+
+	EsFoldInit(state, account_id);
+	while (NextEvent(it, &ev))
+		FoldAsOf(it, state, &ev, as_of, &unborn, keepcxt);
+	EsScanEnd(it);
+}
+
+/*
+ * es_accounts_at by one sequential pass over es_events in physical order,
+ * which is each account's version order in all but rare cases (the writer
+ * appends an account's events in version order under its row lock),
+ * keeping each account's running state in a hash table; then the states
+ * sorted by account_id.  An account met out of version order is folded
+ * again by its index (FoldAccountByIndex).  Reading each page once, rather
+ * than once per account on it as the index walk does, and decoding only
+ * what the fold reads (EsRowEventDecodeForFold) is what makes it fast; the
+ * price is memory per account, so it gives up (returns false, nothing
+ * emitted) past ES_AT_PHYSICAL_MAX_ACCOUNTS accounts.
+ */
+static bool
+AccountsAtPhysical(ReturnSetInfo *rsinfo, const TimestampTz *bound,
+				   MemoryContext keepcxt)
+{
+	Relation	heap = EsRowOpenTable(ES_REL_EVENTS, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	TableScanDesc scan = table_beginscan(heap, GetActiveSnapshot(), 0, NULL);
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "es_accounts_at row", 0,
+												 64 * 1024,
+												 ALLOCSET_DEFAULT_MAXSIZE);
+	at_hash    *accounts = at_create(keepcxt, 1024, NULL);
+	at_iterator iter;
+	AtAccount  *e;
+	AtState    *a = NULL;
+	AtState   **sorted;
+	int64		n = 0;
+	int64		events = 0;
+	bool		complete = true;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		EsEvent		ev;
+		const char *problem;
+		MemoryContext old;
+		bool		isnull;
+		int64		account_id;
+		int64		version;
+
+		CHECK_FOR_INTERRUPTS();
+		if (++events % ES_SCAN_PROGRESS_EVENTS == 0)
+			EsScanReportProgress("es_accounts_at", events);
+		account_id = DatumGetInt64(slot_getattr(slot, ES_EV_ATT_ACCOUNT_ID, &isnull));
+		if (isnull)
+			EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);	/* ES012 */
+		if (a == NULL || a->state.account_id != account_id)
+		{
+			bool		found;
+
+			e = at_insert(accounts, account_id, &found);
+			if (!found)
+			{
+				if (accounts->members > ES_AT_PHYSICAL_MAX_ACCOUNTS)
+				{
+					complete = false;
+					break;
+				}
+				e->st = MemoryContextAlloc(keepcxt, sizeof(AtState));
+				EsFoldInit(&e->st->state, account_id);
+				e->st->next_version = 1;
+				e->st->unborn = false;
+				e->st->deferred = false;
+			}
+			a = e->st;
+		}
+		if (a->deferred)
+			continue;
+		version = DatumGetInt64(slot_getattr(slot, ES_EV_ATT_VERSION, &isnull));
+		if (isnull || version != a->next_version)
+		{
+			a->deferred = true;
+			continue;
+		}
+		a->next_version++;
+		if (a->unborn)
+			continue;
+
+		MemoryContextReset(rowcxt);
+		old = MemoryContextSwitchTo(rowcxt);
+		problem = EsRowEventDecodeForFold(slot, &ev);
+		if (problem)
+			EsRowEventFromValues(slot->tts_values, slot->tts_isnull, &ev);	/* ES012 */
+		if (bound && ev.recorded_at > *bound)
+		{
+			if (ev.version == 1)
+				a->unborn = true;
+		}
+		else
+		{
+			/* The opening event's texts are kept by the state. */
+			if (ev.type == ES_EV_ACCOUNT_OPENED)
+				MemoryContextSwitchTo(keepcxt);
+			EsFoldEvent(&a->state, &ev);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, AccessShareLock);
+	MemoryContextDelete(rowcxt);
+	if (!complete)
+	{
+		at_destroy(accounts);
+		return false;
+	}
+
+	/* The accounts met out of order, by index; then all by account_id. */
+	sorted = MemoryContextAlloc(keepcxt, sizeof(AtState *) *
+								Max(accounts->members, 1));
+	at_start_iterate(accounts, &iter);
+	while ((e = at_iterate(accounts, &iter)) != NULL)
+	{
+		a = e->st;
+		if (a->deferred)
+			FoldAccountByIndex(e->account_id, bound, &a->state, keepcxt);
+		if (a->state.status != ES_ACCOUNT_NONE)
+			sorted[n++] = a;
+	}
+	qsort(sorted, n, sizeof(AtState *), CompareAtAccounts);
+	for (int64 i = 0; i < n; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(keepcxt);
+		Datum		values[ES_ACC_NATTS];
+		bool		nulls[ES_ACC_NATTS];
+
+		EsRowStateToValues(&sorted[i]->state, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+	}
+	at_destroy(accounts);
+	return true;
+}
+
 /*
  * es_accounts_at(as_of timestamptz) RETURNS SETOF es_accounts
  *
@@ -271,8 +503,10 @@ EmitAccount(ReturnSetInfo *rsinfo, const EsAccountState *state,
  * returns for each), ordered by account_id.  as_of NULL means now: then the
  * rows are those of es_accounts, read from the log alone.
  *
- * One walk of es_events_account_version_key, one account's state in memory
- * at a time.
+ * One pass over es_events in physical order (AccountsAtPhysical), each
+ * account's state in a hash table; past ES_AT_PHYSICAL_MAX_ACCOUNTS
+ * accounts, one walk of es_events_account_version_key instead, one
+ * account's state in memory at a time.  Both fold with EsFoldEvent.
  *
  * Errors: ES012 for a damaged row or an event that cannot be folded, 22003
  * for a balance out of the bigint range, 55000 if es_accounts does not have
@@ -300,8 +534,14 @@ es_accounts_at(PG_FUNCTION_ARGS)
 	if (bound)
 		EsScanWarnIfNotFinal(as_of);
 
-	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_accounts_at account",
-									ALLOCSET_SMALL_SIZES);
+	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_accounts_at accounts",
+									ALLOCSET_DEFAULT_SIZES);
+	if (AccountsAtPhysical(rsinfo, bound, keepcxt))
+	{
+		MemoryContextDelete(keepcxt);
+		return (Datum) 0;
+	}
+	MemoryContextReset(keepcxt);
 	it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, false, 0,
 					 GetActiveSnapshot());
 	while (NextEvent(it, &ev))

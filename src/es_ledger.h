@@ -26,6 +26,9 @@
  *	  es_scan.c		EsScan		reading our tables by index scans (replay,
  *								verify, the writer's sequence check)
  *	  es_write.c	EsWrite		executor-level appends and projection writes
+ *	  es_snap.c		EsSnap		snapshots: an account's state stored at a
+ *								version, written every snapshot_interval
+ *								events and read by replay
  *	  es_decide.c	EsDecide	the command handler table: each command type's
  *								fields, rules and the events it produces
  *	  es_name.c		EsName		the rules for account names, currencies and ids
@@ -204,6 +207,7 @@ typedef struct EsAccountState
 extern void EsFoldInit(EsAccountState *state, int64 account_id);
 extern const char *EsFoldProblem(const EsAccountState *state, const EsEvent *ev);
 extern void EsFoldEvent(EsAccountState *state, const EsEvent *ev);
+extern bool EsFoldNeedsData(EsEventType type);
 extern const char *EsFoldStatusName(EsAccountStatus status);
 extern EsAccountStatus EsFoldStatusFromName(const char *name);
 
@@ -267,6 +271,7 @@ typedef enum EsRel
 	ES_REL_TRANSFERS,			/* es_transfers, the transfers' projection
 								 * (0.3.0; absent before ALTER EXTENSION
 								 * UPDATE: EsRowHasTransfers) */
+	ES_REL_SNAPSHOTS,			/* es_snapshots, derived (0.3.0 on) */
 	ES_REL_EVENTS_SEQ_IDX,		/* es_events_pkey (seq) */
 	ES_REL_EVENTS_VERSION_IDX,	/* es_events_account_version_key */
 	ES_REL_EVENTS_OPENED_IDX,	/* es_events_opened_idx (data->>'account') */
@@ -280,12 +285,13 @@ typedef enum EsRel
 	ES_REL_TRANSFERS_EXPIRES_IDX,	/* es_transfers_expires_idx (pending) */
 	ES_REL_TRANSFERS_FROM_IDX,	/* es_transfers_from_pending_idx */
 	ES_REL_TRANSFERS_TO_IDX,	/* es_transfers_to_pending_idx */
+	ES_REL_SNAPSHOTS_IDX,		/* es_snapshots_pkey (account_id, version) */
 	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
 	ES_REL_ACCOUNTS_SEQ,		/* es_accounts_account_id_seq */
 	ES_REL_COUNT
 } EsRel;
 
-#define ES_REL_TABLE_COUNT (ES_REL_TRANSFERS + 1)
+#define ES_REL_TABLE_COUNT (ES_REL_SNAPSHOTS + 1)
 
 /* Attribute numbers of es_events ... */
 typedef enum EsEventAttr
@@ -326,9 +332,42 @@ typedef enum EsTransferAttr
 	ES_TR_NATTS = ES_TR_ATT_COMMAND_ID
 } EsTransferAttr;
 
+/*
+ * ... and of es_snapshots: the columns of es_accounts first (the state
+ * codec writes both), then what replay needs to choose and trust one.
+ */
+typedef enum EsSnapshotAttr
+{
+	ES_SNAP_ATT_MAX_RECORDED_AT = ES_ACC_NATTS + 1, ES_SNAP_ATT_MAX_EFFECTIVE_AT,
+	ES_SNAP_ATT_FORMAT, ES_SNAP_ATT_MAGIC, ES_SNAP_ATT_CHECKSUM,
+	ES_SNAP_NATTS = ES_SNAP_ATT_CHECKSUM
+} EsSnapshotAttr;
+
+/*
+ * A snapshot: an account's state at its version (state.version), as the
+ * fold of events 1 .. version left it; state.last_seq and state.updated_at
+ * are the seq and recorded_at of the event at that version, state.last_hash
+ * its hash.  A persisted structure of ours: it carries a magic number and a
+ * format version, and a SHA-256 checksum over all of it (es_snap.c).
+ */
+#define ES_SNAP_MAGIC			0x4553534E	/* "ESSN" */
+#define ES_SNAP_FORMAT_VERSION	1
+
+typedef struct EsSnapshot
+{
+	EsAccountState state;
+	TimestampTz max_recorded_at;	/* greatest recorded_at of events 1..version */
+	TimestampTz max_effective_at;	/* greatest effective_at of events 1..version */
+	int16		format;
+	int32		magic;
+	uint8		checksum[ES_HASH_LEN];
+} EsSnapshot;
+
 extern Oid	EsRowRelid(EsRel rel);
 extern bool EsRowHasTransfers(void);
 extern void EsRowRequireTransfers(void);
+extern bool EsRowRelExists(EsRel rel);
+extern Oid	EsRowColumnType(EsRel rel, int attno);
 extern const char *EsRowRelName(EsRel rel);
 extern Relation EsRowOpenTable(EsRel rel, LOCKMODE lockmode);
 extern void EsRowCheckShape(TupleDesc desc, EsRel rel, const char *relname);
@@ -337,6 +376,7 @@ extern const char *EsRowEventDecode(const Datum *values, const bool *isnull,
 									EsEvent *ev);
 extern void EsRowEventFromValues(const Datum *values, const bool *isnull,
 								 EsEvent *ev);
+extern const char *EsRowEventDecodeForFold(TupleTableSlot *slot, EsEvent *ev);
 extern void EsRowStateToValues(const EsAccountState *state, Datum *values,
 							   bool *isnull);
 extern const char *EsRowStateDecode(const Datum *values, const bool *isnull,
@@ -344,6 +384,10 @@ extern const char *EsRowStateDecode(const Datum *values, const bool *isnull,
 extern void EsRowStateFromValues(const Datum *values, const bool *isnull,
 								 EsAccountState *state);
 extern Datum EsRowStateToDatum(const EsAccountState *state, TupleDesc desc);
+extern void EsRowSnapshotToValues(const EsSnapshot *snap, Datum *values,
+								  bool *isnull);
+extern const char *EsRowSnapshotDecode(const Datum *values, const bool *isnull,
+									   EsSnapshot *snap);
 extern void EsRowCommandToValues(const char *id, Jsonb *command, int64 seq,
 								 Datum *values, bool *isnull);
 extern void EsRowCommandFromValues(const Datum *values, const bool *isnull,
@@ -409,7 +453,8 @@ typedef void (*EsScanCallback) (const EsEvent *ev, void *arg);
 extern bool EsScanProbeText(Relation heap, Relation idx, const char *key,
 							Snapshot snapshot, TupleTableSlot *slot);
 extern bool EsScanFindOpened(const char *account, int64 *account_id);
-extern int64 EsScanAccount(int64 account_id, const TimestampTz *as_of,
+extern int64 EsScanAccount(int64 account_id, int64 after_version,
+						   const TimestampTz *as_of,
 						   const TimestampTz *effective_until,
 						   EsScanCallback callback, void *arg);
 
@@ -421,6 +466,7 @@ typedef struct EsScanIter
 	IndexScanDesc scan;
 	TupleTableSlot *slot;		/* the current row, deformed */
 	MemoryContext rowcxt;		/* reset at every row */
+	ScanDirection direction;	/* forward unless set before the first row */
 } EsScanIter;
 
 extern EsScanIter *EsScanBegin(EsRel table, EsRel index, bool by_key,
@@ -429,6 +475,10 @@ extern EsScanIter *EsScanBeginKeys(EsRel table, EsRel index, int nkeys,
 								   ScanKey key, Snapshot snapshot);
 extern EsScanIter *EsScanBeginText(EsRel table, EsRel index, const char *key,
 								   Snapshot snapshot);
+extern EsScanIter *EsScanBeginAccount(int64 account_id, int64 after_version,
+									  Snapshot snapshot);
+extern bool EsScanEventAt(int64 account_id, int64 version, Snapshot snapshot,
+						  EsEvent *ev);
 extern bool EsScanNext(EsScanIter *it);
 extern const char *EsScanDecodeEvent(EsScanIter *it, EsEvent *ev);
 extern const char *EsScanDecodeState(EsScanIter *it, EsAccountState *state);
@@ -478,6 +528,22 @@ extern void EsWriteUpdateTransfer(const EsTransfer *t);
 extern void EsWriteDeleteTransfer(ItemPointer tid);
 extern List *EsWriteExpiredTransfers(EsRel index, int64 account_id,
 									 TimestampTz now, int max);
+extern void EsWriteInsertRow(EsRel rel, Datum *values, bool *isnull);
+
+/* ----------------------------------------------------------------- es_snap.c */
+
+extern int	EsSnapInterval;
+
+/* Called with each failure es_verify's snapshots check finds. */
+typedef void (*EsSnapFailCallback) (int64 seq, const char *why, void *arg);
+
+extern void EsSnapInit(void);
+extern bool EsSnapFind(int64 account_id, const char *account,
+					   const TimestampTz *as_of,
+					   const TimestampTz *effective_until, EsSnapshot *snap);
+extern void EsSnapAfterAppend(const EsAccountState *state, int64 prev_version);
+extern int64 EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail,
+						  void *arg);
 
 /* --------------------------------------------------------------- es_decide.c */
 

@@ -32,5 +32,6 @@ _PG_init(void)
 	EsWriteInit();
 	EsProjectionInit();
 	EsWorkerInit();
+	EsSnapInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

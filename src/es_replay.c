@@ -7,10 +7,13 @@
  * AccountOpened event, not from es_accounts), through es_scan.c, folds the
  * events in version order with EsFoldEvent, the fold es_apply uses, and
  * returns the state as an es_accounts row (es_row.c).  Comparing the two is
- * how projections are checked.
+ * how projections are checked.  It starts from the newest snapshot of the
+ * account that holds only events the filters let through and passes its
+ * checks (es_snap.c), and folds the events after it: the same state, in
+ * time bounded by the snapshot interval rather than the stream's length.
  *
- * Locks: none beyond the AccessShareLock of reading es_events; it runs on a
- * hot standby.
+ * Locks: none beyond the AccessShareLock of reading es_events and
+ * es_snapshots; it runs on a hot standby.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,7 +40,8 @@ ReplayOne(const EsEvent *ev, void *arg)
  * The account's state folded from the log: all of it, or only the events
  * recorded by as_of (transaction time) and/or effective by effective_until
  * (valid time).  ES003 if the account was never opened, or not yet opened
- * at as_of.
+ * at as_of.  Starts from the newest usable snapshot (es_snap.c); one that
+ * fails its checks is passed over with a WARNING (ES012).
  */
 PG_FUNCTION_INFO_V1(es_replay);
 Datum
@@ -48,6 +52,7 @@ es_replay(PG_FUNCTION_ARGS)
 	TimestampTz until = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
 	TupleDesc	tupdesc;
 	EsAccountState state;
+	EsSnapshot	snap;
 	int64		account_id;
 	int64		n;
 
@@ -64,11 +69,23 @@ es_replay(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
 				 errmsg("account \"%s\" not found", account),
 				 errdetail("The log holds no AccountOpened event for it.")));
-	EsFoldInit(&state, account_id);
 	if (!PG_ARGISNULL(1))
 		EsScanWarnIfNotFinal(as_of);
-	n = EsScanAccount(account_id, PG_ARGISNULL(1) ? NULL : &as_of,
-					  PG_ARGISNULL(2) ? NULL : &until, ReplayOne, &state);
+	/* From the newest usable snapshot, or from the first event. */
+	if (EsSnapFind(account_id, account, PG_ARGISNULL(1) ? NULL : &as_of,
+				   PG_ARGISNULL(2) ? NULL : &until, &snap))
+	{
+		state = snap.state;
+		n = 1;
+	}
+	else
+	{
+		EsFoldInit(&state, account_id);
+		n = 0;
+	}
+	n += EsScanAccount(account_id, state.version,
+					   PG_ARGISNULL(1) ? NULL : &as_of,
+					   PG_ARGISNULL(2) ? NULL : &until, ReplayOne, &state);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),

@@ -152,7 +152,7 @@ RestoreLimits(EsCommand *cmd, const EsReversed *orig, const char *account)
 		elog(ERROR, "es_ledger account \"%s\" has no opening event", account);
 	before.seq = orig->seq;
 	EsFoldInit(&before.state, account_id);
-	EsScanAccount(account_id, NULL, NULL, FoldBefore, &before);
+	EsScanAccount(account_id, 0, NULL, NULL, FoldBefore, &before);
 	if (Field(orig, "overdraft_limit"))
 		EsCommandSetInt(cmd, "overdraft_limit", false,
 						before.state.overdraft_limit);

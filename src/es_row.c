@@ -3,8 +3,9 @@
  * es_row.c
  *	  The row codec: the one place that knows the extension's relations and
  *	  the shape of its tables, and converts rows of es_events, es_accounts,
- *	  es_commands and es_transfers to and from the C structs (EsEvent,
- *	  EsAccountState, EsTransfer).
+ *	  es_commands, es_transfers and es_snapshots to and from the C structs
+ *	  (EsEvent, EsAccountState, EsTransfer, EsSnapshot).  es_snapshots begins
+ *	  with the columns of es_accounts, so the state codec writes both.
  *
  * Everything that reads or writes those tables (the writer, the log scans
  * of replay, and later verify) goes through here, so a column is named,
@@ -104,7 +105,28 @@ static const EsColumnDef EsTransferColumns[ES_TR_NATTS] = {
 	{"to_account_id", INT8OID}, {"command_id", TEXTOID},
 };
 
-/* A relation of the extension: its name, kind and, for an index, table. */
+/*
+ * ... and of es_snapshots (EsSnapshotAttr): those of es_accounts, in the
+ * same order, then its own.  Keep the first ES_ACC_NATTS equal to
+ * EsAccountColumns: the state codec writes both tables.
+ */
+static const EsColumnDef EsSnapshotColumns[ES_SNAP_NATTS] = {
+	{"account_id", INT8OID}, {"account", TEXTOID}, {"currency", TEXTOID},
+	{"status", TEXTOID}, {"balance", INT8OID}, {"pending_out", INT8OID},
+	{"pending_in", INT8OID}, {"available", INT8OID},
+	{"overdraft_limit", INT8OID}, {"max_balance", INT8OID},
+	{"version", INT8OID}, {"last_seq", INT8OID},
+	{"opened_at", TIMESTAMPTZOID}, {"updated_at", TIMESTAMPTZOID},
+	{"last_hash", BYTEAOID},
+	{"max_recorded_at", TIMESTAMPTZOID}, {"max_effective_at", TIMESTAMPTZOID},
+	{"format", INT2OID}, {"magic", INT4OID}, {"checksum", BYTEAOID},
+};
+
+/*
+ * A relation of the extension: its name, kind and, for an index, table;
+ * since: the minor version whose script creates it (a ledger not yet
+ * updated lacks it).
+ */
 typedef struct EsRelDef
 {
 	const char *name;
@@ -125,6 +147,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	EsCommandColumns, ES_CMD_NATTS},
 	[ES_REL_TRANSFERS] = {"es_transfers", RELKIND_RELATION, ES_REL_TRANSFERS,
 	EsTransferColumns, ES_TR_NATTS, 3},
+	[ES_REL_SNAPSHOTS] = {"es_snapshots", RELKIND_RELATION, ES_REL_SNAPSHOTS,
+	EsSnapshotColumns, ES_SNAP_NATTS, 3},
 	[ES_REL_EVENTS_SEQ_IDX] = {"es_events_pkey", RELKIND_INDEX, ES_REL_EVENTS},
 	[ES_REL_EVENTS_VERSION_IDX] = {"es_events_account_version_key",
 	RELKIND_INDEX, ES_REL_EVENTS},
@@ -148,6 +172,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	RELKIND_INDEX, ES_REL_TRANSFERS, NULL, 0, 3},
 	[ES_REL_TRANSFERS_TO_IDX] = {"es_transfers_to_pending_idx",
 	RELKIND_INDEX, ES_REL_TRANSFERS, NULL, 0, 3},
+	[ES_REL_SNAPSHOTS_IDX] = {"es_snapshots_pkey", RELKIND_INDEX,
+	ES_REL_SNAPSHOTS, NULL, 0, 3},
 	[ES_REL_EVENTS_SEQ] = {"es_events_seq_seq", RELKIND_SEQUENCE,
 	ES_REL_EVENTS_SEQ},
 	[ES_REL_ACCOUNTS_SEQ] = {"es_accounts_account_id_seq", RELKIND_SEQUENCE,
@@ -297,7 +323,9 @@ ResolveRels(void)
 Oid
 EsRowRelid(EsRel rel)
 {
-	if (!EsRelsValid)
+	/* A relation missing before ALTER EXTENSION UPDATE may exist now. */
+	if (!EsRelsValid ||
+		(!OidIsValid(EsRelOids[rel]) && EsRelDefs[rel].since > 0))
 		ResolveRels();
 	return EsRelOids[rel];
 }
@@ -325,6 +353,28 @@ EsRowRequireTransfers(void)
 				 errhint("Run ALTER EXTENSION es_ledger UPDATE.")));
 }
 
+/*
+ * Whether one of the extension's relations exists: those 0.3.0 added are
+ * missing from a ledger installed at an older version and not yet updated.
+ */
+bool
+EsRowRelExists(EsRel rel)
+{
+	return OidIsValid(EsRowRelid(rel));
+}
+
+/* The type of column attno (1-based) of table rel, as the codec knows it. */
+Oid
+EsRowColumnType(EsRel rel, int attno)
+{
+	const EsRelDef *def = &EsRelDefs[rel];
+
+	if (def->columns == NULL || attno < 1 || attno > def->ncolumns)
+		elog(ERROR, "es_ledger relation \"%s\" has no column %d", def->name,
+			 attno);
+	return def->columns[attno - 1].type;
+}
+
 /* The name of one of the extension's relations, for messages. */
 const char *
 EsRowRelName(EsRel rel)
@@ -336,7 +386,15 @@ EsRowRelName(EsRel rel)
 Relation
 EsRowOpenTable(EsRel rel, LOCKMODE lockmode)
 {
-	Relation	r = table_open(EsRowRelid(rel), lockmode);
+	Relation	r;
+
+	if (!EsRowRelExists(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es_ledger relation \"%s\" does not exist yet",
+						EsRelDefs[rel].name),
+				 errhint("Run ALTER EXTENSION es_ledger UPDATE.")));
+	r = table_open(EsRowRelid(rel), lockmode);
 
 	EsRowCheckShape(RelationGetDescr(r), rel, EsRelDefs[rel].name);
 	return r;
@@ -502,6 +560,71 @@ EsRowEventFromValues(const Datum *v, const bool *n, EsEvent *ev)
 			   n[ES_EV_ATT_SEQ - 1] ? "with a null seq" :
 			   psprintf("seq " INT64_FORMAT, ev->seq),
 			   problem);
+}
+
+/*
+ * Decode from an es_events row in slot only what the fold reads (seq,
+ * account_id, version, type, amount, recorded_at, effective_at, hash, and
+ * the data of the types whose fold reads it, EsFoldNeedsData), deforming
+ * the columns up to hash only: no copy of the type's text, command_id
+ * NULL, checksum 0, the format not looked at.  For readers that fold many
+ * events and trust the log's encoding to es_verify (es_accounts_at).
+ * Returns NULL or why the row cannot be folded, as EsRowEventDecode.
+ */
+const char *
+EsRowEventDecodeForFold(TupleTableSlot *slot, EsEvent *ev)
+{
+	Datum	   *v;
+	bool	   *n;
+	text	   *type;
+
+	slot_getsomeattrs(slot, ES_EV_ATT_HASH);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+	memset(ev, 0, sizeof(*ev));
+	for (int i = 0; i < ES_EV_ATT_HASH; i++)
+		if (n[i] && i + 1 != ES_EV_ATT_COMMAND_ID)
+			return psprintf("column \"%s\" is null", EsEventColumns[i].name);
+	ev->seq = DatumGetInt64(v[ES_EV_ATT_SEQ - 1]);
+	ev->account_id = DatumGetInt64(v[ES_EV_ATT_ACCOUNT_ID - 1]);
+	ev->version = DatumGetInt64(v[ES_EV_ATT_VERSION - 1]);
+	type = (text *) DatumGetPointer(v[ES_EV_ATT_TYPE - 1]);
+	ev->type = ES_EV_INVALID;
+	if (!VARATT_IS_EXTENDED(type) || VARATT_IS_SHORT(type))
+	{
+		/* Compare the text in place: no copy per row. */
+		const char *p = VARDATA_ANY(type);
+		int			len = VARSIZE_ANY_EXHDR(type);
+
+		static int	lens[ES_EV_LAST + 1];
+
+		for (int t = ES_EV_ACCOUNT_OPENED; t <= ES_EV_LAST; t++)
+		{
+			const char *name = EsEventTypeName((EsEventType) t);
+
+			if (lens[t] == 0)
+				lens[t] = strlen(name);
+			if (lens[t] == len && memcmp(name, p, len) == 0)
+			{
+				ev->type = (EsEventType) t;
+				break;
+			}
+		}
+	}
+	else
+		ev->type = EsEventTypeFromName(TextDatumGetCString(v[ES_EV_ATT_TYPE - 1]));
+	ev->amount = DatumGetInt64(v[ES_EV_ATT_AMOUNT - 1]);
+	if (EsFoldNeedsData(ev->type))
+	{
+		ev->data = DatumGetJsonbP(v[ES_EV_ATT_DATA - 1]);
+		if (!JB_ROOT_IS_OBJECT(ev->data) || JB_ROOT_IS_SCALAR(ev->data))
+			return "data is not a JSON object";
+	}
+	ev->recorded_at = DatumGetTimestampTz(v[ES_EV_ATT_RECORDED_AT - 1]);
+	ev->effective_at = DatumGetTimestampTz(v[ES_EV_ATT_EFFECTIVE_AT - 1]);
+	if (!HashFromDatum(v[ES_EV_ATT_HASH - 1], ev->hash))
+		return "its hash is not 32 bytes long";
+	return NULL;
 }
 
 /* --------------------------------------------------------------- accounts */
@@ -673,6 +796,55 @@ EsRowTransferFromValues(const Datum *v, const bool *n, EsTransfer *t)
 			   problem);
 }
 
+/* -------------------------------------------------------------- snapshots */
+
+/*
+ * An es_snapshots row of a snapshot, as Datums in table order: the state's
+ * columns by the state codec, then the snapshot's own.
+ */
+void
+EsRowSnapshotToValues(const EsSnapshot *snap, Datum *v, bool *n)
+{
+	EsRowStateToValues(&snap->state, v, n);
+	n[ES_SNAP_ATT_MAX_RECORDED_AT - 1] = false;
+	n[ES_SNAP_ATT_MAX_EFFECTIVE_AT - 1] = false;
+	n[ES_SNAP_ATT_FORMAT - 1] = false;
+	n[ES_SNAP_ATT_MAGIC - 1] = false;
+	n[ES_SNAP_ATT_CHECKSUM - 1] = false;
+	v[ES_SNAP_ATT_MAX_RECORDED_AT - 1] = TimestampTzGetDatum(snap->max_recorded_at);
+	v[ES_SNAP_ATT_MAX_EFFECTIVE_AT - 1] = TimestampTzGetDatum(snap->max_effective_at);
+	v[ES_SNAP_ATT_FORMAT - 1] = Int16GetDatum(snap->format);
+	v[ES_SNAP_ATT_MAGIC - 1] = Int32GetDatum(snap->magic);
+	v[ES_SNAP_ATT_CHECKSUM - 1] = HashGetDatum(snap->checksum);
+}
+
+/*
+ * Decode a snapshot from an es_snapshots row (Datums in table order), texts
+ * copied into the current memory context.  Returns NULL, or why the row is
+ * damaged, without raising.  Its format, magic number and checksum are
+ * es_snap.c's to check.
+ */
+const char *
+EsRowSnapshotDecode(const Datum *v, const bool *n, EsSnapshot *snap)
+{
+	const char *problem;
+
+	memset(snap, 0, sizeof(*snap));
+	problem = EsRowStateDecode(v, n, &snap->state);
+	if (problem)
+		return problem;
+	for (int i = ES_ACC_NATTS; i < ES_SNAP_NATTS; i++)
+		if (n[i])
+			return psprintf("column \"%s\" is null", EsSnapshotColumns[i].name);
+	snap->max_recorded_at = DatumGetTimestampTz(v[ES_SNAP_ATT_MAX_RECORDED_AT - 1]);
+	snap->max_effective_at = DatumGetTimestampTz(v[ES_SNAP_ATT_MAX_EFFECTIVE_AT - 1]);
+	snap->format = DatumGetInt16(v[ES_SNAP_ATT_FORMAT - 1]);
+	snap->magic = DatumGetInt32(v[ES_SNAP_ATT_MAGIC - 1]);
+	if (!HashFromDatum(v[ES_SNAP_ATT_CHECKSUM - 1], snap->checksum))
+		return "its checksum is not 32 bytes long";
+	return NULL;
+}
+
 /* --------------------------------------------------------------- commands */
 
 /* An es_commands row, as Datums in table order. */
@@ -729,13 +901,13 @@ es_check_shape(PG_FUNCTION_ARGS)
 	int			i;
 
 	for (i = 0; i < ES_REL_TABLE_COUNT; i++)
-		if (EsRowRelid((EsRel) i) == shape)
+		if (EsRowRelExists((EsRel) i) && EsRowRelid((EsRel) i) == shape)
 			break;
 	if (i == ES_REL_TABLE_COUNT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a table of es_ledger", get_rel_name(shape)),
-				 errdetail("The shapes known are es_events, es_accounts, es_commands and es_transfers.")));
+				 errdetail("The shapes known are es_events, es_accounts, es_commands, es_transfers and es_snapshots.")));
 	r = relation_open(relid, AccessShareLock);
 	EsRowCheckShape(RelationGetDescr(r), (EsRel) i, RelationGetRelationName(r));
 	relation_close(r, AccessShareLock);

@@ -13,7 +13,9 @@
  *	- EsScanFindOpened probes es_events_opened_idx, the unique index on
  *	  (data->>'account') of AccountOpened events, for an account's id.
  *	- EsScanAccount walks es_events_account_version_key forwards from
- *	  (account_id, 1): the account's events in version order.
+ *	  (account_id, 1), or from after a snapshot's version
+ *	  (EsScanBeginAccount): the account's events in version order.
+ *	  EsScanEventAt reads the one event at a version (to check a snapshot).
  *	- EsScanBegin/EsScanNext/EsScanEnd walk any of our tables through one
  *	  of its indexes, all rows or those of one key, for the verifier; the
  *	  caller decodes each row with the codec, so that a damaged row can be
@@ -112,21 +114,23 @@ EsScanFindOpened(const char *account, int64 *account_id)
 }
 
 /*
- * Feed an account's events, in version order, to callback.  as_of bounds
- * recorded_at and effective_until bounds effective_at (the opening event is
- * always included); NULL means no bound.  Returns the number of events fed.
+ * Feed an account's events after version after_version (0: all), in
+ * version order, to callback.  as_of bounds recorded_at and effective_until
+ * bounds effective_at (the opening event is always included); NULL means
+ * no bound.  Returns the number of events fed.  Replay starts after the
+ * version of the snapshot it begins from (es_snap.c).
  *
  * Each row is decoded in a memory context reset before the next one, so the
  * scan's memory stays flat however long the stream; the callback runs in
  * the caller's context and must copy what it keeps of the event.
  */
 int64
-EsScanAccount(int64 account_id, const TimestampTz *as_of,
+EsScanAccount(int64 account_id, int64 after_version, const TimestampTz *as_of,
 			  const TimestampTz *effective_until,
 			  EsScanCallback callback, void *arg)
 {
-	EsScanIter *it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX,
-								 true, account_id, GetActiveSnapshot());
+	EsScanIter *it = EsScanBeginAccount(account_id, after_version,
+										GetActiveSnapshot());
 	int64		count = 0;
 
 	while (EsScanNext(it))
@@ -171,6 +175,7 @@ EsScanBeginKeys(EsRel table, EsRel index, int nkeys, ScanKey key,
 									   0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	it->scan = index_beginscan(it->heap, it->index, snapshot, nkeys, 0);
 	index_rescan(it->scan, key, nkeys, NULL, 0);
+	it->direction = ForwardScanDirection;
 	return it;
 }
 
@@ -214,13 +219,57 @@ EsScanBeginText(EsRel table, EsRel index, const char *key, Snapshot snapshot)
 }
 
 
+/*
+ * Start walking an account's events in version order, those after version
+ * after_version (0: all), through es_events_account_version_key, reading
+ * with snapshot.
+ */
+EsScanIter *
+EsScanBeginAccount(int64 account_id, int64 after_version, Snapshot snapshot)
+{
+	ScanKeyData skey[2];
+	Relation	idx = index_open(EsRowRelid(ES_REL_EVENTS_VERSION_IDX),
+								 AccessShareLock);
+
+	ScanKeyEntryInitialize(&skey[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_INT8EQ,
+						   Int64GetDatum(account_id));
+	ScanKeyEntryInitialize(&skey[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[1], F_INT8GT,
+						   Int64GetDatum(after_version));
+	index_close(idx, NoLock);
+	return EsScanBeginKeys(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, 2, skey,
+					 snapshot);
+}
+
+/*
+ * The event of an account at a version, as snapshot sees the log, decoded
+ * into *ev (its data is not kept: ev->data is NULL); false if there is
+ * none.  ES012 for a damaged row.
+ */
+bool
+EsScanEventAt(int64 account_id, int64 version, Snapshot snapshot, EsEvent *ev)
+{
+	EsScanIter *it = EsScanBeginAccount(account_id, version - 1, snapshot);
+	bool		found = false;
+
+	if (EsScanNext(it))
+	{
+		EsRowEventFromValues(it->slot->tts_values, it->slot->tts_isnull, ev);
+		ev->data = NULL;		/* it may point into the slot's tuple */
+		found = ev->version == version;
+	}
+	EsScanEnd(it);
+	return found;
+}
+
 /* The next row, its values deformed into it->slot; false at the end. */
 bool
 EsScanNext(EsScanIter *it)
 {
 	CHECK_FOR_INTERRUPTS();
 	MemoryContextReset(it->rowcxt);
-	if (!index_getnext_slot(it->scan, ForwardScanDirection, it->slot))
+	if (!index_getnext_slot(it->scan, it->direction, it->slot))
 		return false;
 	slot_getallattrs(it->slot);
 	return true;

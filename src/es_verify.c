@@ -71,12 +71,13 @@ typedef enum EsCheckId
 	CHECK_PROJECTION,
 	CHECK_CONSERVATION,
 	CHECK_COMMANDS,
+	CHECK_SNAPSHOTS,
 	CHECK_COUNT
 } EsCheckId;
 
 static const char *const EsCheckNames[CHECK_COUNT] = {
 	"checksum", "hash_chain", "versions", "events", "projection", "conservation",
-	"commands",
+	"commands", "snapshots",
 };
 
 /* What one check found. */
@@ -844,6 +845,13 @@ VerifyTransfers(EsVerify *v, bool one, int64 account_id)
 	hash_destroy(ctx.reserved);
 }
 
+/* A failure of the snapshots check (an EsSnapFailCallback). */
+static void
+SnapshotFail(int64 seq, const char *why, void *arg)
+{
+	Fail((EsVerify *) arg, CHECK_SNAPSHOTS, seq, why);
+}
+
 /* The planner's estimate of the number of accounts (pg_class.reltuples). */
 static double
 AccountsEstimate(void)
@@ -907,6 +915,9 @@ EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
  *	commands	  each es_commands row gives the seq of an event of its
  *				  command, and only registered commands' events carry an id
  *				  (whole ledger only)
+ *	snapshots	  each es_snapshots row passes the checks replay makes before
+ *				  using it (magic, format, checksum, the log's event at its
+ *				  version) and equals the replay of the log at its version
  * ok is false and first_bad_seq the smallest failing seq when a check
  * fails; detail says how many failed and why the first did.  Reads one
  * snapshot with AccessShareLock only: writers are never blocked.  ES003
@@ -1064,6 +1075,8 @@ conservation:
 	VerifyTransfers(&v, one, account_id);
 	if (!one)
 		VerifyCommands(&v);
+	v.checks[CHECK_SNAPSHOTS].checked = EsSnapVerify(one, account_id,
+													 SnapshotFail, &v);
 	if (one)
 	{
 		v.checks[CHECK_CONSERVATION].checked = have_account ? 1 : 0;
@@ -1102,6 +1115,7 @@ conservation:
 				  (v.has_transfers ? "rows of es_accounts and es_transfers" :
 				   "accounts") :
 				  i == CHECK_COMMANDS ? "commands" :
+				  i == CHECK_SNAPSHOTS ? "snapshots" :
 				  i == CHECK_CONSERVATION ? (one ? "accounts" : "currencies") :
 				  "events");
 	if (saved_activity)

@@ -1205,3 +1205,37 @@ EsWriteExpiredTransfers(EsRel idx, int64 account_id, TimestampTz now, int max)
 	ExecClearTuple(Writer->tr_slot);
 	return result;
 }
+
+/*
+ * Insert one row into table rel through the executor (constraints, index
+ * entries), in an executor state of its own: for rare writes outside
+ * es_apply's tables, the snapshots of es_snap.c.  The caller holds the
+ * write guard; RowExclusiveLock on rel is kept to the transaction's end.
+ */
+void
+EsWriteInsertRow(EsRel rel, Datum *values, bool *isnull)
+{
+	EState	   *estate = CreateExecutorState();
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+
+	PreventCommandIfReadOnly("es_ledger snapshot");
+	ExecInitRangeTable(estate, list_make1(MakeRte(rel)));
+	rri = OpenResultRel(estate, rel, 1);
+	estate->es_snapshot = GetActiveSnapshot();
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rri->ri_RelationDesc),
+								  &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values,
+		   sizeof(Datum) * RelationGetDescr(rri->ri_RelationDesc)->natts);
+	memcpy(slot->tts_isnull, isnull,
+		   sizeof(bool) * RelationGetDescr(rri->ri_RelationDesc)->natts);
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(rri, estate, slot);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	ExecCloseResultRelations(estate);
+	table_close(rri->ri_RelationDesc, NoLock);
+	MemoryContextSwitchTo(old);
+	FreeExecutorState(estate);
+}

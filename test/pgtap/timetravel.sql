@@ -20,12 +20,17 @@
 --   * now: es_accounts_at(NULL) = es_accounts, es_history ends at the
 --     account's balance and version;
 --   * valid time: es_replay(account, NULL / instant, t) against a fold of
---     es_events computed here in SQL.
+--     es_events computed here in SQL;
+--   * snapshots: the workload runs with es_ledger.snapshot_interval = 3, so
+--     every answer above starts from a snapshot where one is usable; then
+--     every replay, balance and history is asked again with the snapshots
+--     dropped and must not change, and es_verify checks every snapshot.
 --
 -- Since the file commits, it drops what it made at the end (the extension
 -- with es_ledger.allow_drop, the helper schema tt).
 
 SET client_min_messages = warning;
+SET es_ledger.snapshot_interval = 3;    -- a snapshot every 3 events of an account
 CREATE EXTENSION es_ledger;
 CREATE SCHEMA tt;
 
@@ -178,7 +183,7 @@ CREATE TABLE tt.vt_t AS
 		SELECT account_id, min(effective_at) - interval '1 hour' FROM es_events GROUP BY account_id
 	) s WHERE t IS NOT NULL AND account_id IN (SELECT account_id FROM tt.vt_acc);
 
-SELECT plan(55);
+SELECT plan(68);
 
 -- 1. the workload
 SELECT ok((SELECT count(*) FILTER (WHERE got = 'ok') >= 200 AND count(*) = 300
@@ -294,6 +299,57 @@ SELECT is((SELECT count(*) FROM tt.vt_acc v JOIN tt.vt_t t USING (account_id)
 SELECT is((SELECT count(*) FROM tt.snap s
 	 WHERE es_replay((s.r).account, s.at, 'infinity') IS DISTINCT FROM s.r), 0::bigint,
 	'es_replay(account, instant, infinity) = es_replay(account, instant)');
+
+
+-- 5. snapshots: the answers above started from snapshots where one was
+-- usable; asked again with none, every answer is the same
+SELECT ok((SELECT count(*) >= 60 AND count(DISTINCT account_id) = 15 FROM es_snapshots),
+	format('snapshots: %s written by es_apply over the 15 accounts (interval 3)', (SELECT count(*) FROM es_snapshots)));
+SELECT is((SELECT count(*) FROM es_snapshots WHERE version % 3 <> 0), 0::bigint,
+	'every automatic snapshot is at a multiple of the interval');
+SELECT is((SELECT count(*) FROM es_accounts a
+	 WHERE (SELECT max(version) FROM es_snapshots s WHERE s.account_id = a.account_id) <> a.version - a.version % 3), 0::bigint,
+	'each account''s newest snapshot is at the last multiple of 3 of its version');
+SELECT ok((SELECT ok FROM es_verify() WHERE check_name = 'snapshots')
+	  AND (SELECT checked FROM es_verify() WHERE check_name = 'snapshots') = (SELECT count(*) FROM es_snapshots),
+	'es_verify: every snapshot passes its checks and equals the replay of the log at its version');
+SELECT ok((SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM es_snapshots x
+	                WHERE x.account_id = (s.r).account_id AND x.max_recorded_at <= s.at))::float8 / count(*) > 0.5
+	         FROM tt.snap s),
+	'most (instant, account) pairs have a usable snapshot, so replay started from one');
+SELECT ok((SELECT count(*) FROM tt.vt_acc v JOIN tt.vt_t t USING (account_id) JOIN es_snapshots x USING (account_id)
+	        WHERE x.max_effective_at <= t.t) > 0
+	  AND (SELECT count(*) FROM tt.vt_acc v JOIN tt.vt_t t USING (account_id) JOIN es_snapshots x USING (account_id)
+	        WHERE x.max_effective_at > t.t) > 0,
+	'valid-time questions both can and cannot start from some snapshots');
+CREATE TABLE tt.with_snap AS
+	SELECT s.k, (s.r).account, x.at, es_replay((s.r).account, x.at) AS rep, es_balance_at((s.r).account, x.at) AS bal
+	  FROM tt.snap s JOIN tt.inst i USING (k)
+	 CROSS JOIN LATERAL (VALUES (i.at), (i.xstart), (i.xstart - interval '1 microsecond')) x(at)
+	 WHERE x.at >= (SELECT xstart FROM tt.inst WHERE k = 1) AND es_balance_at((s.r).account, x.at) IS NOT NULL;
+CREATE TABLE tt.with_snap_vt AS
+	SELECT v.account, t.t, i.at, es_replay(v.account, i.at, t.t) AS rep
+	  FROM tt.vt_acc v JOIN tt.vt_t t USING (account_id) JOIN tt.inst i ON i.k % 3 = 0
+	 WHERE EXISTS (SELECT 1 FROM tt.snap s WHERE s.k = i.k AND (s.r).account_id = v.account_id);
+CREATE TABLE tt.with_snap_hist AS
+	SELECT i.k, h.* FROM tt.inst i CROSS JOIN LATERAL es_history(tt.acct(1), i.xstart) h WHERE i.k % 5 = 0;
+SELECT cmp_ok(es_drop_snapshots(), '>=', 60::bigint, 'es_drop_snapshots says how many it dropped');
+SELECT is((SELECT count(*) FROM es_snapshots), 0::bigint, 'es_drop_snapshots drops them all');
+SELECT is((SELECT count(*) FROM tt.with_snap w
+	 WHERE es_replay(w.account, w.at) IS DISTINCT FROM w.rep OR es_balance_at(w.account, w.at) IS DISTINCT FROM w.bal),
+	0::bigint,
+	format('es_replay and es_balance_at with snapshots = without, for all %s (time, account) pairs (instants, recorded_at and just before)',
+	       (SELECT count(*) FROM tt.with_snap)));
+SELECT is((SELECT count(*) FROM tt.with_snap_vt w WHERE es_replay(w.account, w.at, w.t) IS DISTINCT FROM w.rep),
+	0::bigint,
+	format('es_replay(account, instant, effective_until) with snapshots = without, %s questions', (SELECT count(*) FROM tt.with_snap_vt)));
+SELECT set_eq('SELECT * FROM tt.with_snap_hist',
+	'SELECT i.k, h.* FROM tt.inst i CROSS JOIN LATERAL es_history(tt.acct(1), i.xstart) h WHERE i.k % 5 = 0',
+	'es_history(account, since) with snapshots = without');
+SELECT is((SELECT count(*) FROM es_accounts a CROSS JOIN LATERAL es_snapshot(a.account) v WHERE v <> a.version), 0::bigint,
+	'es_snapshot of every account: at its current version');
+SELECT is((SELECT count(*) FROM es_accounts a CROSS JOIN LATERAL es_replay(a.account) r WHERE r IS DISTINCT FROM a), 0::bigint,
+	'es_replay from the on-demand snapshots = es_accounts');
 
 SELECT * FROM finish();
 

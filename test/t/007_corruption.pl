@@ -143,8 +143,8 @@ is(sql(q{SELECT md5(string_agg(a::text, E'\n' ORDER BY account_id)) FROM es_acco
 my %v = map { my @f = split /\|/; ($f[0] => \@f) } split /\n/,
   sql(q{SELECT check_name, ok, checked, first_bad_seq, detail FROM es_verify()});
 note(join("\n", map { join(' | ', @$_) } values %v));
-is_deeply([ sort keys %v ], [ sort qw(checksum hash_chain versions events projection conservation commands) ],
-	'es_verify() returns its seven checks');
+is_deeply([ sort keys %v ], [ sort qw(checksum hash_chain versions events projection conservation commands snapshots) ],
+	'es_verify() returns its eight checks');
 for my $c (qw(checksum hash_chain))
 {
 	is($v{$c}[1], 'f', "es_verify(): $c is not ok");
@@ -171,7 +171,7 @@ is(sql(q{SELECT min(first_bad_seq) FROM es_verify('acct-3') WHERE check_name IN 
 	'... at the victim');
 for my $acct ($sender, 'acct-1', 'eur-2')
 {
-	is(sql(qq{SELECT bool_and(ok) AND count(*) = 7 AND bool_and(first_bad_seq IS NULL) FROM es_verify('$acct')}), 't',
+	is(sql(qq{SELECT bool_and(ok) AND count(*) = 8 AND bool_and(first_bad_seq IS NULL) FROM es_verify('$acct')}), 't',
 		"es_verify('$acct') of an untouched account is all ok");
 }
 

@@ -81,7 +81,9 @@ IPC::Run::run([ 'pgbench', '--no-vacuum', '-h', $primary->host, '-p', $primary->
   or die "pgbench failed: $err";
 
 my ($dseq, $digest) = split /\|/, pr('SELECT seq, digest FROM es_digest()');
-# a few more events after the digest
+# snapshots of every account, then a few more events after the digest (so
+# replay on the standby starts from a snapshot and folds what follows)
+pr(q{SELECT count(es_snapshot(account)) FROM es_accounts});
 pr(q{SELECT es_deposit('acct-1', 1), es_deposit('acct-3', 1)});
 
 $primary->wait_for_catchup($standby);
@@ -99,13 +101,16 @@ my $replay_sql = q{SELECT string_agg(row(r.*)::text, E'\n' ORDER BY a.account_id
 	FROM es_accounts a, LATERAL es_replay(a.account) r};
 my $replay_standby = sb($replay_sql);
 is($replay_standby, pr($replay_sql), 'es_replay of every account on the standby equals the primary\'s');
+my $snaps_sql = q{SELECT count(*) || ' ' || md5(string_agg(s::text, E'\n' ORDER BY account_id, version)) FROM es_snapshots s};
+cmp_ok(sb('SELECT count(*) FROM es_snapshots'), '>', 10, 'the standby holds snapshots');
+is(sb($snaps_sql), pr($snaps_sql), 'es_snapshots on the standby equals the primary\'s (replay reads them there)');
 is(sb(q{SELECT count(*) FROM es_accounts a WHERE row(a.*) IS DISTINCT FROM es_replay(a.account)}), '0',
 	'on the standby es_replay of every account equals its es_accounts row');
 
 my $verify_sql = q{SELECT string_agg(check_name || ' ' || ok || ' ' || checked, E'\n' ORDER BY check_name) FROM es_verify()};
 my $verify_standby = sb($verify_sql);
 note("es_verify() on the standby:\n$verify_standby");
-is(sb(q{SELECT bool_and(ok) AND count(*) = 7 AND bool_and(first_bad_seq IS NULL) FROM es_verify()}), 't',
+is(sb(q{SELECT bool_and(ok) AND count(*) = 8 AND bool_and(first_bad_seq IS NULL) FROM es_verify()}), 't',
 	'es_verify() on the standby is all ok');
 is($verify_standby, pr($verify_sql), 'es_verify() on the standby gives the primary\'s rows (check_name, ok, checked)');
 my $verify_each_sql = q{SELECT string_agg(a.account || ' ' || v.check_name || ' ' || v.ok || ' ' || v.checked, E'\n'

@@ -176,7 +176,7 @@ note("$inflight steps committed but not acknowledged (in flight at the crash)");
 # ------------------------------------------------------------ es_verify
 my $verify = sql(q{SELECT string_agg(check_name || ' ' || ok || ' ' || checked || ' ' || coalesce(first_bad_seq::text, '-'), E'\n') FROM es_verify()});
 note("es_verify() after the crash:\n$verify");
-is(sql(q{SELECT bool_and(ok) AND count(*) = 7 AND bool_and(first_bad_seq IS NULL) FROM es_verify()}), 't',
+is(sql(q{SELECT bool_and(ok) AND count(*) = 8 AND bool_and(first_bad_seq IS NULL) FROM es_verify()}), 't',
 	'after the crash: es_verify() is all ok');
 is(sql(q{SELECT string_agg(checked::text, ' ' ORDER BY check_name) FROM es_verify()
 	WHERE check_name IN ('checksum', 'hash_chain', 'events')}),
