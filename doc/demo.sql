@@ -27,6 +27,21 @@ UPDATE es_events SET amount = 0;
 \echo '=> SQLSTATE' :LAST_ERROR_SQLSTATE '(the log is immutable, even for a superuser)'
 \set ON_ERROR_STOP on
 
+\echo '--- two-phase: reserve 30.00 for a card authorisation, then settle 25.00 (the rest is released)'
+SELECT es_apply('{"type": "transfer", "from": "wallet-ann", "to": "merchant-bo", "amount": 3000,
+                  "pending": true, "id": "auth-9", "timeout": 600}') AS reserved;
+SELECT account, balance, pending_out, pending_in, available FROM es_accounts
+ WHERE account IN ('wallet-ann', 'merchant-bo') ORDER BY account_id;
+SELECT es_apply('{"type": "post_pending", "pending_id": "auth-9", "amount": 2500, "id": "settle-9"}') AS settled;
+SELECT transfer_id, from_account, to_account, amount, posted_amount, status FROM es_transfers ORDER BY seq;
+
+\echo '--- a batch with a result per command: the refused one writes nothing, the others go on'
+SELECT * FROM es_apply_each('[
+  {"type": "deposit", "account": "wallet-ann", "amount": 1000},
+  {"type": "withdraw", "account": "merchant-bo", "amount": 999999},
+  {"type": "transfer", "from": "bank", "to": "merchant-bo", "amount": 500}
+]');
+
 \echo '--- the read side: es_accounts'
 SELECT account, currency, status, balance, available, overdraft_limit, max_balance, version, last_seq
   FROM es_accounts ORDER BY account_id;
@@ -46,3 +61,11 @@ SELECT a.account, r.balance AS replayed_balance, a.balance AS projected_balance,
 SELECT check_name, ok, checked, first_bad_seq, detail FROM es_verify();
 SELECT seq AS digest_seq, digest AS digest_bytes FROM es_digest() \gset
 SELECT :digest_seq AS seq, es_verify_digest(:digest_seq, :'digest_bytes') AS digest_holds;
+
+\echo '--- following the log: a consumer saves the cursor of the last event it processed'
+SELECT seq, type, amount, cursor FROM es_read(NULL, 3);
+
+\echo '--- time travel: the wallet as it stood right after its first top-up, from the log alone; a snapshot on demand'
+SELECT es_balance_at('wallet-ann', (SELECT recorded_at FROM es_events WHERE command_id = 'topup-1')) AS wallet_after_topup;
+SELECT es_snapshot('wallet-ann') AS snapshot_at_version;
+SELECT version, balance FROM es_replay('wallet-ann');
