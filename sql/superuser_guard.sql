@@ -295,7 +295,8 @@ SELECT try($$DROP OWNED BY sg_owner CASCADE$$);
 SELECT try($$DROP SCHEMA public CASCADE$$);
 -- REASSIGN OWNED fires no event trigger; the owner guard (an object access
 -- hook) refuses it all the same
-SELECT try($$REASSIGN OWNED BY sg_owner TO CURRENT_USER$$);
+-- (which of the extension's objects it meets first depends on catalog order)
+SELECT regexp_replace(try($$REASSIGN OWNED BY sg_owner TO CURRENT_USER$$), 'owner of .*$', 'owner of ...') AS try;
 SET LOCAL es_ledger.allow_drop = on;
 DROP OWNED BY sg_owner;
 SELECT count(*) AS ledgers FROM pg_extension WHERE extname = 'es_ledger';
