@@ -283,3 +283,58 @@ CREATE FUNCTION es_restore_to(as_of timestamptz, target_schema text) RETURNS big
 	AS 'MODULE_PATHNAME', 'es_restore_to' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION es_rebuild_projections(), es_restore_to(timestamptz, text)
 	FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Two-phase transfers: the es_transfers projection and es_expire_pending
+-- (es_apply.c, es_decide.c, es_fold.c; doc/design.md, "Two-phase transfers")
+-------------------------------------------------------------------------------
+-- One row per transfer, immediate or pending, written by es_apply in the
+-- same transaction as the transfer's events: the fold of the events of its
+-- debit side.  seq (the transfer's first event) is the key; transfer_id is
+-- the command's id, or '#' and seq for a transfer applied without one
+-- (command_id NULL).  The partial indexes on pending rows find expired
+-- reservations cheaply: es_expire_pending by expiry time, a command by the
+-- accounts it touches.
+CREATE TABLE es_transfers (
+	transfer_id		text		NOT NULL,
+	from_account	text		NOT NULL,
+	to_account		text		NOT NULL,
+	amount			bigint		NOT NULL,
+	posted_amount	bigint		NOT NULL,
+	status			text		NOT NULL,	-- posted, pending, voided or expired
+	created_at		timestamptz	NOT NULL,
+	expires_at		timestamptz,
+	updated_at		timestamptz	NOT NULL,
+	seq				bigint		NOT NULL,
+	from_account_id	bigint		NOT NULL,
+	to_account_id	bigint		NOT NULL,
+	command_id		text,
+	CONSTRAINT es_transfers_pkey PRIMARY KEY (seq)
+);
+CREATE UNIQUE INDEX es_transfers_command_id_key ON es_transfers (command_id)
+	WHERE command_id IS NOT NULL;
+CREATE INDEX es_transfers_expires_idx ON es_transfers (expires_at)
+	WHERE status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text;
+CREATE INDEX es_transfers_from_pending_idx ON es_transfers (from_account_id, expires_at)
+	WHERE status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text;
+CREATE INDEX es_transfers_to_pending_idx ON es_transfers (to_account_id, expires_at)
+	WHERE status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text;
+COMMENT ON TABLE es_transfers IS 'projection: one row per transfer (posted, pending, voided or expired), kept in step by es_apply';
+-- Dumped like es_accounts: a restore copies it, and es_verify compares it
+-- with the log afterwards.
+SELECT pg_catalog.pg_extension_config_dump('es_transfers', '');
+CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_transfers
+	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
+ALTER TABLE es_transfers ENABLE ALWAYS TRIGGER es_guard;
+ALTER INDEX es_transfers_pkey DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_transfers_command_id_key DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_transfers_expires_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_transfers_from_pending_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_transfers_to_pending_idx DEPENDS ON EXTENSION es_ledger;
+REVOKE ALL ON TABLE es_transfers FROM PUBLIC;
+GRANT SELECT ON TABLE es_transfers TO es_ledger_reader;
+
+CREATE FUNCTION es_expire_pending() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_expire_pending' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_expire_pending() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_expire_pending() TO es_ledger_writer, es_ledger_admin;

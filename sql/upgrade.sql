@@ -20,6 +20,10 @@ SELECT bool_and((a.balance, a.version, a.last_hash) = (r.balance, r.version, r.l
 -- and the updated ledger works, including a retry of an old id
 SELECT es_transfer('u-a', 'u-b', 30, 'u-t1') = (SELECT max(seq) FROM es_events WHERE command_id = 'u-t1') AS retry_same_seq;
 SELECT es_deposit('u-b', 5) > 0 AS ok;
+-- the update wrote the es_transfers rows of the transfers in the log
+SELECT transfer_id, from_account, to_account, amount, posted_amount, status, expires_at
+  FROM es_transfers ORDER BY seq;
+SELECT check_name, ok FROM es_verify() WHERE check_name = 'projection';
 SELECT try($$SELECT es_check_shape('es_events', 'es_events')::text$$);
 -- the extension's catalog state, as facts that must be equal after an update
 -- and after a fresh install

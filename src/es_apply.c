@@ -92,11 +92,31 @@ RecordedAt(const EsAccountState *states, int n)
  * caught when the row is inserted (AppendDecision).
  */
 static int
-LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
+LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found,
+					EsTransfer *transfer)
 {
 	const char *names[ES_MAX_COMMAND_ACCOUNTS];
 	int			n = 0;
 
+	if (EsDecideHandler(cmd->type)->by_transfer)
+	{
+		/*
+		 * post_pending, void_pending: the accounts are the transfer's.  Lock
+		 * them, then read the transfer again with a fresh snapshot: every
+		 * change of a transfer is made under the locks of both its accounts,
+		 * so a post or void that ran meanwhile has committed (or rolled
+		 * back) by now and this sees what it left, whatever the isolation
+		 * level.
+		 */
+		if (!EsWriteFindTransfer(cmd->pending_id, transfer))
+			EsDecidePendingNotFound(cmd->pending_id);
+		names[0] = transfer->from_account;
+		names[1] = transfer->to_account;
+		EsWriteLockAccounts(names, 2, states, found);
+		if (!EsWriteFindTransfer(cmd->pending_id, transfer))
+			EsDecidePendingNotFound(cmd->pending_id);
+		return 2;
+	}
 	names[n++] = cmd->account;
 	if (cmd->to_account)
 		names[n++] = cmd->to_account;
@@ -131,6 +151,39 @@ KnownCommand(const EsCommand *cmd, Jsonb *canonical, Jsonb *known, int64 seq)
 }
 
 /*
+ * The es_transfers row of a transfer event: an immediate or pending
+ * transfer's debit-side event creates the row, a post, void or expiry
+ * changes the row of decision->transfer; each is the transfer fold of the
+ * event (EsFoldTransfer).  Credit-side and other events change no row, nor
+ * does anything in a ledger not yet updated to 0.3.0 (no es_transfers;
+ * two-phase transfers are refused there).
+ */
+static void
+WriteTransfer(const EsEvent *ev, const EsDecision *decision,
+			  const EsAccountState *states)
+{
+	bool		debit;
+	EsTransfer	t;
+
+	if (!EsFoldEventIsTransfer(ev, &debit) || !debit)
+		return;
+	if (ev->type == ES_EV_TRANSFER_SENT || ev->type == ES_EV_TRANSFER_RESERVED)
+	{
+		if (ev->type == ES_EV_TRANSFER_SENT && !EsRowHasTransfers())
+			return;
+		memset(&t, 0, sizeof(t));
+		EsFoldTransfer(&t, ev, states[0].account);
+		EsWriteInsertTransfer(&t);
+	}
+	else
+	{
+		t = *decision->transfer;
+		EsFoldTransfer(&t, ev, states[0].account);
+		EsWriteUpdateTransfer(&t);
+	}
+}
+
+/*
  * Step 6: number, seal and fold the events decided into the states, then
  * register the id, insert new accounts, append the events and write the
  * projection rows.  Returns the seq of the last event, or the answer for an
@@ -143,7 +196,8 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 	EsEvent		events[ES_MAX_COMMAND_EVENTS];
 	bool		opened[ES_MAX_COMMAND_ACCOUNTS] = {false};
 	bool		touched[ES_MAX_COMMAND_ACCOUNTS] = {false};
-	TimestampTz recorded_at = RecordedAt(states, nstates);
+	TimestampTz recorded_at = decision->now;
+	const char *command_id = cmd ? cmd->id : NULL;
 	int64		seq = 0;
 
 	for (int i = 0; i < decision->nevents; i++)
@@ -165,15 +219,16 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		ev->type = decision->events[i].type;
 		ev->amount = decision->events[i].amount;
 		ev->data = decision->events[i].data;
-		ev->command_id = cmd->id;
+		ev->command_id = (char *) command_id;
 		ev->recorded_at = recorded_at;
-		ev->effective_at = cmd->has_effective_at ? cmd->effective_at : recorded_at;
+		ev->effective_at = cmd && cmd->has_effective_at ? cmd->effective_at :
+			recorded_at;
 		EsEventSeal(ev, state->last_hash);
 		EsFoldEvent(state, ev);
 		seq = ev->seq;
 	}
 
-	if (cmd->id && !EsWriteInsertCommand(cmd->id, canonical, seq))
+	if (command_id && !EsWriteInsertCommand(cmd->id, canonical, seq))
 	{
 		/* A concurrent command with this id committed first. */
 		Jsonb	   *known;
@@ -192,6 +247,8 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 	for (int a = 0; a < nstates; a++)
 		if (touched[a] && !opened[a])
 			EsWriteUpdateAccount(&states[a]);
+	for (int i = 0; i < decision->nevents; i++)
+		WriteTransfer(&events[i], decision, states);
 	return seq;
 }
 
@@ -216,6 +273,98 @@ CheckNotReversed(const EsCommand *cmd)
 }
 
 /*
+ * Expire pending transfer t (read after the lock of at least one of its
+ * accounts was taken, so current), whose expiry time is at or before
+ * now_hint: lock both its accounts without waiting (they may come in any
+ * order relative to the locks held; waiting could deadlock) and append its
+ * TransferExpired events, recorded at now_hint or later (the accounts'
+ * last recorded_at).  False, with nothing written, if an account is locked
+ * by another transaction: a later command, or es_expire_pending, expires
+ * it.  The caller starts a new command id (EsWriteNextCommand) before the
+ * next write.
+ */
+static bool
+ExpireTransfer(const EsTransfer *t, TimestampTz now_hint)
+{
+	EsAccountState states[2];
+	EsDecision	decision = {0};
+
+	if (!EsWriteTryLockAccount(t->from_account, &states[0]) ||
+		!EsWriteTryLockAccount(t->to_account, &states[1]))
+		return false;
+	decision.now = Max(now_hint, RecordedAt(states, 2));
+	decision.transfer = t;
+	EsDecideExpire(t, states, &decision);
+	AppendDecision(NULL, &decision, states, 2, NULL);
+	return true;
+}
+
+/*
+ * A command touches the accounts it names: before it is decided, release
+ * the reservations of those accounts whose time ran out at now (the
+ * recorded_at its events get), found through the partial indexes on
+ * pending transfers, so that its rules count live reservations only (and
+ * close_account finds an account whose reservations all expired empty).
+ * Only accounts with a pending amount are looked at, so the common command
+ * pays two comparisons.  Returns whether anything was expired (the caller
+ * then reads the states again).  If the command is then refused, its
+ * error undoes the expiry too, like everything else it wrote.
+ */
+static bool
+ExpireTouched(const EsAccountState *states, const bool *found, int n,
+			  TimestampTz now)
+{
+	List	   *seen = NIL;
+	bool		any = false;
+
+	for (int a = 0; a < n; a++)
+	{
+		for (int side = 0; side < 2; side++)
+		{
+			List	   *expired;
+			ListCell   *lc;
+
+			if (!found[a] || states[a].status == ES_ACCOUNT_NONE ||
+				(side == 0 ? states[a].pending_out : states[a].pending_in) == 0)
+				continue;
+			expired = EsWriteExpiredTransfers(side == 0 ?
+											  ES_REL_TRANSFERS_FROM_IDX :
+											  ES_REL_TRANSFERS_TO_IDX,
+											  states[a].account_id, now, 0);
+			foreach(lc, expired)
+			{
+				EsTransfer *t = lfirst(lc);
+				bool		dup = false;
+				ListCell   *lc2;
+
+				foreach(lc2, seen)
+					if (*(int64 *) lfirst(lc2) == t->seq)
+						dup = true;
+				if (dup)
+					continue;
+				seen = lappend(seen, &t->seq);
+				EsWriteNextCommand();
+				if (ExpireTransfer(t, now))
+					any = true;
+			}
+		}
+	}
+	if (any)
+		EsWriteNextCommand();
+	return any;
+}
+
+/* Does any of the states hold a reservation? */
+static bool
+AnyPending(const EsAccountState *states, const bool *found, int n)
+{
+	for (int a = 0; a < n; a++)
+		if (found[a] && (states[a].pending_out != 0 || states[a].pending_in != 0))
+			return true;
+	return false;
+}
+
+/*
  * Apply one parsed command (steps 3 to 6 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
  * idempotent command.  The caller holds the writer (EsWriteBegin) and the
@@ -228,6 +377,7 @@ ApplyCommand(const EsCommand *cmd)
 	EsAccountState states[ES_MAX_COMMAND_ACCOUNTS];
 	bool		found[ES_MAX_COMMAND_ACCOUNTS] = {false};
 	EsDecision	decision = {0};
+	EsTransfer	transfer;
 	Jsonb	   *canonical = NULL;
 	int			n;
 
@@ -236,7 +386,7 @@ ApplyCommand(const EsCommand *cmd)
 	 * on the account's row lock finds it registered, and answers with its seq
 	 * rather than with the rules against the state it left.
 	 */
-	n = LockCommandAccounts(cmd, states, found);
+	n = LockCommandAccounts(cmd, states, found, &transfer);
 	if (cmd->id)
 	{
 		Jsonb	   *known;
@@ -248,6 +398,11 @@ ApplyCommand(const EsCommand *cmd)
 	}
 	if (cmd->reverses)
 		CheckNotReversed(cmd);
+	if (!handler->opens && AnyPending(states, found, n) &&
+		ExpireTouched(states, found, n, RecordedAt(states, n)))
+		n = LockCommandAccounts(cmd, states, found, &transfer);
+	decision.now = RecordedAt(states, n);
+	decision.transfer = handler->by_transfer ? &transfer : NULL;
 	handler->decide(cmd, states, found, &decision);
 	return AppendDecision(cmd, &decision, states, n, canonical);
 }
@@ -324,6 +479,18 @@ LockBatch(List *cmds)
 		CHECK_FOR_INTERRUPTS();
 		if (EsDecideHandler(cmd->type)->opens)
 			continue;			/* no row yet */
+		if (EsDecideHandler(cmd->type)->by_transfer)
+		{
+			EsTransfer	t;
+
+			/* A transfer created earlier in the batch has no row yet. */
+			if (EsWriteFindTransfer(cmd->pending_id, &t))
+			{
+				names[n++] = t.from_account;
+				names[n++] = t.to_account;
+			}
+			continue;
+		}
 		if (cmd->account)
 			names[n++] = cmd->account;
 		if (cmd->to_account)
@@ -541,4 +708,71 @@ es_transfer(PG_FUNCTION_ARGS)
 	ArgInt(&cmd, fcinfo, 2, "amount");
 	ArgId(&cmd, fcinfo, 3);
 	return ApplyShorthand(&cmd);
+}
+
+/*
+ * es_expire_pending() RETURNS bigint
+ *
+ * Releases every pending transfer whose timeout has run out (its
+ * created_at + timeout at or before the transaction's start time): for
+ * each, TransferExpired on both accounts and status 'expired' in
+ * es_transfers, exactly as a command touching one of its accounts would.
+ * Returns how many it expired.  Cheap enough to call every second from a
+ * scheduler (pg_cron): it walks only the partial index
+ * es_transfers_expires_idx (expires_at) WHERE status = 'pending', from its
+ * start up to now, so with nothing due it reads one index page.
+ *
+ * Locks: RowExclusiveLock on the tables written, and the es_accounts row
+ * locks (FOR UPDATE) of both accounts of each transfer expired, until the
+ * transaction ends.  It never waits for a row lock: a transfer with an
+ * account locked by another transaction is skipped (a later call, or the
+ * next command on the account, expires it), so it cannot deadlock with
+ * commands, nor two concurrent calls with each other.  For
+ * es_ledger_writer and es_ledger_admin (EXECUTE).  25006 in a read-only
+ * transaction.
+ */
+PG_FUNCTION_INFO_V1(es_expire_pending);
+Datum
+es_expire_pending(PG_FUNCTION_ARGS)
+{
+	volatile int64 expired = 0;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	EsRowRequireTransfers();
+	EsGuardBeginWrite();
+	PG_TRY();
+	{
+		List	   *due;
+		ListCell   *lc;
+
+		EsWriteBegin();
+		EsWriteNextCommand();
+		due = EsWriteExpiredTransfers(ES_REL_TRANSFERS_EXPIRES_IDX, 0, now, 0);
+		foreach(lc, due)
+		{
+			EsTransfer *t = lfirst(lc);
+			EsAccountState states[2];
+			EsTransfer	latest;
+
+			CHECK_FOR_INTERRUPTS();
+			EsWriteNextCommand();
+			/* Both locks, then the transfer as it is now (see ApplyCommand). */
+			if (!EsWriteTryLockAccount(t->from_account, &states[0]) ||
+				!EsWriteTryLockAccount(t->to_account, &states[1]))
+				continue;
+			if (t->command_id == NULL ||
+				!EsWriteFindTransfer(t->command_id, &latest) ||
+				!EsDecideExpired(&latest, Max(now, RecordedAt(states, 2))))
+				continue;
+			if (ExpireTransfer(&latest, now))
+				expired++;
+		}
+	}
+	PG_FINALLY();
+	{
+		EsGuardEndWrite();
+	}
+	PG_END_TRY();
+	EsWriteEnd();
+	PG_RETURN_INT64(expired);
 }

@@ -384,6 +384,24 @@ StoreField(EsCommand *cmd, const char *key, JsonbValue *v)
 		if (!cmd->max_balance_null)
 			cmd->max_balance = ParseInteger(v, key, true, o);
 	}
+	else if (strcmp(key, "pending") == 0)
+	{
+		if (v->type != jbvBool)
+			Invalid(o, psprintf("\"pending\" must be a boolean, not %s",
+								JsonTypeName(v)), NULL);
+		cmd->has_pending = true;
+		cmd->pending = v->val.boolean;
+	}
+	else if (strcmp(key, "timeout") == 0)
+	{
+		cmd->has_timeout = true;
+		cmd->timeout = ParseInteger(v, key, false, o);
+		if (cmd->timeout > ES_MAX_TIMEOUT_SECONDS)
+			Invalid(o, psprintf("\"timeout\" must be at most %d seconds",
+								ES_MAX_TIMEOUT_SECONDS), NULL);
+	}
+	else if (strcmp(key, "pending_id") == 0)
+		cmd->pending_id = ParseName(v, key, o, true);
 	else
 		elog(ERROR, "es_ledger field \"%s\" has no parser", key);
 }
@@ -584,6 +602,7 @@ EsCommandParseArgument(Jsonb *jb)
 			cmd->account = CopyText(cmd->account);
 			cmd->to_account = CopyText(cmd->to_account);
 			cmd->currency = CopyText(cmd->currency);
+			cmd->pending_id = CopyText(cmd->pending_id);
 			if (cmd->metadata)
 				cmd->metadata = CopyJsonb(cmd->metadata);
 			MemoryContextReset(scratch);
@@ -664,6 +683,22 @@ EsCommandCanonical(const EsCommand *cmd)
 			appendStringInfoString(&buf, "null");
 		else
 			appendStringInfo(&buf, INT64_FORMAT, cmd->max_balance);
+	}
+	if (cmd->pending)
+	{
+		/* "pending": false is the default, so it is left out. */
+		AppendKey(&buf, "pending");
+		appendStringInfoString(&buf, "true");
+	}
+	if (cmd->has_timeout)
+	{
+		AppendKey(&buf, "timeout");
+		appendStringInfo(&buf, INT64_FORMAT, cmd->timeout);
+	}
+	if (cmd->pending_id)
+	{
+		AppendKey(&buf, "pending_id");
+		escape_json(&buf, cmd->pending_id);
 	}
 	if (cmd->has_effective_at)
 	{

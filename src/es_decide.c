@@ -28,6 +28,24 @@
  * comparisons use 128-bit arithmetic, so none can wrap; a balance that
  * would leave bigint fails with 22003.
  *
+ * Two-phase transfers.  A transfer with "pending": true passes the same
+ * rules as an immediate one (the funds and cap rules count reservations:
+ * available = balance - pending_out, and balance + pending_in) and writes
+ * TransferReserved on both accounts, moving no money.  post_pending and
+ * void_pending name the transfer ("pending_id"), not accounts: es_apply.c
+ * finds it, locks both its accounts and hands its latest state to decide
+ * (EsDecision.transfer), with the time its events will be recorded at
+ * (EsDecision.now), which decides expiry: a reservation created at c with
+ * timeout t is expired from c + t on.  Rules: the transfer is pending
+ * (ES010; posting an expired one ES013), its time is not up (ES013 for a
+ * post; a void then fails with ES010, the reservation being released by
+ * expiry), the amount posted is at most the reserved amount (ES009), and a
+ * post moves money, so both accounts must be open (ES005).  A post is not
+ * checked against the funds and cap rules again: the reservation already
+ * counted against them, and posting only lowers available's reservation
+ * and moves pending_in into balance.  EsDecideExpire decides an expiry:
+ * TransferExpired on both accounts, whatever their status.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -37,6 +55,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "es_ledger.h"
 
@@ -177,6 +196,60 @@ CheckCredit(const EsAccountState *state, int64 amount)
 						   (long long) amount, (long long) state->balance)));
 }
 
+/* Raise ES010 for a pending_id that names no pending transfer. */
+void
+EsDecidePendingNotFound(const char *pending_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_PENDING_NOT_FOUND),
+			 errmsg("pending transfer \"%s\" not found", pending_id),
+			 errdetail("No transfer with \"pending\": true was applied with that id.")));
+	pg_unreachable();
+}
+
+/* Has transfer t's time run out at now?  (Never, without a timeout.) */
+bool
+EsDecideExpired(const EsTransfer *t, TimestampTz now)
+{
+	return t->status == ES_TRANSFER_PENDING && t->has_expires_at &&
+		now >= t->expires_at;
+}
+
+/* ES013: posting transfer t, whose time ran out at its expires_at. */
+static void
+pg_attribute_noreturn()
+Expired(const EsTransfer *t)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_PENDING_EXPIRED),
+			 errmsg("pending transfer \"%s\" expired", t->transfer_id),
+			 errdetail("Its timeout ran out at %s; an expired reservation is released, never posted.",
+					   timestamptz_to_str(t->expires_at))));
+	pg_unreachable();
+}
+
+/*
+ * ES010 unless transfer t is still pending; for a post, ES013 when it
+ * expired (released by expiry, or with its time run out at now).
+ */
+static void
+CheckPending(const EsTransfer *t, TimestampTz now, bool post)
+{
+	if (post && (t->status == ES_TRANSFER_EXPIRED || EsDecideExpired(t, now)))
+		Expired(t);
+	if (t->status != ES_TRANSFER_PENDING)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_PENDING_NOT_FOUND),
+				 errmsg("pending transfer \"%s\" is no longer pending", t->transfer_id),
+				 errdetail("Its status is %s.", EsFoldTransferStatusName(t->status))));
+	if (EsDecideExpired(t, now))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_PENDING_NOT_FOUND),
+				 errmsg("pending transfer \"%s\" is no longer pending", t->transfer_id),
+				 errdetail("Its timeout ran out at %s: it is released by expiry.",
+						   timestamptz_to_str(t->expires_at))));
+}
+
 /* --------------------------------------------------------- event data */
 
 /* An event's data under construction: a JSON object's text. */
@@ -233,6 +306,15 @@ DataFinish(EsData *d, const EsCommand *cmd)
 							   JsonbToCString(NULL, &cmd->metadata->root,
 											  VARSIZE(cmd->metadata)));
 	}
+	appendStringInfoChar(&d->buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											  CStringGetDatum(d->buf.data)));
+}
+
+/* Finish data that carries no command's metadata (expiry). */
+static Jsonb *
+DataFinishPlain(EsData *d)
+{
 	appendStringInfoChar(&d->buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											  CStringGetDatum(d->buf.data)));
@@ -297,6 +379,24 @@ CheckTransfer(const EsCommand *cmd)
 						psprintf("transfer from account \"%s\" to itself",
 								 cmd->account),
 						"A transfer needs two different accounts.");
+	if (cmd->pending && cmd->id == NULL)
+		EsDecideInvalid(cmd->ordinal, "a pending transfer needs an \"id\"",
+						"The id names the reservation for post_pending and void_pending.");
+	if (cmd->has_timeout && !cmd->pending)
+		EsDecideInvalid(cmd->ordinal,
+						"\"timeout\" is for pending transfers only",
+						"Add \"pending\": true, or leave the timeout out.");
+}
+
+/* post_pending and void_pending need the pending transfer's id; no version. */
+static void
+CheckPendingCommand(const EsCommand *cmd)
+{
+	if (cmd->has_expected_version)
+		EsDecideInvalid(cmd->ordinal,
+						"\"expected_version\" is for single-account commands",
+						"A pending transfer touches two accounts; their versions are not checked.");
+	Require(cmd, cmd->pending_id != NULL, "pending_id");
 }
 
 /* freeze, unfreeze and close need an account. */
@@ -369,7 +469,13 @@ DecideWithdraw(const EsCommand *cmd, const EsAccountState *states,
 	AddPlainEvent(out, cmd, ES_EV_WITHDRAWN, -cmd->amount);
 }
 
-/* transfer: TransferSent on "from", then TransferReceived on "to". */
+static void DecideReserve(const EsCommand *cmd, const EsAccountState *from,
+						  const EsAccountState *to, EsDecision *out);
+
+/*
+ * transfer: TransferSent on "from", then TransferReceived on "to"; or, with
+ * "pending": true, TransferReserved on both (DecideReserve).
+ */
 static void
 DecideTransfer(const EsCommand *cmd, const EsAccountState *states,
 			   const bool *found, EsDecision *out)
@@ -392,6 +498,11 @@ DecideTransfer(const EsCommand *cmd, const EsAccountState *states,
 				 errdetail("A transfer moves money between accounts of one currency.")));
 	CheckDebit(from, cmd->amount);
 	CheckCredit(to, cmd->amount);
+	if (cmd->pending)
+	{
+		DecideReserve(cmd, from, to, out);
+		return;
+	}
 
 	DataStart(&d);
 	DataText(&d, "to", to->account);
@@ -405,6 +516,123 @@ DecideTransfer(const EsCommand *cmd, const EsAccountState *states,
 	if (cmd->id)
 		DataText(&d, "transfer_id", cmd->id);
 	AddEvent(out, 1, ES_EV_TRANSFER_RECEIVED, cmd->amount, DataFinish(&d, cmd));
+}
+
+/*
+ * The data of a two-phase transfer event on one side: the counterparty
+ * ("to" on the debit side, "from" on the credit side), the transfer's id
+ * and one amount field (reserved or released).
+ */
+static void
+DataPendingStart(EsData *d, bool debit, const EsAccountState *other,
+				 const char *transfer_id, const char *field, int64 n)
+{
+	DataStart(d);
+	DataText(d, debit ? "to" : "from", other->account);
+	DataInt(d, debit ? "to_account_id" : "from_account_id", true,
+			other->account_id);
+	DataText(d, "transfer_id", transfer_id);
+	DataInt(d, field, true, n);
+}
+
+/*
+ * A pending transfer whose rules passed: TransferReserved on "from", then on
+ * "to", each with the amount reserved and the timeout, if any.  22003 if a
+ * pending amount would leave bigint.
+ */
+static void
+DecideReserve(const EsCommand *cmd, const EsAccountState *from,
+			  const EsAccountState *to, EsDecision *out)
+{
+	EsData		d;
+
+	if ((int128) from->pending_out + cmd->amount > PG_INT64_MAX ||
+		(int128) to->pending_in + cmd->amount > PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("pending amounts of account \"%s\" or \"%s\" out of range",
+						from->account, to->account),
+				 errdetail("Reserving %lld would pass 9223372036854775807.",
+						   (long long) cmd->amount)));
+	for (int side = 0; side < 2; side++)
+	{
+		DataPendingStart(&d, side == 0, side == 0 ? to : from, cmd->id,
+						 "reserved", cmd->amount);
+		if (cmd->has_timeout)
+			DataInt(&d, "timeout", true, cmd->timeout);
+		AddEvent(out, side, ES_EV_TRANSFER_RESERVED, 0, DataFinish(&d, cmd));
+	}
+}
+
+/*
+ * The release events of transfer t on both sides ("from" is account 0,
+ * "to" account 1): type, the amount posted (0 for a void or an expiry) and
+ * the whole reservation released; metadata of cmd, if any.
+ */
+static void
+AddRelease(EsDecision *out, const EsCommand *cmd, const EsTransfer *t,
+		   const EsAccountState *states, EsEventType type, int64 posted)
+{
+	EsData		d;
+
+	for (int side = 0; side < 2; side++)
+	{
+		DataPendingStart(&d, side == 0, &states[1 - side], t->transfer_id,
+						 "released", t->amount);
+		AddEvent(out, side, type, side == 0 ? -posted : posted,
+				 cmd ? DataFinish(&d, cmd) : DataFinishPlain(&d));
+	}
+}
+
+/* post_pending: TransferPosted on both accounts (see the file header). */
+static void
+DecidePost(const EsCommand *cmd, const EsAccountState *states,
+		   const bool *found, EsDecision *out)
+{
+	const EsTransfer *t = out->transfer;
+	int64		amount;
+
+	CheckPending(t, out->now, true);
+	amount = cmd->has_amount ? cmd->amount : t->amount;
+	if (amount > t->amount)
+		EsDecideInvalid(cmd->ordinal,
+						psprintf("post_pending of %lld is more than the %lld pending transfer \"%s\" reserved",
+								 (long long) amount, (long long) t->amount,
+								 t->transfer_id),
+						"A post moves at most the amount reserved; the rest is released.");
+	CheckOpen(&states[0]);
+	CheckOpen(&states[1]);
+	if ((int128) states[1].balance + amount > PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of account \"%s\" out of range", states[1].account),
+				 errdetail("Crediting %lld to %lld would pass 9223372036854775807.",
+						   (long long) amount, (long long) states[1].balance)));
+	AddRelease(out, cmd, t, states, ES_EV_TRANSFER_POSTED, amount);
+}
+
+/* void_pending: TransferVoided on both accounts, releasing everything. */
+static void
+DecideVoid(const EsCommand *cmd, const EsAccountState *states,
+		   const bool *found, EsDecision *out)
+{
+	CheckPending(out->transfer, out->now, false);
+	AddRelease(out, cmd, out->transfer, states, ES_EV_TRANSFER_VOIDED, 0);
+}
+
+/*
+ * The expiry of pending transfer t, whose time has run out at out->now:
+ * TransferExpired on both accounts (states[0] "from", states[1] "to"),
+ * releasing the reservation, whatever the accounts' status.  No command:
+ * the events carry no metadata and no command id.
+ */
+void
+EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
+			   EsDecision *out)
+{
+	if (!EsDecideExpired(t, out->now))
+		elog(ERROR, "pending transfer \"%s\" has not expired", t->transfer_id);
+	AddRelease(out, NULL, t, states, ES_EV_TRANSFER_EXPIRED, 0);
 }
 
 /* freeze_account: AccountFrozen on an open account. */
@@ -487,7 +715,8 @@ static const EsCommandHandler EsHandlers[ES_CMD_COUNT] = {
 	CheckAccountAmount, DecideDeposit},
 	[ES_CMD_WITHDRAW] = {"withdraw", ES_ROLE_WRITER, false, {"account", "amount"},
 	CheckAccountAmount, DecideWithdraw},
-	[ES_CMD_TRANSFER] = {"transfer", ES_ROLE_WRITER, false, {"from", "to", "amount"},
+	[ES_CMD_TRANSFER] = {"transfer", ES_ROLE_WRITER, false,
+		{"from", "to", "amount", "pending", "timeout"},
 	CheckTransfer, DecideTransfer},
 	[ES_CMD_FREEZE_ACCOUNT] = {"freeze_account", ES_ROLE_ADMIN, false, {"account"},
 	CheckAccount, DecideFreeze},
@@ -498,6 +727,12 @@ static const EsCommandHandler EsHandlers[ES_CMD_COUNT] = {
 	[ES_CMD_SET_LIMITS] = {"set_limits", ES_ROLE_ADMIN, false,
 		{"account", "overdraft_limit", "max_balance"},
 	CheckSetLimits, DecideSetLimits},
+	[ES_CMD_POST_PENDING] = {"post_pending", ES_ROLE_WRITER, false,
+		{"pending_id", "amount"},
+	CheckPendingCommand, DecidePost, true},
+	[ES_CMD_VOID_PENDING] = {"void_pending", ES_ROLE_WRITER, false,
+		{"pending_id"},
+	CheckPendingCommand, DecideVoid, true},
 };
 
 /* The handler of a command type. */

@@ -52,6 +52,10 @@ static const char *const EsEventTypeNames[] = {
 	[ES_EV_ACCOUNT_UNFROZEN] = "AccountUnfrozen",
 	[ES_EV_ACCOUNT_CLOSED] = "AccountClosed",
 	[ES_EV_LIMITS_CHANGED] = "LimitsChanged",
+	[ES_EV_TRANSFER_RESERVED] = "TransferReserved",
+	[ES_EV_TRANSFER_POSTED] = "TransferPosted",
+	[ES_EV_TRANSFER_VOIDED] = "TransferVoided",
+	[ES_EV_TRANSFER_EXPIRED] = "TransferExpired",
 };
 
 static const uint8 EsGenesis[ES_HASH_LEN] = {0};

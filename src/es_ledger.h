@@ -102,10 +102,14 @@ typedef enum EsEventType
 	ES_EV_ACCOUNT_FROZEN,
 	ES_EV_ACCOUNT_UNFROZEN,
 	ES_EV_ACCOUNT_CLOSED,
-	ES_EV_LIMITS_CHANGED
+	ES_EV_LIMITS_CHANGED,
+	ES_EV_TRANSFER_RESERVED,	/* two-phase transfers (es_fold.c) */
+	ES_EV_TRANSFER_POSTED,
+	ES_EV_TRANSFER_VOIDED,
+	ES_EV_TRANSFER_EXPIRED
 } EsEventType;
 
-#define ES_EV_LAST ES_EV_LIMITS_CHANGED
+#define ES_EV_LAST ES_EV_TRANSFER_EXPIRED
 
 /* One row of es_events, in memory. */
 typedef struct EsEvent
@@ -179,6 +183,52 @@ extern void EsFoldEvent(EsAccountState *state, const EsEvent *ev);
 extern const char *EsFoldStatusName(EsAccountStatus status);
 extern EsAccountStatus EsFoldStatusFromName(const char *name);
 
+/*
+ * Two-phase transfers.  A transfer's row of es_transfers is the fold of the
+ * events of its debit side ("from"): TransferSent (an immediate transfer,
+ * posted at once) or TransferReserved (pending), then at most one of
+ * TransferPosted, TransferVoided, TransferExpired.
+ */
+typedef enum EsTransferStatus
+{
+	ES_TRANSFER_NONE = 0,		/* no creating event folded yet */
+	ES_TRANSFER_POSTED,
+	ES_TRANSFER_PENDING,
+	ES_TRANSFER_VOIDED,
+	ES_TRANSFER_EXPIRED
+} EsTransferStatus;
+
+/* One transfer: a row of es_transfers, in memory. */
+typedef struct EsTransfer
+{
+	char	   *transfer_id;	/* command id, or "#" and seq */
+	char	   *from_account;
+	char	   *to_account;
+	int64		amount;			/* reserved (pending) or moved (immediate) */
+	int64		posted_amount;
+	EsTransferStatus status;
+	TimestampTz created_at;
+	bool		has_expires_at;
+	TimestampTz expires_at;
+	TimestampTz updated_at;
+	int64		seq;			/* seq of its first event (debit side) */
+	int64		from_account_id;
+	int64		to_account_id;
+	char	   *command_id;		/* id of the creating command, or NULL */
+} EsTransfer;
+
+/* The longest timeout of a pending transfer, in seconds (about 68 years). */
+#define ES_MAX_TIMEOUT_SECONDS	PG_INT32_MAX
+
+extern bool EsFoldEventIsTransfer(const EsEvent *ev, bool *debit_side);
+extern char *EsFoldEventTransferId(const EsEvent *ev);
+extern const char *EsFoldTransferProblem(const EsTransfer *t, const EsEvent *ev);
+extern void EsFoldTransfer(EsTransfer *t, const EsEvent *ev,
+						   const char *from_account);
+extern const char *EsFoldTransferStatusName(EsTransferStatus status);
+extern EsTransferStatus EsFoldTransferStatusFromName(const char *name);
+extern bool EsFoldTransfersEqual(const EsTransfer *a, const EsTransfer *b);
+
 /* ------------------------------------------------------------------ es_row.c */
 
 /*
@@ -190,6 +240,9 @@ typedef enum EsRel
 	ES_REL_EVENTS,				/* es_events, the log */
 	ES_REL_ACCOUNTS,			/* es_accounts, the projection */
 	ES_REL_COMMANDS,			/* es_commands, the idempotency register */
+	ES_REL_TRANSFERS,			/* es_transfers, the transfers' projection
+								 * (0.3.0; absent before ALTER EXTENSION
+								 * UPDATE: EsRowHasTransfers) */
 	ES_REL_EVENTS_SEQ_IDX,		/* es_events_pkey (seq) */
 	ES_REL_EVENTS_VERSION_IDX,	/* es_events_account_version_key */
 	ES_REL_EVENTS_OPENED_IDX,	/* es_events_opened_idx (data->>'account') */
@@ -197,12 +250,17 @@ typedef enum EsRel
 	ES_REL_ACCOUNTS_ID_IDX,		/* es_accounts_pkey (account_id) */
 	ES_REL_ACCOUNTS_NAME_IDX,	/* es_accounts_account_key */
 	ES_REL_COMMANDS_ID_IDX,		/* es_commands_pkey */
+	ES_REL_TRANSFERS_SEQ_IDX,	/* es_transfers_pkey (seq) */
+	ES_REL_TRANSFERS_ID_IDX,	/* es_transfers_command_id_key */
+	ES_REL_TRANSFERS_EXPIRES_IDX,	/* es_transfers_expires_idx (pending) */
+	ES_REL_TRANSFERS_FROM_IDX,	/* es_transfers_from_pending_idx */
+	ES_REL_TRANSFERS_TO_IDX,	/* es_transfers_to_pending_idx */
 	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
 	ES_REL_ACCOUNTS_SEQ,		/* es_accounts_account_id_seq */
 	ES_REL_COUNT
 } EsRel;
 
-#define ES_REL_TABLE_COUNT (ES_REL_COMMANDS + 1)
+#define ES_REL_TABLE_COUNT (ES_REL_TRANSFERS + 1)
 
 /* Attribute numbers of es_events ... */
 typedef enum EsEventAttr
@@ -232,7 +290,20 @@ typedef enum EsCommandAttr
 	ES_CMD_NATTS = ES_CMD_ATT_SEQ
 } EsCommandAttr;
 
+/* ... and of es_transfers. */
+typedef enum EsTransferAttr
+{
+	ES_TR_ATT_TRANSFER_ID = 1, ES_TR_ATT_FROM_ACCOUNT, ES_TR_ATT_TO_ACCOUNT,
+	ES_TR_ATT_AMOUNT, ES_TR_ATT_POSTED_AMOUNT, ES_TR_ATT_STATUS,
+	ES_TR_ATT_CREATED_AT, ES_TR_ATT_EXPIRES_AT, ES_TR_ATT_UPDATED_AT,
+	ES_TR_ATT_SEQ, ES_TR_ATT_FROM_ACCOUNT_ID, ES_TR_ATT_TO_ACCOUNT_ID,
+	ES_TR_ATT_COMMAND_ID,
+	ES_TR_NATTS = ES_TR_ATT_COMMAND_ID
+} EsTransferAttr;
+
 extern Oid	EsRowRelid(EsRel rel);
+extern bool EsRowHasTransfers(void);
+extern void EsRowRequireTransfers(void);
 extern const char *EsRowRelName(EsRel rel);
 extern Relation EsRowOpenTable(EsRel rel, LOCKMODE lockmode);
 extern void EsRowCheckShape(TupleDesc desc, EsRel rel, const char *relname);
@@ -253,6 +324,12 @@ extern void EsRowCommandToValues(const char *id, Jsonb *command, int64 seq,
 extern void EsRowCommandFromValues(const Datum *values, const bool *isnull,
 								   Jsonb **command, int64 *seq);
 extern int64 EsRowSlotInt64(TupleTableSlot *slot, int attno);
+extern void EsRowTransferToValues(const EsTransfer *t, Datum *values,
+								  bool *isnull);
+extern const char *EsRowTransferDecode(const Datum *values, const bool *isnull,
+									   EsTransfer *t);
+extern void EsRowTransferFromValues(const Datum *values, const bool *isnull,
+									EsTransfer *t);
 
 /* ---------------------------------------------------------------- es_guard.c */
 
@@ -333,6 +410,13 @@ extern void EsWriteDeleteAccount(ItemPointer tid);
 extern void EsWriteInsertEvent(const EsEvent *ev);
 extern bool EsWriteFindCommand(const char *id, Jsonb **command, int64 *seq);
 extern bool EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq);
+extern bool EsWriteTryLockAccount(const char *name, EsAccountState *state);
+extern bool EsWriteFindTransfer(const char *command_id, EsTransfer *t);
+extern void EsWriteInsertTransfer(const EsTransfer *t);
+extern void EsWriteUpdateTransfer(const EsTransfer *t);
+extern void EsWriteDeleteTransfer(ItemPointer tid);
+extern List *EsWriteExpiredTransfers(EsRel index, int64 account_id,
+									 TimestampTz now, int max);
 
 /* --------------------------------------------------------------- es_decide.c */
 
@@ -346,6 +430,8 @@ typedef enum EsCommandType
 	ES_CMD_UNFREEZE_ACCOUNT,
 	ES_CMD_CLOSE_ACCOUNT,
 	ES_CMD_SET_LIMITS,
+	ES_CMD_POST_PENDING,
+	ES_CMD_VOID_PENDING,
 	ES_CMD_COUNT
 } EsCommandType;
 
@@ -372,6 +458,11 @@ typedef struct EsCommand
 	bool		has_max_balance;	/* the field was given (maybe null) */
 	bool		max_balance_null;
 	int64		max_balance;
+	bool		pending;		/* transfer: "pending": true */
+	bool		has_pending;	/* the field was given (true or false) */
+	bool		has_timeout;
+	int64		timeout;		/* seconds */
+	char	   *pending_id;		/* post_pending, void_pending */
 } EsCommand;
 
 /* The most events one command writes, and the most accounts it names. */
@@ -384,6 +475,11 @@ typedef struct EsCommand
  */
 typedef struct EsDecision
 {
+	/* Given by the caller before decide(). */
+	TimestampTz now;			/* the recorded_at its events will get */
+	const EsTransfer *transfer; /* post_pending, void_pending: the transfer
+								 * named (latest state, accounts locked) */
+	/* Filled in by decide(). */
 	int			nevents;
 	struct
 	{
@@ -416,6 +512,8 @@ typedef struct EsCommandHandler
 	void		(*check) (const EsCommand *cmd);	/* required fields */
 	void		(*decide) (const EsCommand *cmd, const EsAccountState *states,
 						   const bool *found, EsDecision *out);
+	bool		by_transfer;	/* names a pending transfer ("pending_id"),
+								 * whose accounts es_apply.c locks */
 } EsCommandHandler;
 
 extern const EsCommandHandler *EsDecideHandler(EsCommandType type);
@@ -424,6 +522,10 @@ extern const char *EsDecideTypeNames(void);
 extern const char *EsDecideRoleName(EsCommandRole role);
 extern void EsDecideAccountExists(const char *account) pg_attribute_noreturn();
 extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
+extern void EsDecidePendingNotFound(const char *pending_id) pg_attribute_noreturn();
+extern void EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
+						   EsDecision *out);
+extern bool EsDecideExpired(const EsTransfer *t, TimestampTz now);
 
 /* ----------------------------------------------------------------- es_name.c */
 

@@ -88,6 +88,16 @@ static const EsColumnDef EsCommandColumns[ES_CMD_NATTS] = {
 	{"command_id", TEXTOID}, {"command", JSONBOID}, {"seq", INT8OID},
 };
 
+/* ... and of es_transfers (EsTransferAttr). */
+static const EsColumnDef EsTransferColumns[ES_TR_NATTS] = {
+	{"transfer_id", TEXTOID}, {"from_account", TEXTOID},
+	{"to_account", TEXTOID}, {"amount", INT8OID}, {"posted_amount", INT8OID},
+	{"status", TEXTOID}, {"created_at", TIMESTAMPTZOID},
+	{"expires_at", TIMESTAMPTZOID}, {"updated_at", TIMESTAMPTZOID},
+	{"seq", INT8OID}, {"from_account_id", INT8OID},
+	{"to_account_id", INT8OID}, {"command_id", TEXTOID},
+};
+
 /* A relation of the extension: its name, kind and, for an index, table. */
 typedef struct EsRelDef
 {
@@ -96,6 +106,7 @@ typedef struct EsRelDef
 	EsRel		table;			/* the table an index belongs to */
 	const EsColumnDef *columns; /* tables only */
 	int			ncolumns;
+	bool		since_0_3;		/* created by 0.3.0: absent from older ledgers */
 } EsRelDef;
 
 static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
@@ -105,6 +116,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	EsAccountColumns, ES_ACC_NATTS},
 	[ES_REL_COMMANDS] = {"es_commands", RELKIND_RELATION, ES_REL_COMMANDS,
 	EsCommandColumns, ES_CMD_NATTS},
+	[ES_REL_TRANSFERS] = {"es_transfers", RELKIND_RELATION, ES_REL_TRANSFERS,
+	EsTransferColumns, ES_TR_NATTS, true},
 	[ES_REL_EVENTS_SEQ_IDX] = {"es_events_pkey", RELKIND_INDEX, ES_REL_EVENTS},
 	[ES_REL_EVENTS_VERSION_IDX] = {"es_events_account_version_key",
 	RELKIND_INDEX, ES_REL_EVENTS},
@@ -118,6 +131,16 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	ES_REL_ACCOUNTS},
 	[ES_REL_COMMANDS_ID_IDX] = {"es_commands_pkey", RELKIND_INDEX,
 	ES_REL_COMMANDS},
+	[ES_REL_TRANSFERS_SEQ_IDX] = {"es_transfers_pkey", RELKIND_INDEX,
+	ES_REL_TRANSFERS, NULL, 0, true},
+	[ES_REL_TRANSFERS_ID_IDX] = {"es_transfers_command_id_key", RELKIND_INDEX,
+	ES_REL_TRANSFERS, NULL, 0, true},
+	[ES_REL_TRANSFERS_EXPIRES_IDX] = {"es_transfers_expires_idx", RELKIND_INDEX,
+	ES_REL_TRANSFERS, NULL, 0, true},
+	[ES_REL_TRANSFERS_FROM_IDX] = {"es_transfers_from_pending_idx",
+	RELKIND_INDEX, ES_REL_TRANSFERS, NULL, 0, true},
+	[ES_REL_TRANSFERS_TO_IDX] = {"es_transfers_to_pending_idx",
+	RELKIND_INDEX, ES_REL_TRANSFERS, NULL, 0, true},
 	[ES_REL_EVENTS_SEQ] = {"es_events_seq_seq", RELKIND_SEQUENCE,
 	ES_REL_EVENTS_SEQ},
 	[ES_REL_ACCOUNTS_SEQ] = {"es_accounts_account_id_seq", RELKIND_SEQUENCE,
@@ -168,7 +191,7 @@ NotOurs(const char *name, const char *why)
  * a ledger is read until ALTER EXTENSION es_ledger UPDATE).
  */
 static Oid
-ExtensionSchema(Oid extoid, bool *marks_indexes)
+ExtensionSchema(Oid extoid, bool *marks_indexes, bool *before_0_3)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -181,6 +204,7 @@ ExtensionSchema(Oid extoid, bool *marks_indexes)
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	*marks_indexes = true;
+	*before_0_3 = false;
 	if (HeapTupleIsValid(tup))
 	{
 		bool		isnull;
@@ -192,6 +216,10 @@ ExtensionSchema(Oid extoid, bool *marks_indexes)
 							   RelationGetDescr(rel), &isnull);
 		if (!isnull && strcmp(TextDatumGetCString(version), "0.1.0") == 0)
 			*marks_indexes = false;
+		/* 0.1.0 and 0.2.0 have no es_transfers. */
+		if (!isnull && (strcmp(TextDatumGetCString(version), "0.1.0") == 0 ||
+						strcmp(TextDatumGetCString(version), "0.2.0") == 0))
+			*before_0_3 = true;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -205,6 +233,7 @@ ResolveRels(void)
 	Oid			extoid = get_extension_oid("es_ledger", true);
 	Oid			nspoid;
 	bool		marks_indexes;
+	bool		before_0_3;
 
 	if (!EsRelCallbackRegistered)
 	{
@@ -216,12 +245,20 @@ ResolveRels(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension es_ledger is not installed in this database"),
 				 errhint("Run CREATE EXTENSION es_ledger.")));
-	nspoid = ExtensionSchema(extoid, &marks_indexes);
+	nspoid = ExtensionSchema(extoid, &marks_indexes, &before_0_3);
 
 	for (int i = 0; i < ES_REL_COUNT; i++)
 	{
 		const EsRelDef *def = &EsRelDefs[i];
-		Oid			relid = get_relname_relid(def->name, nspoid);
+		Oid			relid;
+
+		if (def->since_0_3 && before_0_3)
+		{
+			/* A ledger of 0.1.0 or 0.2.0: see EsRowHasTransfers. */
+			EsRelOids[i] = InvalidOid;
+			continue;
+		}
+		relid = get_relname_relid(def->name, nspoid);
 
 		if (!OidIsValid(relid))
 			NotOurs(def->name, "The extension's schema holds no relation of that name.");
@@ -252,6 +289,29 @@ EsRowRelid(EsRel rel)
 	if (!EsRelsValid)
 		ResolveRels();
 	return EsRelOids[rel];
+}
+
+/*
+ * Does the ledger have es_transfers?  A ledger installed as 0.1.0 or 0.2.0
+ * has none until ALTER EXTENSION es_ledger UPDATE; es_apply then writes no
+ * transfer rows and refuses two-phase transfers (EsRowRequireTransfers).
+ */
+bool
+EsRowHasTransfers(void)
+{
+	return OidIsValid(EsRowRelid(ES_REL_TRANSFERS));
+}
+
+/* Refuse with 55000 what needs es_transfers in a ledger without it. */
+void
+EsRowRequireTransfers(void)
+{
+	if (!EsRowHasTransfers())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this ledger has no es_transfers"),
+				 errdetail("Two-phase transfers came with es_ledger 0.3.0; the extension installed is older."),
+				 errhint("Run ALTER EXTENSION es_ledger UPDATE.")));
 }
 
 /* The name of one of the extension's relations, for messages. */
@@ -525,6 +585,83 @@ EsRowStateToDatum(const EsAccountState *state, TupleDesc desc)
 											 isnull));
 }
 
+/* -------------------------------------------------------------- transfers */
+
+/* An es_transfers row of a transfer, as Datums in table order. */
+void
+EsRowTransferToValues(const EsTransfer *t, Datum *v, bool *n)
+{
+	memset(n, 0, sizeof(bool) * ES_TR_NATTS);
+	v[ES_TR_ATT_TRANSFER_ID - 1] = CStringGetTextDatum(t->transfer_id);
+	v[ES_TR_ATT_FROM_ACCOUNT - 1] = CStringGetTextDatum(t->from_account);
+	v[ES_TR_ATT_TO_ACCOUNT - 1] = CStringGetTextDatum(t->to_account);
+	v[ES_TR_ATT_AMOUNT - 1] = Int64GetDatum(t->amount);
+	v[ES_TR_ATT_POSTED_AMOUNT - 1] = Int64GetDatum(t->posted_amount);
+	v[ES_TR_ATT_STATUS - 1] =
+		CStringGetTextDatum(EsFoldTransferStatusName(t->status));
+	v[ES_TR_ATT_CREATED_AT - 1] = TimestampTzGetDatum(t->created_at);
+	v[ES_TR_ATT_EXPIRES_AT - 1] = TimestampTzGetDatum(t->expires_at);
+	n[ES_TR_ATT_EXPIRES_AT - 1] = !t->has_expires_at;
+	v[ES_TR_ATT_UPDATED_AT - 1] = TimestampTzGetDatum(t->updated_at);
+	v[ES_TR_ATT_SEQ - 1] = Int64GetDatum(t->seq);
+	v[ES_TR_ATT_FROM_ACCOUNT_ID - 1] = Int64GetDatum(t->from_account_id);
+	v[ES_TR_ATT_TO_ACCOUNT_ID - 1] = Int64GetDatum(t->to_account_id);
+	if (t->command_id)
+		v[ES_TR_ATT_COMMAND_ID - 1] = CStringGetTextDatum(t->command_id);
+	else
+		n[ES_TR_ATT_COMMAND_ID - 1] = true;
+}
+
+/*
+ * Decode a transfer from an es_transfers row (Datums in table order), texts
+ * copied into the current memory context.  Returns NULL, or why the row is
+ * damaged (a NULL where a value is due, an unknown status), without
+ * raising.
+ */
+const char *
+EsRowTransferDecode(const Datum *v, const bool *n, EsTransfer *t)
+{
+	memset(t, 0, sizeof(*t));
+	if (!n[ES_TR_ATT_SEQ - 1])
+		t->seq = DatumGetInt64(v[ES_TR_ATT_SEQ - 1]);
+	for (int i = 0; i < ES_TR_NATTS; i++)
+		if (n[i] && i + 1 != ES_TR_ATT_EXPIRES_AT &&
+			i + 1 != ES_TR_ATT_COMMAND_ID)
+			return psprintf("column \"%s\" is null", EsTransferColumns[i].name);
+	t->transfer_id = TextDatumGetCString(v[ES_TR_ATT_TRANSFER_ID - 1]);
+	t->from_account = TextDatumGetCString(v[ES_TR_ATT_FROM_ACCOUNT - 1]);
+	t->to_account = TextDatumGetCString(v[ES_TR_ATT_TO_ACCOUNT - 1]);
+	t->amount = DatumGetInt64(v[ES_TR_ATT_AMOUNT - 1]);
+	t->posted_amount = DatumGetInt64(v[ES_TR_ATT_POSTED_AMOUNT - 1]);
+	t->status = EsFoldTransferStatusFromName(TextDatumGetCString(v[ES_TR_ATT_STATUS - 1]));
+	if (t->status == ES_TRANSFER_NONE)
+		return "its status is unknown";
+	t->created_at = DatumGetTimestampTz(v[ES_TR_ATT_CREATED_AT - 1]);
+	t->has_expires_at = !n[ES_TR_ATT_EXPIRES_AT - 1];
+	if (t->has_expires_at)
+		t->expires_at = DatumGetTimestampTz(v[ES_TR_ATT_EXPIRES_AT - 1]);
+	t->updated_at = DatumGetTimestampTz(v[ES_TR_ATT_UPDATED_AT - 1]);
+	t->from_account_id = DatumGetInt64(v[ES_TR_ATT_FROM_ACCOUNT_ID - 1]);
+	t->to_account_id = DatumGetInt64(v[ES_TR_ATT_TO_ACCOUNT_ID - 1]);
+	t->command_id = n[ES_TR_ATT_COMMAND_ID - 1] ? NULL :
+		TextDatumGetCString(v[ES_TR_ATT_COMMAND_ID - 1]);
+	return NULL;
+}
+
+/*
+ * A transfer from an es_transfers row, as EsRowTransferDecode, raising
+ * ES012 for a damaged row.
+ */
+void
+EsRowTransferFromValues(const Datum *v, const bool *n, EsTransfer *t)
+{
+	const char *problem = EsRowTransferDecode(v, n, t);
+
+	if (problem)
+		BadRow("es_transfers", psprintf("of seq " INT64_FORMAT, t->seq),
+			   problem);
+}
+
 /* --------------------------------------------------------------- commands */
 
 /* An es_commands row, as Datums in table order. */
@@ -587,7 +724,7 @@ es_check_shape(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a table of es_ledger", get_rel_name(shape)),
-				 errdetail("The shapes known are es_events, es_accounts and es_commands.")));
+				 errdetail("The shapes known are es_events, es_accounts, es_commands and es_transfers.")));
 	r = relation_open(relid, AccessShareLock);
 	EsRowCheckShape(RelationGetDescr(r), (EsRel) i, RelationGetRelationName(r));
 	relation_close(r, AccessShareLock);

@@ -92,6 +92,9 @@ typedef struct EsWriter
 	TupleTableSlot *ev_new;		/* virtual slot for es_events */
 	TupleTableSlot *cmd_slot;	/* heap slot for reading es_commands */
 	TupleTableSlot *cmd_new;	/* virtual slot for es_commands */
+	ResultRelInfo *transfers;	/* es_transfers, opened on first use */
+	TupleTableSlot *tr_slot;	/* heap slot for reading es_transfers */
+	TupleTableSlot *tr_new;		/* virtual slot for writing es_transfers */
 	EPQState	epqstate;
 	SubTransactionId subid;		/* the subtransaction that began it */
 	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
@@ -189,6 +192,8 @@ EsWriteBegin(void)
 	rtable = lappend(rtable, MakeRte(ES_REL_EVENTS));
 	rtable = lappend(rtable, MakeRte(ES_REL_ACCOUNTS));
 	rtable = lappend(rtable, MakeRte(ES_REL_COMMANDS));
+	if (EsRowHasTransfers())
+		rtable = lappend(rtable, MakeRte(ES_REL_TRANSFERS));
 	ExecInitRangeTable(estate, rtable);
 	w->events = OpenResultRel(estate, ES_REL_EVENTS, 1);
 	w->accounts = OpenResultRel(estate, ES_REL_ACCOUNTS, 2);
@@ -236,6 +241,8 @@ EsWriteEnd(void)
 		index_close(w->command_idx, NoLock);
 		table_close(w->commands->ri_RelationDesc, NoLock);
 	}
+	if (w->transfers)
+		table_close(w->transfers->ri_RelationDesc, NoLock);
 	Writer = w->prev;
 	FreeExecutorState(w->estate);
 }
@@ -405,9 +412,12 @@ CompareToLock(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Lock one es_accounts row, following updates; the latest version in slot. */
-static void
-LockRow(ItemPointer tid, TupleTableSlot *slot)
+/*
+ * Lock one es_accounts row, following updates; the latest version in slot.
+ * With nowait, false instead of waiting for another transaction's lock.
+ */
+static bool
+LockRowWait(ItemPointer tid, TupleTableSlot *slot, bool nowait)
 {
 	TM_FailureData tmfd;
 	TM_Result	res;
@@ -415,12 +425,14 @@ LockRow(ItemPointer tid, TupleTableSlot *slot)
 	res = table_tuple_lock(Writer->accounts->ri_RelationDesc, tid,
 						   GetLatestSnapshot(), slot,
 						   GetCurrentCommandId(false), LockTupleExclusive,
-						   LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-						   &tmfd);
+						   nowait ? LockWaitSkip : LockWaitBlock,
+						   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	switch (res)
 	{
 		case TM_Ok:
 			break;
+		case TM_WouldBlock:
+			return false;
 		case TM_Deleted:
 			elog(ERROR, "es_accounts row (%u,%u) was deleted",
 				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
@@ -435,6 +447,14 @@ LockRow(ItemPointer tid, TupleTableSlot *slot)
 				 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),
 				 (int) res);
 	}
+	return true;
+}
+
+/* Lock one es_accounts row, waiting if need be (LockRowWait). */
+static void
+LockRow(ItemPointer tid, TupleTableSlot *slot)
+{
+	LockRowWait(tid, slot, false);
 }
 
 /*
@@ -670,4 +690,211 @@ EsWriteInsertCommand(const char *id, Jsonb *command, int64 seq)
 	EsRowCommandToValues(id, command, seq, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	return InsertUnique(Writer->commands, slot, ES_REL_COMMANDS_ID_IDX);
+}
+
+/*
+ * Lock the es_accounts row of the account named unless another transaction
+ * holds a lock on it (no wait), and read its latest state.  True if this
+ * transaction now holds it (or held it already: from the cache); false if
+ * it would have had to wait, or the account does not exist.  Used for the
+ * counterparty of a reservation being expired, which may come in any
+ * order relative to the locks already held, so waiting could deadlock.
+ */
+bool
+EsWriteTryLockAccount(const char *name, EsAccountState *state)
+{
+	Relation	accounts = Writer->accounts->ri_RelationDesc;
+	const EsAccountState *cached = EsCacheLookup(accounts, name, NULL);
+	bool		locked;
+
+	if (cached)
+	{
+		*state = *cached;
+		return true;
+	}
+	if (!ProbeText(accounts, Writer->account_idx, name, Writer->acc_slot))
+		return false;
+	locked = LockRowWait(&Writer->acc_slot->tts_tid, Writer->acc_slot, true);
+	if (locked)
+	{
+		SlotToState(Writer->acc_slot, state);
+		EsCacheStore(accounts, state, &Writer->acc_slot->tts_tid);
+		*state = *EsCacheLookup(accounts, name, NULL);
+	}
+	ExecClearTuple(Writer->acc_slot);
+	return locked;
+}
+
+/* ------------------------------------------------------------ es_transfers */
+
+/* Open es_transfers on first use, as OpenCommands opens es_commands. */
+static void
+OpenTransfers(void)
+{
+	EsWriter   *w = Writer;
+	MemoryContext old;
+
+	if (w->transfers)
+		return;
+	EsRowRequireTransfers();
+	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+	w->transfers = OpenResultRel(w->estate, ES_REL_TRANSFERS, 4);
+	w->tr_slot = table_slot_create(w->transfers->ri_RelationDesc,
+								   &w->estate->es_tupleTable);
+	w->tr_new = ExecInitExtraTupleSlot(w->estate,
+									   RelationGetDescr(w->transfers->ri_RelationDesc),
+									   &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Fetch into Writer->tr_slot the es_transfers row whose index idx (on one
+ * column) has key, as a fresh snapshot sees it: what committed before now,
+ * and what this transaction wrote before the current command.  False if
+ * none.
+ */
+static bool
+ProbeTransfer(EsRel idx, Datum key, RegProcedure eqproc)
+{
+	Relation	rel = Writer->transfers->ri_RelationDesc;
+	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], eqproc, key);
+	scan = index_beginscan(rel, index, GetLatestSnapshot(), 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, Writer->tr_slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	return found;
+}
+
+/*
+ * The transfer created by the command with id command_id, as a fresh
+ * snapshot sees it (see ProbeTransfer), copied into the current memory
+ * context.  False if none.  The caller that means to change it holds the
+ * row locks of both its accounts: every change of a transfer's row is made
+ * under them, so what it reads then is the latest state and stays so.
+ */
+bool
+EsWriteFindTransfer(const char *command_id, EsTransfer *t)
+{
+	OpenTransfers();
+	if (!ProbeTransfer(ES_REL_TRANSFERS_ID_IDX, CStringGetTextDatum(command_id),
+					   F_TEXTEQ))
+		return false;
+	slot_getallattrs(Writer->tr_slot);
+	EsRowTransferFromValues(Writer->tr_slot->tts_values,
+							Writer->tr_slot->tts_isnull, t);
+	ExecClearTuple(Writer->tr_slot);
+	return true;
+}
+
+/* Fill the virtual slot for es_transfers with a transfer. */
+static void
+TransferToSlot(const EsTransfer *t, TupleTableSlot *slot)
+{
+	ExecClearTuple(slot);
+	EsRowTransferToValues(t, slot->tts_values, slot->tts_isnull);
+	ExecStoreVirtualTuple(slot);
+}
+
+/* Insert a new transfer's es_transfers row. */
+void
+EsWriteInsertTransfer(const EsTransfer *t)
+{
+	OpenTransfers();
+	TransferToSlot(t, Writer->tr_new);
+	ExecSimpleRelationInsert(Writer->transfers, Writer->estate, Writer->tr_new);
+}
+
+/*
+ * Write a transfer's es_transfers row, found by its seq.  The caller holds
+ * the row locks of both its accounts (see EsWriteFindTransfer).
+ */
+void
+EsWriteUpdateTransfer(const EsTransfer *t)
+{
+	OpenTransfers();
+	if (!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(t->seq),
+					   F_INT8EQ))
+		elog(ERROR, "es_transfers has no row for the transfer of seq %lld",
+			 (long long) t->seq);
+	TransferToSlot(t, Writer->tr_new);
+	ExecSimpleRelationUpdate(Writer->transfers, Writer->estate,
+							 &Writer->epqstate, Writer->tr_slot,
+							 Writer->tr_new);
+	ExecClearTuple(Writer->tr_slot);
+}
+
+/*
+ * Delete the es_transfers row at tid, through the executor; only
+ * es_rebuild_projections does this, under the lock that keeps writers out.
+ */
+void
+EsWriteDeleteTransfer(ItemPointer tid)
+{
+	OpenTransfers();
+	ExecClearTuple(Writer->tr_slot);
+	Writer->tr_slot->tts_tid = *tid;
+	ExecSimpleRelationDelete(Writer->transfers, Writer->estate,
+							 &Writer->epqstate, Writer->tr_slot);
+}
+
+/*
+ * The pending transfers whose expiry time is at or before now, as a fresh
+ * snapshot sees them, found through one of the partial indexes on pending
+ * transfers: es_transfers_expires_idx (expires_at) for every account
+ * (account_id unused), or es_transfers_from_pending_idx /
+ * es_transfers_to_pending_idx (account id, expires_at) for one account.
+ * At most max of them (0: no bound), earliest first for the first index.
+ * A List of EsTransfer pointers in the current memory context.
+ */
+List *
+EsWriteExpiredTransfers(EsRel idx, int64 account_id, TimestampTz now, int max)
+{
+	Relation	rel;
+	Relation	index;
+	ScanKeyData skey[2];
+	int			nkeys = 0;
+	IndexScanDesc scan;
+	List	   *result = NIL;
+	int			attno = 1;
+
+	OpenTransfers();
+	rel = Writer->transfers->ri_RelationDesc;
+	index = index_open(EsRowRelid(idx), AccessShareLock);
+	if (idx != ES_REL_TRANSFERS_EXPIRES_IDX)
+	{
+		ScanKeyEntryInitialize(&skey[nkeys++], 0, attno++,
+							   BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT8EQ, Int64GetDatum(account_id));
+	}
+	ScanKeyEntryInitialize(&skey[nkeys++], 0, attno,
+						   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
+						   F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+	scan = index_beginscan(rel, index, GetLatestSnapshot(), nkeys, 0);
+	index_rescan(scan, skey, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, Writer->tr_slot))
+	{
+		EsTransfer *t = palloc(sizeof(EsTransfer));
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(Writer->tr_slot);
+		EsRowTransferFromValues(Writer->tr_slot->tts_values,
+								Writer->tr_slot->tts_isnull, t);
+		/* The index is partial on status = 'pending'; recheck anyway. */
+		if (t->status == ES_TRANSFER_PENDING && t->has_expires_at &&
+			t->expires_at <= now)
+			result = lappend(result, t);
+		if (max > 0 && list_length(result) >= max)
+			break;
+	}
+	index_endscan(scan);
+	index_close(index, NoLock);
+	ExecClearTuple(Writer->tr_slot);
+	return result;
 }
