@@ -79,6 +79,33 @@ sub coordinate
 sub qa { return $la->safe_psql('postgres', shift); }
 sub qb { return $lb->safe_psql('postgres', shift); }
 
+# Everything the checks need from both ledgers, in one query per ledger.
+sub ledger_state
+{
+	my @a = split /\|/, qa(q{SELECT concat_ws('|',
+		(SELECT balance || ' ' || pending_out || ' ' || available FROM es_accounts WHERE account = 'alice'),
+		(SELECT balance || ' ' || pending_in FROM es_accounts WHERE account = 'clearing-B'),
+		(SELECT balance FROM es_accounts WHERE account = 'clearing-B'),
+		(SELECT sum(balance) FROM es_accounts),
+		(SELECT coalesce(sum(amount), 0) || ' ' || count(*) FROM es_transfers WHERE status = 'pending'),
+		(SELECT sum(pending_out) || ' ' || sum(pending_in) FROM es_accounts),
+		(SELECT coalesce(string_agg(check_name || ': ' || coalesce(detail, ''), '; '), 'all ok') FROM es_verify() WHERE NOT ok),
+		(SELECT count(*) FROM es_accounts a WHERE row(a.*) IS DISTINCT FROM es_replay(a.account)),
+		(SELECT count(*) FROM es_events))});
+	my @b = split /\|/, qb(q{SELECT concat_ws('|',
+		(SELECT balance || ' ' || pending_in || ' ' || pending_out FROM es_accounts WHERE account = 'bob'),
+		(SELECT balance FROM es_accounts WHERE account = 'clearing-A'),
+		(SELECT sum(balance) FROM es_accounts),
+		(SELECT count(*) FROM es_accounts WHERE pending_out <> 0 OR pending_in <> 0),
+		(SELECT coalesce(string_agg(check_name || ': ' || coalesce(detail, ''), '; '), 'all ok') FROM es_verify() WHERE NOT ok),
+		(SELECT count(*) FROM es_accounts a WHERE row(a.*) IS DISTINCT FROM es_replay(a.account)),
+		(SELECT count(*) FROM es_events))});
+	my %st;
+	@st{qw(alice clearing_b clearing_b_bal a_sum a_open a_pending a_verify a_replay a_events)} = @a;
+	@st{qw(bob clearing_a_bal b_sum b_pending b_verify b_replay b_events)} = @b;
+	return \%st;
+}
+
 sub nevents { return (qa('SELECT count(*) FROM es_events'), qb('SELECT count(*) FROM es_events')); }
 
 # Everything that must hold on both ledgers; $open: the amount of the one
@@ -90,38 +117,23 @@ sub check_ledgers
 	$open //= 0;
 	$credited //= 0;
 	my $b_extra = $credited ? $open : 0;
-	is(qa(q{SELECT balance || ' ' || pending_out || ' ' || available FROM es_accounts WHERE account = 'alice'}),
-		"$want{alice} $open " . ($want{alice} - $open),
+	my $st = ledger_state();
+	is($st->{alice}, "$want{alice} $open " . ($want{alice} - $open),
 		"$label: alice's balance, pending_out, available on A");
-	is(qa(q{SELECT balance || ' ' || pending_in FROM es_accounts WHERE account = 'clearing-B'}),
-		($want{a_ext} - $want{alice}) . " $open",
+	is($st->{clearing_b}, ($want{a_ext} - $want{alice}) . " $open",
 		"$label: clearing-B on A holds what alice paid (pending_in: what is reserved)");
-	is(qb(q{SELECT balance || ' ' || pending_in || ' ' || pending_out FROM es_accounts WHERE account = 'bob'}),
-		($want{bob} + $b_extra) . ' 0 0', "$label: bob's balance on B");
-	is(qa('SELECT sum(balance) FROM es_accounts'), $want{a_ext},
+	is($st->{bob}, ($want{bob} + $b_extra) . ' 0 0', "$label: bob's balance on B");
+	is($st->{a_sum}, $want{a_ext},
 		"$label: no money created or lost on A (sum of balances = deposits - withdrawals)");
-	is(qb('SELECT sum(balance) FROM es_accounts'), $want{b_ext},
+	is($st->{b_sum}, $want{b_ext},
 		"$label: no money created or lost on B (sum of balances = deposits - withdrawals)");
-	is(qa(q{SELECT balance FROM es_accounts WHERE account = 'clearing-B'})
-		  + qb(q{SELECT balance FROM es_accounts WHERE account = 'clearing-A'}),
-		$credited ? -$open : 0,
+	is(($st->{clearing_b_bal} // 0) + ($st->{clearing_a_bal} // 0), $credited ? -$open : 0,
 		"$label: clearing-B on A + clearing-A on B = 0 (B paid out what A owes it)");
-	is(qa(q{SELECT coalesce(sum(amount), 0) || ' ' || count(*) FROM es_transfers WHERE status = 'pending'}),
-		$open ? "$open 1" : '0 0', "$label: open reservations in es_transfers on A");
-	is(qa('SELECT sum(pending_out) || ' . q{' '} . ' || sum(pending_in) FROM es_accounts'), "$open $open",
-		"$label: pending_out and pending_in on A");
-	is(qb(q{SELECT count(*) FROM es_accounts WHERE pending_out <> 0 OR pending_in <> 0}), '0',
-		"$label: nothing pending on B");
-	for my $l ([ 'A', $la ], [ 'B', $lb ])
-	{
-		is($l->[1]->safe_psql('postgres',
-				q{SELECT coalesce(string_agg(check_name || ': ' || coalesce(detail, ''), '; '), 'all ok')
-				    FROM es_verify() WHERE NOT ok}),
-			'all ok', "$label: es_verify() all ok on $l->[0]");
-		is($l->[1]->safe_psql('postgres',
-				'SELECT count(*) FROM es_accounts a WHERE row(a.*) IS DISTINCT FROM es_replay(a.account)'),
-			'0', "$label: es_replay = es_accounts on $l->[0]");
-	}
+	is($st->{a_open}, $open ? "$open 1" : '0 0', "$label: open reservations in es_transfers on A");
+	is($st->{a_pending}, "$open $open", "$label: pending_out and pending_in on A");
+	is($st->{b_pending}, '0', "$label: nothing pending on B");
+	is($st->{a_verify} . ' / ' . $st->{b_verify}, 'all ok / all ok', "$label: es_verify() all ok on A and B");
+	is($st->{a_replay} . ' ' . $st->{b_replay}, '0 0', "$label: es_replay = es_accounts on A and B");
 }
 
 check_ledgers('set up');
@@ -188,7 +200,7 @@ transfer('refuse-1', 10000, 'refused');
 transfer('refuse-crash-1', 10000, 'refused', 1);
 transfer('refuse-crash-2', 10000, 'refused', 2);
 transfer('refuse-crash-3', 10000, 'refused', 3);
-transfer('refuse-crash-all', 2001, 'refused', 1, 2, 2, 3, 3);
+transfer('refuse-crash-all', 2001, 'refused', 1, 1, 2, 2, 3);
 my ($rc, $out, $err) = coordinate('refuse-msg', 2001);
 like($out, qr/^refused refuse-msg: ES002/, 'the refusal names ES002 (balance limit exceeded on B)');
 check_ledgers('refuse-msg');
