@@ -114,14 +114,15 @@ my %ids;      # id => canonical command, for commands the model accepted
 my %flow = (dep => 0, wd => 0);
 my %expect;   # "s n k" => { acc => [codes] } or { retry => id } or { exp => ... }
 
+my @setup;    # the opens and deposits, sent in one go
 sub open_acc
 {
 	my ($name, $cur, $od, $max, $dep) = @_;
-	sql("SELECT es_open_account('$name', '$cur', $od, " . ($max // 'NULL') . ')');
+	push @setup, "SELECT es_open_account('$name', '$cur', $od, " . ($max // 'NULL') . ');';
 	$acc{$name} = { cur => $cur, bal => 0, pout => 0, pin => 0, od => $od, max => $max, status => 'open' };
 	if ($dep)
 	{
-		sql("SELECT es_deposit('$name', $dep)");
+		push @setup, "SELECT es_deposit('$name', $dep);";
 		$acc{$name}{bal} = $dep;
 		$flow{dep} += $dep if $cur eq 'USD';
 	}
@@ -262,6 +263,7 @@ for my $s (1 .. $NS)
 }
 open_acc('r-1', 'USD', 0, undef, 1000000);
 open_acc('r-2', 'USD', 0, undef, 0);
+sql(join("\n", @setup));
 
 # ------------------------------------------------------------ workload
 my %exp_settle;   # "s n" => 1: a settle of a 1-second reservation, judged by time
