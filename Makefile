@@ -27,7 +27,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	input_limits immutability guard superuser_guard roles malformed history reverse dba verify schema upgrade
+	input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify schema upgrade
 
 # Every object depends on the shared header (PGXS tracks no header deps).
 $(OBJS): src/es_ledger.h

@@ -17,6 +17,11 @@
  *	   lock FOR UPDATE takes, in ascending account_id order, so two transfers
  *	   in opposite directions cannot deadlock) and their states read; an
  *	   account the command opens has no row yet and is only looked up.
+ *	   post_pending and void_pending name a pending transfer instead: its
+ *	   two accounts are locked the same way, then the transfer is read again
+ *	   with a fresh snapshot.  Every change of a transfer is made under the
+ *	   locks of both its accounts, so that read is its latest state: of two
+ *	   commands racing on one transfer, the second sees what the first did.
  *	4. Idempotency: a command with an id looks it up in es_commands
  *	   (es_write.c), after the lock, so a retry that waited for its original
  *	   sees it.  A known id with the same canonical command returns the seq
@@ -24,8 +29,14 @@
  *	   fails with ES008.
  *	   A compensating command of es_reverse (es_reverse.c) is then refused
  *	   if another command already reverses the same command.
+ *	   Then the expired reservations of the accounts named are released
+ *	   (ExpireTouched: TransferExpired on both accounts of each), so the
+ *	   rules count live reservations only; the other account of such a
+ *	   reservation is locked without waiting (it may sort before the locks
+ *	   held), and skipped if busy.
  *	5. Decide (es_decide.c): the command type's handler checks its rules
- *	   against those states and returns the events to append.
+ *	   against those states, and the time its events will be recorded at
+ *	   (which decides expiry), and returns the events to append.
  *	6. Events: each is numbered (seq from the log's sequence, version from
  *	   the account), sealed (checksum and hash link, es_event.c) and folded
  *	   into its account's state (EsFoldEvent, the fold replay uses).  Then
@@ -35,7 +46,12 @@
  *	   one of the two wait for the other and then answer as if it had come
  *	   second (the idempotent result or ES008; ES004).  No advisory lock is
  *	   taken, so no other role can block a command by taking one.  Last, the
- *	   events are appended and each account's projection row written once.
+ *	   events are appended, each account's projection row written once, and
+ *	   the transfer's es_transfers row inserted or updated (the transfer fold
+ *	   of its debit-side event, WriteTransfer).
+ *
+ * es_expire_pending, at the end of this file, releases every reservation
+ * whose time has run out the same way.
  *
  * An error at any step raises, and the transaction (or the caller's
  * savepoint) undoes whatever was written: nothing is ever half applied.  A

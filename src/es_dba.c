@@ -6,6 +6,10 @@
  *	  (the projection as it stood at a time, written to a table of a new
  *	  schema).
  *
+ * es_transfers is rebuilt and restored too, from the transfers the log
+ * holds (EsScanTransfers, the transfer fold; RebuildTransfers,
+ * RestoreTransfer).
+ *
  * Both fold the log the way es_accounts_at does (es_history.c): one walk of
  * es_events_account_version_key, one account's state in memory at a time,
  * each event folded with EsFoldEvent, the fold es_apply uses.  The opening
@@ -25,6 +29,8 @@
 #include "postgres.h"
 
 #include "access/heapam.h"
+#include "access/nbtree.h"
+#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -37,6 +43,8 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -52,6 +60,7 @@
 
 /* The table es_restore_to creates in its target schema. */
 #define ES_DBA_RESTORE_TABLE	"accounts"
+#define ES_DBA_RESTORE_TRANSFERS	"transfers"
 
 /* Events read so far by one call, and when progress was last shown. */
 typedef struct EsDbaProgress
@@ -227,6 +236,190 @@ NextProjection(EsScanIter *accts, int64 *account_id)
 	return true;
 }
 
+/* ------------------------------------------------------------ transfers */
+
+/* What a rebuild did. */
+typedef struct EsRebuildCounts
+{
+	int64		rewritten;
+	int64		inserted;
+	int64		deleted;
+} EsRebuildCounts;
+
+/* The state of the rebuild of es_transfers. */
+typedef struct EsRebuildTransfers
+{
+	EsScanIter *proj;			/* es_transfers by seq, probed per transfer */
+	Tuplestorestate *todo;		/* the derived rows to insert */
+	TupleDesc	desc;
+	EsRebuildCounts *counts;
+	int64		derived;
+	int64		kept;
+	HTAB	   *seqs;			/* pass 3 only: the derived transfers' seqs */
+} EsRebuildTransfers;
+
+/* Position the probe walk of es_transfers on the row of seq, if any. */
+static bool
+ProbeTransferRow(EsScanIter *proj, int64 seq)
+{
+	ScanKeyData skey;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8EQ, Int64GetDatum(seq));
+	index_rescan(proj->scan, &skey, 1, NULL, 0);
+	return EsScanNext(proj);
+}
+
+/*
+ * Pass 1, per transfer derived from the log: a row equal to it is kept; a
+ * row that differs is deleted; the transfer is queued for insertion unless
+ * kept.
+ */
+static void
+RebuildTransferDerived(const EsTransfer *t, void *arg)
+{
+	EsRebuildTransfers *r = arg;
+	Datum		values[ES_TR_NATTS];
+	bool		nulls[ES_TR_NATTS];
+
+	r->derived++;
+	if (ProbeTransferRow(r->proj, t->seq))
+	{
+		EsTransfer	row;
+		const char *problem;
+		MemoryContext old = MemoryContextSwitchTo(r->proj->rowcxt);
+
+		problem = EsRowTransferDecode(r->proj->slot->tts_values,
+									  r->proj->slot->tts_isnull, &row);
+		MemoryContextSwitchTo(old);
+		if (problem == NULL && EsFoldTransfersEqual(t, &row))
+		{
+			r->kept++;
+			return;
+		}
+		EsWriteDeleteTransfer(&r->proj->slot->tts_tid);
+		r->counts->rewritten++;
+	}
+	else
+		r->counts->inserted++;
+	EsRowTransferToValues(t, values, nulls);
+	tuplestore_putvalues(r->todo, r->desc, values, nulls);
+}
+
+/* Pass 3's first half: remember a derived transfer's seq. */
+static void
+RememberTransferSeq(const EsTransfer *t, void *arg)
+{
+	EsRebuildTransfers *r = arg;
+
+	hash_search(r->seqs, &t->seq, HASH_ENTER, NULL);
+}
+
+/*
+ * Rebuild es_transfers from the log, as es_accounts (see
+ * es_rebuild_projections): pass 1 derives every transfer (EsScanTransfers)
+ * and keeps, or deletes and queues, its row; pass 2 counts the rows left
+ * and, only if more are left than were kept (rows with no transfer in the
+ * log), pass 3 derives the transfers' seqs again into a hash and deletes
+ * the rows whose seq is not one; last the queued rows are inserted, once
+ * no command id can collide.  The writer and the guard are open.
+ */
+static void
+RebuildTransfers(EsRebuildCounts *counts)
+{
+	EsRebuildTransfers r;
+	Relation	rel;
+	TupleTableSlot *slot;
+	EsScanIter *rows;
+	int64		left = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.counts = counts;
+	rel = EsRowOpenTable(ES_REL_TRANSFERS, AccessShareLock);
+	r.desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	table_close(rel, AccessShareLock);
+	r.todo = tuplestore_begin_heap(false, false, work_mem);
+
+	EsWriteNextCommand();
+	r.proj = EsScanBegin(ES_REL_TRANSFERS, ES_REL_TRANSFERS_SEQ_IDX, true, 0,
+						 GetLatestSnapshot());
+	EsScanTransfers(false, 0, NULL, GetActiveSnapshot(),
+					RebuildTransferDerived, NULL, &r);
+	EsScanEnd(r.proj);
+
+	EsWriteNextCommand();
+	rows = EsScanBegin(ES_REL_TRANSFERS, ES_REL_TRANSFERS_SEQ_IDX, false, 0,
+					   GetLatestSnapshot());
+	while (EsScanNext(rows))
+		left++;
+	EsScanEnd(rows);
+	if (left > r.kept)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(int64);
+		ctl.hcxt = CurrentMemoryContext;
+		r.seqs = hash_create("es_rebuild_projections transfers", 1024, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		EsScanTransfers(false, 0, NULL, GetActiveSnapshot(),
+						RememberTransferSeq, NULL, &r);
+		rows = EsScanBegin(ES_REL_TRANSFERS, ES_REL_TRANSFERS_SEQ_IDX, false, 0,
+						   GetLatestSnapshot());
+		while (EsScanNext(rows))
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(rows->slot, ES_TR_ATT_SEQ, &isnull);
+			int64		seq = isnull ? 0 : DatumGetInt64(d);
+
+			if (isnull || hash_search(r.seqs, &seq, HASH_FIND, NULL) == NULL)
+			{
+				EsWriteDeleteTransfer(&rows->slot->tts_tid);
+				counts->deleted++;
+			}
+		}
+		EsScanEnd(rows);
+		hash_destroy(r.seqs);
+	}
+
+	EsWriteNextCommand();
+	slot = MakeSingleTupleTableSlot(r.desc, &TTSOpsMinimalTuple);
+	while (tuplestore_gettupleslot(r.todo, true, false, slot))
+	{
+		EsTransfer	t;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		EsRowTransferFromValues(slot->tts_values, slot->tts_isnull, &t);
+		EsWriteInsertTransfer(&t);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	tuplestore_end(r.todo);
+}
+
+/* es_restore_to's transfers: each derived transfer is a row of the table. */
+typedef struct EsRestoreTransfers
+{
+	Relation	rel;
+	TupleTableSlot *slot;
+	BulkInsertState bistate;
+	CommandId	cid;
+	int64		rows;
+} EsRestoreTransfers;
+
+static void
+RestoreTransfer(const EsTransfer *t, void *arg)
+{
+	EsRestoreTransfers *r = arg;
+
+	CHECK_FOR_INTERRUPTS();
+	ExecClearTuple(r->slot);
+	EsRowTransferToValues(t, r->slot->tts_values, r->slot->tts_isnull);
+	ExecStoreVirtualTuple(r->slot);
+	table_tuple_insert(r->rel, r->slot, r->cid, 0, r->bistate);
+	r->rows++;
+}
+
 /*
  * es_rebuild_projections() RETURNS bigint
  *
@@ -269,13 +462,6 @@ NextProjection(EsScanIter *accts, int64 *account_id)
  */
 PG_FUNCTION_INFO_V1(es_rebuild_projections);
 
-/* What a rebuild did. */
-typedef struct EsRebuildCounts
-{
-	int64		rewritten;
-	int64		inserted;
-	int64		deleted;
-} EsRebuildCounts;
 
 /*
  * The rebuild's two passes, with the writer open and the guard open (see
@@ -383,6 +569,8 @@ es_rebuild_projections(PG_FUNCTION_ARGS)
 	{
 		EsWriteBegin();
 		Rebuild(&progress, &counts);
+		if (EsRowHasTransfers())
+			RebuildTransfers(&counts);
 	}
 	PG_FINALLY();
 	{
@@ -472,6 +660,17 @@ es_restore_to(PG_FUNCTION_ARGS)
 					 false, 0);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "CREATE TABLE failed: %s", SPI_result_code_string(rc));
+	if (EsRowHasTransfers())
+	{
+		rc = SPI_execute(psprintf("CREATE TABLE %s.%s (LIKE %s.%s)",
+								  quote_identifier(schema),
+								  quote_identifier(ES_DBA_RESTORE_TRANSFERS),
+								  quote_identifier(ext_schema),
+								  quote_identifier(EsRowRelName(ES_REL_TRANSFERS))),
+						 false, 0);
+		if (rc != SPI_OK_UTILITY)
+			elog(ERROR, "CREATE TABLE failed: %s", SPI_result_code_string(rc));
+	}
 	SPI_finish();
 	CommandCounterIncrement();
 
@@ -503,6 +702,30 @@ es_restore_to(PG_FUNCTION_ARGS)
 	FreeBulkInsertState(bistate);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
+
+	if (EsRowHasTransfers())
+	{
+		EsRestoreTransfers rt;
+
+		relid = get_relname_relid(ES_DBA_RESTORE_TRANSFERS, nspid);
+		if (!OidIsValid(relid))
+			elog(ERROR, "table %s.%s was not created", schema,
+				 ES_DBA_RESTORE_TRANSFERS);
+		rt.rel = table_open(relid, RowExclusiveLock);
+		EsRowCheckShape(RelationGetDescr(rt.rel), ES_REL_TRANSFERS,
+						"es_restore_to");
+		rt.slot = MakeSingleTupleTableSlot(RelationGetDescr(rt.rel),
+										   &TTSOpsVirtual);
+		rt.bistate = GetBulkInsertState();
+		rt.cid = cid;
+		rt.rows = 0;
+		EsScanTransfers(false, 0, bound, GetActiveSnapshot(), RestoreTransfer,
+						NULL, &rt);
+		FreeBulkInsertState(rt.bistate);
+		ExecDropSingleTupleTableSlot(rt.slot);
+		table_close(rt.rel, NoLock);
+		rows += rt.rows;
+	}
 	ProgressEnd();
 	PG_RETURN_INT64(rows);
 }

@@ -25,14 +25,15 @@
  *	  es_command.c	EsCommand	a command's JSON (or a shorthand's arguments)
  *								checked into an EsCommand
  *	  es_apply.c	EsApply		es_apply and the shorthands: parse, lock,
- *								decide, append
+ *								decide, append; expiry of reservations
+ *								(es_expire_pending)
  *	  es_reverse.c	(none)		es_reverse: an applied command undone by its
  *								compensating command
  *	  es_replay.c	(none)		es_replay: an account folded from the log alone
  *	  es_history.c	(none)		es_history, es_balance_at, es_accounts_at: the
  *								log read as of a time, from the log alone
  *	  es_dba.c		(none)		es_rebuild_projections, es_restore_to: the
- *								projection rebuilt from the log, or restored
+ *								projections rebuilt from the log, or restored
  *								as of a time into a schema of its own
  *	  es_verify.c	(none)		es_verify
  *	  es_digest.c	(none)		es_digest, es_verify_digest
@@ -392,6 +393,15 @@ extern void EsScanWarnIfNotFinal(TimestampTz as_of);
 extern void EsScanReportProgress(const char *what, int64 events);
 extern bool EsScanFindReversal(const char *command_id, const char *except_id,
 							   char **reversal_id);
+
+/* The transfers of the log, derived by the transfer fold (EsScanTransfers). */
+typedef void (*EsScanTransferCallback) (const EsTransfer *t, void *arg);
+typedef void (*EsScanProblemCallback) (const EsEvent *ev, const char *why,
+									   void *arg);
+extern int64 EsScanTransfers(bool one, int64 account_id,
+							 const TimestampTz *as_of, Snapshot snapshot,
+							 EsScanTransferCallback callback,
+							 EsScanProblemCallback problem, void *arg);
 
 /* ---------------------------------------------------------------- es_write.c */
 

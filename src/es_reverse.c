@@ -16,6 +16,9 @@
  *	set_limits		set_limits back to the limits the account had just
  *					before (only those the command set), folded from the log
  *	open_account, close_account: not reversible (ES009).
+ *	a pending transfer, post_pending, void_pending: not reversible (ES009):
+ *					a reservation is released with void_pending, and a
+ *					posted one is undone by an ordinary transfer back.
  *
  * The command reversed is found by its idempotency id in es_commands (its
  * canonical form and the seq of its last event): a command applied without
@@ -190,6 +193,12 @@ Compensate(EsCommand *cmd, const char *command_id, const EsReversed *orig,
 			EsCommandSetInt(cmd, "amount", false, IntField(orig, "amount"));
 			break;
 		case ES_CMD_TRANSFER:
+			if (Field(orig, "pending") != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_ES_INVALID_COMMAND),
+						 errmsg("invalid command: pending transfer \"%s\" cannot be reversed",
+								command_id),
+						 errdetail("A reservation is released with void_pending; a posted one is undone by a transfer back.")));
 			EsCommandStart(cmd, ES_CMD_TRANSFER, 0);
 			EsCommandSetText(cmd, "from", TextField(orig, "to"));
 			EsCommandSetText(cmd, "to", TextField(orig, "from"));
@@ -212,7 +221,7 @@ Compensate(EsCommand *cmd, const char *command_id, const EsReversed *orig,
 					(errcode(ERRCODE_ES_INVALID_COMMAND),
 					 errmsg("invalid command: command \"%s\" of type %s cannot be reversed",
 							command_id, name),
-					 errdetail("open_account and close_account have no compensating command.")));
+					 errdetail("open_account, close_account, post_pending and void_pending have no compensating command.")));
 	}
 	EsCommandSetText(cmd, "id", id);
 	cmd->metadata = ReversesMetadata(command_id);

@@ -2,8 +2,9 @@
  *
  * es_row.c
  *	  The row codec: the one place that knows the extension's relations and
- *	  the shape of its tables, and converts rows of es_events, es_accounts
- *	  and es_commands to and from the C structs (EsEvent, EsAccountState).
+ *	  the shape of its tables, and converts rows of es_events, es_accounts,
+ *	  es_commands and es_transfers to and from the C structs (EsEvent,
+ *	  EsAccountState, EsTransfer).
  *
  * Everything that reads or writes those tables (the writer, the log scans
  * of replay, and later verify) goes through here, so a column is named,
@@ -22,6 +23,11 @@
  * Renaming the schema, or planting a look-alike in another schema, changes
  * nothing.  The OIDs are cached per backend and forgotten on any relcache
  * invalidation of one of them (DROP EXTENSION, a rename, ...).
+ *
+ * es_transfers and its indexes came with 0.3.0: in a ledger still at 0.1.0
+ * or 0.2.0 they are left unresolved (InvalidOid), EsRowHasTransfers says
+ * so, and the callers do without (EsRowRequireTransfers refuses what needs
+ * them with 55000).
  *
  * Decoding is defensive: a NULL where the log promises a value, a hash of
  * the wrong length or a checksum out of range is reported as ES012 (the

@@ -20,6 +20,9 @@
  *	  reported rather than raised.
  *	- EsScanFindReversal walks es_commands for a command that reverses a
  *	  given one (es_reverse).
+ *	- EsScanTransfers derives every transfer of the log (the rows
+ *	  es_transfers should hold) by the transfer fold, for es_verify,
+ *	  es_rebuild_projections and es_restore_to.
  *	- EsScanMaxKey reads the largest key of a table's unique index over
  *	  every row version (SnapshotAny), for the writer's sequence check and
  *	  for digests.
@@ -42,12 +45,14 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xlog.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/backend_status.h"
 #include "utils/timestamp.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -386,4 +391,209 @@ EsScanReportProgress(const char *what, int64 events)
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("es_ledger %s: " INT64_FORMAT " events read",
 									what, events));
+}
+
+/* An open pending transfer of the account being walked, by transfer_id. */
+typedef struct EsOpenTransfer
+{
+	char		key[ES_MAX_NAME_CHARS * MAX_MULTIBYTE_CHAR_LEN + 1];
+	EsTransfer	t;
+} EsOpenTransfer;
+
+/* The state of one EsScanTransfers walk. */
+typedef struct EsTransferWalk
+{
+	EsScanTransferCallback callback;
+	EsScanProblemCallback problem;
+	void	   *arg;
+	MemoryContext acccxt;		/* the current account's open transfers */
+	HTAB	   *open;
+} EsTransferWalk;
+
+/* Report an event the transfer fold refuses: to the caller, or ES012. */
+static void
+TransferProblem(EsTransferWalk *w, const EsEvent *ev, const char *why)
+{
+	if (w->problem)
+		w->problem(ev, why, w->arg);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_INTEGRITY),
+				 errmsg("event %lld of account %lld cannot be folded into its transfer: %s",
+						(long long) ev->seq, (long long) ev->account_id, why),
+				 errdetail("The log contradicts itself: it was changed behind es_apply's back.")));
+}
+
+/* The end of an account's events: its transfers still pending are final. */
+static void
+TransferWalkFlush(EsTransferWalk *w)
+{
+	HASH_SEQ_STATUS status;
+	EsOpenTransfer *o;
+
+	if (w->open == NULL)
+		return;
+	hash_seq_init(&status, w->open);
+	while ((o = hash_seq_search(&status)) != NULL)
+		w->callback(&o->t, w->arg);
+	w->open = NULL;
+	MemoryContextReset(w->acccxt);
+}
+
+/*
+ * Derive the transfers of the log: walk es_events_account_version_key (all
+ * accounts, or the one account_id when one), folding each debit-side
+ * transfer event into its transfer with EsFoldTransfer, and hand each
+ * transfer to callback once it is final: an immediate one at once, a
+ * pending one when it is posted, voided or expired, or at the end of its
+ * account's events (still pending).  All of a transfer's folded events are
+ * on its debit account, in version order, so one account's open transfers
+ * are all the walk keeps.  as_of (NULL: none) stops each account at its
+ * first event recorded after it, as es_accounts_at does.  An event the
+ * transfer fold refuses goes to problem (NULL: ES012); rows that cannot be
+ * decoded are skipped (the account fold reports them).  Returns the number
+ * of events read.  The callback gets a transfer valid during the call.
+ */
+int64
+EsScanTransfers(bool one, int64 account_id, const TimestampTz *as_of,
+				Snapshot snapshot, EsScanTransferCallback callback,
+				EsScanProblemCallback problem, void *arg)
+{
+	EsScanIter *it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX,
+								 one, account_id, snapshot);
+	EsTransferWalk w;
+	int64		current = 0;
+	bool		have_current = false;
+	bool		stopped = false;
+	char	   *name = NULL;
+	int64		events = 0;
+
+	w.callback = callback;
+	w.problem = problem;
+	w.arg = arg;
+	w.open = NULL;
+	w.acccxt = AllocSetContextCreate(CurrentMemoryContext,
+									 "es_ledger transfers of an account",
+									 ALLOCSET_DEFAULT_SIZES);
+	while (EsScanNext(it))
+	{
+		EsEvent		ev;
+		bool		debit;
+		MemoryContext old;
+
+		events++;
+		if (EsScanDecodeEvent(it, &ev) != NULL)
+			continue;
+		if (!have_current || ev.account_id != current)
+		{
+			TransferWalkFlush(&w);
+			current = ev.account_id;
+			have_current = true;
+			stopped = false;
+			name = NULL;
+		}
+		if (stopped || (as_of && ev.recorded_at > *as_of))
+		{
+			stopped = true;
+			continue;
+		}
+		if (ev.type == ES_EV_ACCOUNT_OPENED)
+		{
+			JsonbValue *v = getKeyJsonValueFromContainer(&ev.data->root,
+														 "account", 7, NULL);
+
+			if (v && v->type == jbvString)
+				name = MemoryContextStrdup(w.acccxt,
+										   pnstrdup(v->val.string.val,
+													v->val.string.len));
+			continue;
+		}
+		if (!EsFoldEventIsTransfer(&ev, &debit) || !debit)
+			continue;
+		if (name == NULL)
+		{
+			TransferProblem(&w, &ev, "its account was never opened");
+			continue;
+		}
+		if (ev.type == ES_EV_TRANSFER_SENT || ev.type == ES_EV_TRANSFER_RESERVED)
+		{
+			EsTransfer	t;
+			const char *why;
+
+			memset(&t, 0, sizeof(t));
+			if ((why = EsFoldTransferProblem(&t, &ev)) != NULL)
+			{
+				TransferProblem(&w, &ev, why);
+				continue;
+			}
+			if (ev.type == ES_EV_TRANSFER_SENT)
+			{
+				/* Final at once; allocated in the row's context. */
+				old = MemoryContextSwitchTo(it->rowcxt);
+				EsFoldTransfer(&t, &ev, name);
+				MemoryContextSwitchTo(old);
+				callback(&t, arg);
+			}
+			else
+			{
+				EsOpenTransfer *o;
+				char	   *id = EsFoldEventTransferId(&ev);
+				bool		found;
+
+				if (w.open == NULL)
+				{
+					HASHCTL		ctl;
+
+					ctl.keysize = sizeof(o->key);
+					ctl.entrysize = sizeof(EsOpenTransfer);
+					ctl.hcxt = w.acccxt;
+					w.open = hash_create("es_ledger open transfers", 16, &ctl,
+										 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+				}
+				if (strlen(id) >= sizeof(o->key))
+				{
+					TransferProblem(&w, &ev, "its transfer_id is too long");
+					continue;
+				}
+				o = hash_search(w.open, id, HASH_ENTER, &found);
+				if (found)
+				{
+					TransferProblem(&w, &ev, "a transfer is created by one event");
+					continue;
+				}
+				old = MemoryContextSwitchTo(w.acccxt);
+				memset(&o->t, 0, sizeof(o->t));
+				EsFoldTransfer(&o->t, &ev, name);
+				MemoryContextSwitchTo(old);
+			}
+		}
+		else
+		{
+			char	   *id = EsFoldEventTransferId(&ev);
+			EsOpenTransfer *o = NULL;
+			const char *why;
+
+			if (id && w.open && strlen(id) < sizeof(o->key))
+				o = hash_search(w.open, id, HASH_FIND, NULL);
+			if (o == NULL)
+			{
+				TransferProblem(&w, &ev, "it finishes no pending transfer of its account");
+				continue;
+			}
+			if ((why = EsFoldTransferProblem(&o->t, &ev)) != NULL)
+			{
+				TransferProblem(&w, &ev, why);
+				continue;
+			}
+			old = MemoryContextSwitchTo(w.acccxt);
+			EsFoldTransfer(&o->t, &ev, name);
+			MemoryContextSwitchTo(old);
+			callback(&o->t, arg);
+			hash_search(w.open, id, HASH_REMOVE, NULL);
+		}
+	}
+	TransferWalkFlush(&w);
+	EsScanEnd(it);
+	MemoryContextDelete(w.acccxt);
+	return events;
 }

@@ -18,6 +18,9 @@
  * it with the one fold (EsFoldProblem first, so a bad event is reported,
  * not raised).  Per account it compares the fold with the projection row;
  * per currency, the projection's balances with deposits minus withdrawals.
+ * Then es_transfers: every transfer derived from the log by the transfer
+ * fold (EsScanTransfers) is compared with its row, found by seq, and the
+ * rows are counted (VerifyTransfers), as part of the projection check.
  * Every failure is counted; each check reports how many items it checked,
  * how many failed, and the smallest failing seq with its reason.
  *
@@ -35,6 +38,8 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/nbtree.h"
+#include "access/relscan.h"
 #include "access/xlog.h"
 #include "common/cryptohash.h"
 #include "fmgr.h"
@@ -46,6 +51,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -101,6 +107,7 @@ typedef struct EsVerify
 	int64		events;
 	int64		walked_by_index;	/* accounts met out of physical order */
 	int64		events_with_id; /* events that carry a command id */
+	bool		has_transfers;	/* es_transfers checked too */
 	MemoryContext accountcxt;	/* the current account's allocations */
 } EsVerify;
 
@@ -647,6 +654,122 @@ VerifyCommands(EsVerify *v)
 					  (long long) v->events_with_id, (long long) registered_events));
 }
 
+/* ------------------------------------------------------------ transfers */
+
+/* The state of the transfers part of the projection check. */
+typedef struct EsVerifyTransfers
+{
+	EsVerify   *v;
+	EsScanIter *proj;			/* es_transfers by seq, probed per transfer */
+	int64		derived;
+} EsVerifyTransfers;
+
+/*
+ * One transfer derived from the log (EsScanTransfers): its es_transfers
+ * row, found by seq, must equal it.
+ */
+static void
+VerifyTransferDerived(const EsTransfer *t, void *arg)
+{
+	EsVerifyTransfers *ctx = arg;
+	ScanKeyData skey;
+	EsTransfer	row;
+	const char *problem;
+	MemoryContext old;
+
+	ctx->derived++;
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8EQ, Int64GetDatum(t->seq));
+	index_rescan(ctx->proj->scan, &skey, 1, NULL, 0);
+	if (!EsScanNext(ctx->proj))
+	{
+		Fail(ctx->v, CHECK_PROJECTION, t->seq,
+			 psprintf("transfer \"%s\" has events but no es_transfers row",
+					  t->transfer_id));
+		return;
+	}
+	old = MemoryContextSwitchTo(ctx->proj->rowcxt);
+	problem = EsRowTransferDecode(ctx->proj->slot->tts_values,
+								  ctx->proj->slot->tts_isnull, &row);
+	MemoryContextSwitchTo(old);
+	if (problem)
+		Fail(ctx->v, CHECK_PROJECTION, t->seq,
+			 psprintf("es_transfers row of transfer \"%s\" is damaged: %s",
+					  t->transfer_id, problem));
+	else if (!EsFoldTransfersEqual(t, &row))
+		Fail(ctx->v, CHECK_PROJECTION, t->seq,
+			 psprintf("transfer \"%s\": the es_transfers row (%s, %lld of %lld posted) differs from the fold of its events (%s, %lld of %lld posted)",
+					  t->transfer_id, EsFoldTransferStatusName(row.status),
+					  (long long) row.posted_amount, (long long) row.amount,
+					  EsFoldTransferStatusName(t->status),
+					  (long long) t->posted_amount, (long long) t->amount));
+}
+
+/* An event the transfer fold refuses: a failure of the events check. */
+static void
+VerifyTransferProblem(const EsEvent *ev, const char *why, void *arg)
+{
+	EsVerifyTransfers *ctx = arg;
+
+	Fail(ctx->v, CHECK_EVENTS, ev->seq,
+		 psprintf("it cannot be folded into its transfer: %s", why));
+}
+
+/*
+ * The transfers part of the projection check: every transfer of the log
+ * (EsScanTransfers, the transfer fold of its debit account's events) has
+ * its es_transfers row, equal field by field, and (whole ledger) es_transfers
+ * holds no other row: as many rows as transfers, seq being its key.  Events
+ * the transfer fold refuses (finishing an unknown transfer, posting more
+ * than it reserved, posting after or expiring before its expiry time) fail
+ * the events check.  Nothing to do in a ledger without es_transfers.
+ */
+static void
+VerifyTransfers(EsVerify *v, bool one, int64 account_id)
+{
+	EsVerifyTransfers ctx;
+	int64		rows = 0;
+
+	if (!EsRowHasTransfers())
+		return;
+	v->has_transfers = true;
+	ctx.v = v;
+	ctx.derived = 0;
+	ctx.proj = EsScanBegin(ES_REL_TRANSFERS, ES_REL_TRANSFERS_SEQ_IDX, true, 0,
+						   GetActiveSnapshot());
+	EsScanTransfers(one, account_id, NULL, GetActiveSnapshot(),
+					VerifyTransferDerived, VerifyTransferProblem, &ctx);
+	EsScanEnd(ctx.proj);
+	if (one)
+	{
+		v->checks[CHECK_PROJECTION].checked += ctx.derived;
+		return;
+	}
+	ctx.proj = EsScanBegin(ES_REL_TRANSFERS, ES_REL_TRANSFERS_SEQ_IDX, false, 0,
+						   GetActiveSnapshot());
+	while (EsScanNext(ctx.proj))
+	{
+		EsTransfer	row;
+		const char *problem;
+		MemoryContext old = MemoryContextSwitchTo(ctx.proj->rowcxt);
+
+		problem = EsRowTransferDecode(ctx.proj->slot->tts_values,
+									  ctx.proj->slot->tts_isnull, &row);
+		MemoryContextSwitchTo(old);
+		rows++;
+		if (problem)
+			Fail(v, CHECK_PROJECTION, -1,
+				 psprintf("es_transfers row of seq %lld is damaged: %s",
+						  (long long) row.seq, problem));
+	}
+	EsScanEnd(ctx.proj);
+	v->checks[CHECK_PROJECTION].checked += rows;
+	if (rows != ctx.derived)
+		Fail(v, CHECK_PROJECTION, -1,
+			 psprintf("es_transfers holds %lld rows, the log %lld transfers",
+					  (long long) rows, (long long) ctx.derived));
+}
+
 /* The planner's estimate of the number of accounts (pg_class.reltuples). */
 static double
 AccountsEstimate(void)
@@ -700,7 +823,9 @@ EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
  *	versions	  each account's versions are 1, 2, 3, ... without a gap
  *	events		  each event can be folded (known type, amount sign, data)
  *	projection	  each es_accounts row equals the fold of its events, and
- *				  every account has exactly one row
+ *				  every account has exactly one row; each es_transfers row
+ *				  equals the transfer fold of its debit account's events,
+ *				  and every transfer has exactly one row
  *	conservation  per currency, the sum of balances equals deposits minus
  *				  withdrawals (for one account: its balance equals the sum of
  *				  its amounts)
@@ -861,6 +986,7 @@ es_verify(PG_FUNCTION_ARGS)
 	EsEventSealerFree(&sealer);
 
 conservation:
+	VerifyTransfers(&v, one, account_id);
 	if (!one)
 		VerifyCommands(&v);
 	if (one)
@@ -897,7 +1023,9 @@ conservation:
 				  (v.walked_by_index > 0 ?
 				   psprintf("accounts (%lld met out of physical order, walked by index)",
 							(long long) v.walked_by_index) : "accounts") :
-				  i == CHECK_PROJECTION ? "accounts" :
+				  i == CHECK_PROJECTION ?
+				  (v.has_transfers ? "rows of es_accounts and es_transfers" :
+				   "accounts") :
 				  i == CHECK_COMMANDS ? "commands" :
 				  i == CHECK_CONSERVATION ? (one ? "accounts" : "currencies") :
 				  "events");

@@ -40,6 +40,14 @@
  * everyone else from drawing meanwhile (HealKey), so it cannot make later
  * appends fail on a duplicate key or spin.
  *
+ * es_transfers.  Opened on first use (OpenTransfers), like es_commands.
+ * Rows are read with a fresh snapshot (ProbeTransfer) and written by tuple
+ * id; the caller holds the row locks of both accounts of the transfer it
+ * changes, which is what serialises changes of one transfer.  The partial
+ * indexes on pending rows find the reservations due to expire
+ * (EsWriteExpiredTransfers).  EsWriteTryLockAccount locks an account row
+ * without waiting, for the other account of a reservation being expired.
+ *
  * Command ids.  EsWriteNextCommand does CommandCounterIncrement before each
  * command, as SPI does before each statement, so a command sees and may
  * update the rows written by the previous one, even within one SQL
