@@ -27,8 +27,6 @@ CREATE TABLE es_transfers (
 	command_id		text,
 	CONSTRAINT es_transfers_pkey PRIMARY KEY (seq)
 );
-CREATE UNIQUE INDEX es_transfers_command_id_key ON es_transfers (command_id)
-	WHERE command_id IS NOT NULL;
 CREATE INDEX es_transfers_expires_idx ON es_transfers (expires_at)
 	WHERE status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text;
 CREATE INDEX es_transfers_from_pending_idx ON es_transfers (from_account_id, expires_at)
@@ -63,7 +61,6 @@ CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_tran
 	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
 ALTER TABLE es_transfers ENABLE ALWAYS TRIGGER es_guard;
 ALTER INDEX es_transfers_pkey DEPENDS ON EXTENSION es_ledger;
-ALTER INDEX es_transfers_command_id_key DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_transfers_expires_idx DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_transfers_from_pending_idx DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_transfers_to_pending_idx DEPENDS ON EXTENSION es_ledger;

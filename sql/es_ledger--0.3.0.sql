@@ -292,9 +292,11 @@ REVOKE ALL ON FUNCTION es_rebuild_projections(), es_restore_to(timestamptz, text
 -- same transaction as the transfer's events: the fold of the events of its
 -- debit side.  seq (the transfer's first event) is the key; transfer_id is
 -- the command's id, or '#' and seq for a transfer applied without one
--- (command_id NULL).  The partial indexes on pending rows find expired
--- reservations cheaply: es_expire_pending by expiry time, a command by the
--- accounts it touches.
+-- (command_id NULL).  post_pending finds a transfer by its id through
+-- es_events_command_id_idx (the creating command's events), so no index on
+-- command_id is kept here.  The partial indexes on pending rows find
+-- expired reservations cheaply: es_expire_pending by expiry time, a command
+-- by the accounts it touches; an immediate transfer's row enters none.
 CREATE TABLE es_transfers (
 	transfer_id		text		NOT NULL,
 	from_account	text		NOT NULL,
@@ -311,8 +313,6 @@ CREATE TABLE es_transfers (
 	command_id		text,
 	CONSTRAINT es_transfers_pkey PRIMARY KEY (seq)
 );
-CREATE UNIQUE INDEX es_transfers_command_id_key ON es_transfers (command_id)
-	WHERE command_id IS NOT NULL;
 CREATE INDEX es_transfers_expires_idx ON es_transfers (expires_at)
 	WHERE status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text;
 CREATE INDEX es_transfers_from_pending_idx ON es_transfers (from_account_id, expires_at)
@@ -327,7 +327,6 @@ CREATE TRIGGER es_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON es_tran
 	FOR EACH STATEMENT EXECUTE FUNCTION es_guard_projection();
 ALTER TABLE es_transfers ENABLE ALWAYS TRIGGER es_guard;
 ALTER INDEX es_transfers_pkey DEPENDS ON EXTENSION es_ledger;
-ALTER INDEX es_transfers_command_id_key DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_transfers_expires_idx DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_transfers_from_pending_idx DEPENDS ON EXTENSION es_ledger;
 ALTER INDEX es_transfers_to_pending_idx DEPENDS ON EXTENSION es_ledger;

@@ -188,6 +188,18 @@ SELECT try($$UPDATE es_transfers SET status = 'voided' RETURNING 1$$);
 SELECT try($$TRUNCATE es_transfers$$);
 DROP ROLE p_reader, p_writer, p_admin, p_nobody;
 
+-- an index of the user's own on es_transfers gets the rows of immediate
+-- transfers too (they then go through the executor, not the fast path)
+CREATE INDEX p_user_idx ON es_transfers (to_account, amount);
+SELECT es_transfer('p-a', 'p-b', 17, 'p-indexed') > 0 AS ok;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT transfer_id FROM es_transfers WHERE to_account = 'p-b' AND amount = 17;
+SELECT transfer_id FROM es_transfers WHERE to_account = 'p-b' AND amount = 17;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+DROP INDEX p_user_idx;
+
 -- invariants: every projection row equals replay; pending_out and
 -- pending_in are the sums of the open reservations; es_verify passes
 SELECT bool_and((a.balance, a.pending_out, a.pending_in, a.available, a.version)

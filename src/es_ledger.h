@@ -252,7 +252,6 @@ typedef enum EsRel
 	ES_REL_ACCOUNTS_NAME_IDX,	/* es_accounts_account_key */
 	ES_REL_COMMANDS_ID_IDX,		/* es_commands_pkey */
 	ES_REL_TRANSFERS_SEQ_IDX,	/* es_transfers_pkey (seq) */
-	ES_REL_TRANSFERS_ID_IDX,	/* es_transfers_command_id_key */
 	ES_REL_TRANSFERS_EXPIRES_IDX,	/* es_transfers_expires_idx (pending) */
 	ES_REL_TRANSFERS_FROM_IDX,	/* es_transfers_from_pending_idx */
 	ES_REL_TRANSFERS_TO_IDX,	/* es_transfers_to_pending_idx */

@@ -139,8 +139,6 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	ES_REL_COMMANDS},
 	[ES_REL_TRANSFERS_SEQ_IDX] = {"es_transfers_pkey", RELKIND_INDEX,
 	ES_REL_TRANSFERS, NULL, 0, true},
-	[ES_REL_TRANSFERS_ID_IDX] = {"es_transfers_command_id_key", RELKIND_INDEX,
-	ES_REL_TRANSFERS, NULL, 0, true},
 	[ES_REL_TRANSFERS_EXPIRES_IDX] = {"es_transfers_expires_idx", RELKIND_INDEX,
 	ES_REL_TRANSFERS, NULL, 0, true},
 	[ES_REL_TRANSFERS_FROM_IDX] = {"es_transfers_from_pending_idx",

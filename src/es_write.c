@@ -64,6 +64,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -103,6 +104,13 @@ typedef struct EsWriter
 	ResultRelInfo *transfers;	/* es_transfers, opened on first use */
 	TupleTableSlot *tr_slot;	/* heap slot for reading es_transfers */
 	TupleTableSlot *tr_new;		/* virtual slot for writing es_transfers */
+	/* The posted-row fast path (InsertPostedTransfer), opened on first use. */
+	bool		tr_fast_checked;
+	bool		tr_fast;		/* es_transfers qualifies for it */
+	Relation	tr_rel;
+	Relation	tr_pkey;
+	IndexInfo  *tr_pkey_info;
+	TupleTableSlot *tr_fast_slot;
 	EPQState	epqstate;
 	SubTransactionId subid;		/* the subtransaction that began it */
 	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
@@ -251,6 +259,10 @@ EsWriteEnd(void)
 	}
 	if (w->transfers)
 		table_close(w->transfers->ri_RelationDesc, NoLock);
+	if (w->tr_pkey)
+		index_close(w->tr_pkey, NoLock);
+	if (w->tr_rel)
+		table_close(w->tr_rel, NoLock);
 	Writer = w->prev;
 	FreeExecutorState(w->estate);
 }
@@ -782,17 +794,42 @@ ProbeTransfer(EsRel idx, Datum key, RegProcedure eqproc)
 
 /*
  * The transfer created by the command with id command_id, as a fresh
- * snapshot sees it (see ProbeTransfer), copied into the current memory
- * context.  False if none.  The caller that means to change it holds the
+ * snapshot sees it (see ProbeTransfer; its creating event likewise),
+ * copied into the current memory context.  False if none.  The caller that means to change it holds the
  * row locks of both its accounts: every change of a transfer's row is made
  * under them, so what it reads then is the latest state and stays so.
  */
 bool
 EsWriteFindTransfer(const char *command_id, EsTransfer *t)
 {
+	EsScanIter *it;
+	int64		seq = 0;
+	bool		found = false;
+
+	/*
+	 * The transfer's key is the seq of its debit-side event, one of the
+	 * creating command's events (es_events_command_id_idx).
+	 */
 	OpenTransfers();
-	if (!ProbeTransfer(ES_REL_TRANSFERS_ID_IDX, CStringGetTextDatum(command_id),
-					   F_TEXTEQ))
+	it = EsScanBeginText(ES_REL_EVENTS, ES_REL_EVENTS_COMMAND_ID_IDX,
+						 command_id, GetLatestSnapshot());
+	while (!found && EsScanNext(it))
+	{
+		EsEvent		ev;
+		bool		debit;
+
+		if (EsScanDecodeEvent(it, &ev) == NULL &&
+			(ev.type == ES_EV_TRANSFER_SENT ||
+			 ev.type == ES_EV_TRANSFER_RESERVED) &&
+			EsFoldEventIsTransfer(&ev, &debit) && debit)
+		{
+			seq = ev.seq;
+			found = true;
+		}
+	}
+	EsScanEnd(it);
+	if (!found ||
+		!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(seq), F_INT8EQ))
 		return false;
 	slot_getallattrs(Writer->tr_slot);
 	EsRowTransferFromValues(Writer->tr_slot->tts_values,
@@ -810,10 +847,101 @@ TransferToSlot(const EsTransfer *t, TupleTableSlot *slot)
 	ExecStoreVirtualTuple(slot);
 }
 
-/* Insert a new transfer's es_transfers row. */
+/*
+ * May a posted transfer's row be inserted by the fast path?  Only if
+ * es_transfers has no index but the extension's own (its primary key, and
+ * the partial indexes on pending rows, which a posted row does not enter),
+ * no row trigger and no CHECK constraint: then the executor's insert would
+ * do nothing more than the heap insert and the primary key's entry.  Any
+ * other index (a user may add plain ones), trigger or constraint sends
+ * every insert through ExecSimpleRelationInsert.  Decided once per writer;
+ * the relation stays locked (RowExclusiveLock) meanwhile, so its indexes
+ * cannot change under it (CREATE INDEX needs ShareLock).
+ */
+static bool
+TransferFastPath(void)
+{
+	EsWriter   *w = Writer;
+	MemoryContext old;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		fast = true;
+
+	if (w->tr_fast_checked)
+		return w->tr_fast;
+	EsRowRequireTransfers();
+	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+	w->tr_rel = EsRowOpenTable(ES_REL_TRANSFERS, RowExclusiveLock);
+	if (w->tr_rel->trigdesc &&
+		(w->tr_rel->trigdesc->trig_insert_before_row ||
+		 w->tr_rel->trigdesc->trig_insert_after_row ||
+		 w->tr_rel->trigdesc->trig_insert_instead_row))
+		fast = false;
+	if (w->tr_rel->rd_att->constr && w->tr_rel->rd_att->constr->num_check > 0)
+		fast = false;
+	indexes = RelationGetIndexList(w->tr_rel);
+	foreach(lc, indexes)
+	{
+		Oid			idx = lfirst_oid(lc);
+
+		if (idx != EsRowRelid(ES_REL_TRANSFERS_SEQ_IDX) &&
+			idx != EsRowRelid(ES_REL_TRANSFERS_EXPIRES_IDX) &&
+			idx != EsRowRelid(ES_REL_TRANSFERS_FROM_IDX) &&
+			idx != EsRowRelid(ES_REL_TRANSFERS_TO_IDX))
+			fast = false;
+	}
+	list_free(indexes);
+	if (fast)
+	{
+		w->tr_pkey = index_open(EsRowRelid(ES_REL_TRANSFERS_SEQ_IDX),
+								RowExclusiveLock);
+		w->tr_pkey_info = BuildIndexInfo(w->tr_pkey);
+		w->tr_fast_slot = ExecInitExtraTupleSlot(w->estate,
+												 RelationGetDescr(w->tr_rel),
+												 &TTSOpsVirtual);
+	}
+	MemoryContextSwitchTo(old);
+	w->tr_fast = fast;
+	w->tr_fast_checked = true;
+	return fast;
+}
+
+/*
+ * Insert a posted transfer's row by the fast path (TransferFastPath): the
+ * heap tuple, then its primary key entry, checked unique.  This is what
+ * every immediate transfer writes, so it is on es_apply's hot path; going
+ * through the executor would open all of es_transfers' indexes and
+ * prepare the predicates of the three partial ones at every es_apply call
+ * only to skip them.
+ */
+static void
+InsertPostedTransfer(const EsTransfer *t)
+{
+	EsWriter   *w = Writer;
+	Datum		key = Int64GetDatum(t->seq);
+	bool		isnull = false;
+
+	TransferToSlot(t, w->tr_fast_slot);
+	table_tuple_insert(w->tr_rel, w->tr_fast_slot, GetCurrentCommandId(true),
+					   0, NULL);
+	index_insert(w->tr_pkey, &key, &isnull, &w->tr_fast_slot->tts_tid,
+				 w->tr_rel, UNIQUE_CHECK_YES, false, w->tr_pkey_info);
+}
+
+/*
+ * Insert a new transfer's es_transfers row: a posted one (an immediate
+ * transfer) by the fast path when es_transfers qualifies, anything else
+ * through the executor (ExecSimpleRelationInsert: every index, constraint
+ * and row trigger).
+ */
 void
 EsWriteInsertTransfer(const EsTransfer *t)
 {
+	if (t->status == ES_TRANSFER_POSTED && TransferFastPath())
+	{
+		InsertPostedTransfer(t);
+		return;
+	}
 	OpenTransfers();
 	TransferToSlot(t, Writer->tr_new);
 	ExecSimpleRelationInsert(Writer->transfers, Writer->estate, Writer->tr_new);
