@@ -424,6 +424,34 @@ TransferProblem(EsTransferWalk *w, const EsEvent *ev, const char *why)
 				 errdetail("The log contradicts itself: it was changed behind es_apply's back.")));
 }
 
+/*
+ * Is the current row of an es_events walk one the transfer fold needs (an
+ * account's opening, for its name, or a transfer event)?  Read from the
+ * type column without decoding the row, so the walk decodes only those;
+ * a row whose type is NULL is left to the caller's decoding (which skips
+ * it).
+ */
+static bool
+TransferWalkWants(EsScanIter *it)
+{
+	static const char *const wanted[] = {
+		"AccountOpened", "TransferSent", "TransferReserved", "TransferPosted",
+		"TransferVoided", "TransferExpired",
+	};
+	text	   *type;
+	int			len;
+
+	if (it->slot->tts_isnull[ES_EV_ATT_TYPE - 1])
+		return true;
+	type = DatumGetTextPP(it->slot->tts_values[ES_EV_ATT_TYPE - 1]);
+	len = VARSIZE_ANY_EXHDR(type);
+	for (int i = 0; i < lengthof(wanted); i++)
+		if (len == strlen(wanted[i]) &&
+			memcmp(VARDATA_ANY(type), wanted[i], len) == 0)
+			return true;
+	return false;
+}
+
 /* The end of an account's events: its transfers still pending are final. */
 static void
 TransferWalkFlush(EsTransferWalk *w)
@@ -482,7 +510,7 @@ EsScanTransfers(bool one, int64 account_id, const TimestampTz *as_of,
 		MemoryContext old;
 
 		events++;
-		if (EsScanDecodeEvent(it, &ev) != NULL)
+		if (!TransferWalkWants(it) || EsScanDecodeEvent(it, &ev) != NULL)
 			continue;
 		if (!have_current || ev.account_id != current)
 		{
