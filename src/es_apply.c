@@ -120,9 +120,8 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found,
 		 * post_pending, void_pending: the accounts are the transfer's.  Lock
 		 * them, then read the transfer again with a fresh snapshot: every
 		 * change of a transfer is made under the locks of both its accounts,
-		 * so a post or void that ran meanwhile has committed (or rolled
-		 * back) by now and this sees what it left, whatever the isolation
-		 * level.
+		 * so a post or void that ran meanwhile has committed (or rolled back)
+		 * by now and this sees what it left, whatever the isolation level.
 		 */
 		if (!EsWriteFindTransfer(cmd->pending_id, transfer))
 			EsDecidePendingNotFound(cmd->pending_id);
@@ -354,8 +353,10 @@ ExpireTouched(const EsAccountState *states, const bool *found, int n,
 				ListCell   *lc2;
 
 				foreach(lc2, seen)
+				{
 					if (*(int64 *) lfirst(lc2) == t->seq)
 						dup = true;
+				}
 				if (dup)
 					continue;
 				seen = lappend(seen, &t->seq);

@@ -707,8 +707,8 @@ EsRowSlotInt64(TupleTableSlot *slot, int attno)
  *
  * Checks that table rel has the columns (names and types, in order) that
  * this library expects of the extension's table shape (es_events,
- * es_accounts or es_commands) and returns true, or fails with 55000 saying
- * which column differs.  The same check guards every read and write of the
+ * es_accounts, es_commands or es_transfers) and returns true, or fails
+ * with 55000 saying which column differs.  The same check guards every read and write of the
  * extension's tables; this exposes it for diagnosis and tests.  Takes
  * AccessShareLock on rel.
  */

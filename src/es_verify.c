@@ -662,7 +662,31 @@ typedef struct EsVerifyTransfers
 	EsVerify   *v;
 	EsScanIter *proj;			/* es_transfers by seq, probed per transfer */
 	int64		derived;
+	HTAB	   *reserved;		/* account_id -> its open reservations */
 } EsVerifyTransfers;
+
+/* What the open reservations of the log hold on one account. */
+typedef struct EsReservedSums
+{
+	int64		account_id;		/* key */
+	int128		out;
+	int128		in;
+} EsReservedSums;
+
+/* Add an open reservation's amount to one side of an account's sums. */
+static void
+AddReserved(HTAB *reserved, int64 account_id, bool out, int64 amount)
+{
+	bool		found;
+	EsReservedSums *r = hash_search(reserved, &account_id, HASH_ENTER, &found);
+
+	if (!found)
+		r->out = r->in = 0;
+	if (out)
+		r->out += amount;
+	else
+		r->in += amount;
+}
 
 /*
  * One transfer derived from the log (EsScanTransfers): its es_transfers
@@ -678,6 +702,11 @@ VerifyTransferDerived(const EsTransfer *t, void *arg)
 	MemoryContext old;
 
 	ctx->derived++;
+	if (ctx->reserved && t->status == ES_TRANSFER_PENDING)
+	{
+		AddReserved(ctx->reserved, t->from_account_id, true, t->amount);
+		AddReserved(ctx->reserved, t->to_account_id, false, t->amount);
+	}
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8EQ, Int64GetDatum(t->seq));
 	index_rescan(ctx->proj->scan, &skey, 1, NULL, 0);
@@ -735,6 +764,17 @@ VerifyTransfers(EsVerify *v, bool one, int64 account_id)
 	v->has_transfers = true;
 	ctx.v = v;
 	ctx.derived = 0;
+	ctx.reserved = NULL;
+	if (!one)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(EsReservedSums);
+		ctl.hcxt = CurrentMemoryContext;
+		ctx.reserved = hash_create("es_verify reservations", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	ctx.proj = EsScanBegin(ES_REL_TRANSFERS, ES_REL_TRANSFERS_SEQ_IDX, true, 0,
 						   GetActiveSnapshot());
 	EsScanTransfers(one, account_id, NULL, GetActiveSnapshot(),
@@ -768,6 +808,40 @@ VerifyTransfers(EsVerify *v, bool one, int64 account_id)
 		Fail(v, CHECK_PROJECTION, -1,
 			 psprintf("es_transfers holds %lld rows, the log %lld transfers",
 					  (long long) rows, (long long) ctx.derived));
+
+	/*
+	 * Reservations are conserved: each account's pending_out and pending_in
+	 * (its es_accounts row, which the projection check compares with its
+	 * fold) are the sums of the log's open reservations from and to it.
+	 * The account fold and the transfer fold read different events (both
+	 * sides, the debit side), so this catches a side missing or changed.
+	 */
+	ctx.proj = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, false, 0,
+						   GetActiveSnapshot());
+	while (EsScanNext(ctx.proj))
+	{
+		EsAccountState proj;
+		EsReservedSums *r;
+		int128		out = 0;
+		int128		in = 0;
+
+		if (EsScanDecodeState(ctx.proj, &proj) != NULL)
+			continue;			/* reported by the projection check */
+		r = hash_search(ctx.reserved, &proj.account_id, HASH_FIND, NULL);
+		if (r)
+		{
+			out = r->out;
+			in = r->in;
+		}
+		if (out != proj.pending_out || in != proj.pending_in)
+			Fail(v, CHECK_CONSERVATION, proj.last_seq,
+				 psprintf("account \"%s\": pending_out %lld and pending_in %lld, but its open reservations sum to %s out and %s in",
+						  proj.account, (long long) proj.pending_out,
+						  (long long) proj.pending_in, Int128Text(out),
+						  Int128Text(in)));
+	}
+	EsScanEnd(ctx.proj);
+	hash_destroy(ctx.reserved);
 }
 
 /* The planner's estimate of the number of accounts (pg_class.reltuples). */
@@ -828,7 +902,8 @@ EmitCheck(Tuplestorestate *store, TupleDesc desc, EsCheckId id,
  *				  and every transfer has exactly one row
  *	conservation  per currency, the sum of balances equals deposits minus
  *				  withdrawals (for one account: its balance equals the sum of
- *				  its amounts)
+ *				  its amounts); whole ledger: each account's pending_out and
+ *				  pending_in equal the sums of its open reservations
  *	commands	  each es_commands row gives the seq of an event of its
  *				  command, and only registered commands' events carry an id
  *				  (whole ledger only)

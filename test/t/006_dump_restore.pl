@@ -1,12 +1,13 @@
 # 006_dump_restore.pl: pg_dump and pg_restore of a database holding a ledger.
 #
 # - pg_dump dumps the rows of es_events (in account_id, version order),
-#   es_accounts and es_commands and the values of both sequences.
+#   es_accounts, es_commands and es_transfers and the values of both
+#   sequences.
 # - A plain dump restored with psql, a custom dump restored with
 #   pg_restore -j 2, an --inserts dump, and the log copied in seq order (so
 #   that most rows find their predecessor earlier in the batch or by an index
 #   probe, in two statements), all with es_ledger.restore on, give the
-#   original rows of all three tables and the sequences; es_replay equals
+#   original rows of all four tables and the sequences; es_replay equals
 #   es_accounts; a new command gets a seq above every old one; a retry of an
 #   old id returns its original seq.
 # - Without es_ledger.restore the restore fails with ES011 and loads nothing;
@@ -72,6 +73,12 @@ $node->safe_psql('src', qq{
 	SELECT es_open_account('closing', 'USD', id => 'open-closing');
 	SELECT es_deposit('closing', 500), es_transfer('closing', 'acct-1', 500, 'tr-close');
 	SELECT es_apply('{"type": "close_account", "account": "closing", "id": "close-1"}');
+	-- two-phase transfers: one still pending (with a timeout), one posted in part
+	SELECT es_apply('{"type": "transfer", "from": "acct-1", "to": "acct-2", "amount": 40,
+					  "pending": true, "id": "pend-1", "timeout": 86400}');
+	SELECT es_apply('{"type": "transfer", "from": "acct-2", "to": "acct-3", "amount": 30,
+					  "pending": true, "id": "pend-2"}');
+	SELECT es_apply('{"type": "post_pending", "pending_id": "pend-2", "amount": 20, "id": "post-2"}');
 });
 # a rolled-back command leaves the sequences past the log's last seq
 $node->safe_psql('src', q{
@@ -82,6 +89,7 @@ my %q = (
 	accounts => q{SELECT count(*) || E'\n' || string_agg(a::text, E'\n' ORDER BY account_id) FROM es_accounts a},
 	events => q{SELECT count(*) || ' ' || md5(string_agg(e::text, E'\n' ORDER BY seq)) FROM es_events e},
 	commands => q{SELECT count(*) || ' ' || md5(string_agg(c::text, E'\n' ORDER BY command_id)) FROM es_commands c},
+	transfers => q{SELECT count(*) || ' ' || md5(string_agg(t::text, E'\n' ORDER BY seq)) FROM es_transfers t},
 	sequences => q{SELECT (SELECT last_value || ' ' || is_called FROM es_events_seq_seq) || ', '
 				   || (SELECT last_value || ' ' || is_called FROM es_accounts_account_id_seq)},);
 my %orig = map { $_ => $node->safe_psql('src', $q{$_}) } keys %q;
@@ -123,10 +131,16 @@ sub check_restored
 		SELECT account_id > $max_account FROM es_accounts WHERE account = 'new-' || current_database();});
 	is($out, "t|t\nt", "$how: new commands get a seq and account_id above every old one");
 	is($err, '', "$how: ... with no sequence to heal (no WARNING)");
+	is($node->safe_psql($db, q{SELECT es_apply('{"type": "post_pending", "pending_id": "pend-1", "amount": 25}') > 0;
+			SELECT status || ' ' || posted_amount FROM es_transfers WHERE transfer_id = 'pend-1';
+			SELECT pending_out FROM es_accounts WHERE account = 'acct-1'}),
+		"t\nposted 25\n0", "$how: the reservation restored pending is posted");
 	is( $node->safe_psql(
 			$db, q{SELECT count(*) FILTER (WHERE r IS DISTINCT FROM a) || '/' || count(*)
 					FROM es_accounts a, LATERAL es_replay(a.account) r}),
 		'0/26', "$how: es_replay equals es_accounts after the new commands");
+	is($node->safe_psql($db, q{SELECT bool_and(ok) FROM es_verify()}), 't',
+		"$how: es_verify passes after the new commands");
 	return;
 }
 
@@ -175,6 +189,7 @@ $node->safe_psql('src', qq{
 	COPY (SELECT * FROM es_events WHERE version > 3 ORDER BY seq) TO '$dir/ev2.tsv';
 	COPY es_accounts TO '$dir/acc.tsv';
 	COPY es_commands TO '$dir/cmd.tsv';
+	COPY es_transfers TO '$dir/tr.tsv';
 });
 my $seqs = $node->safe_psql('src', q{
 	SELECT format('SELECT setval(%L, %s, %L), setval(%L, %s, %L);',
@@ -187,7 +202,7 @@ $node->safe_psql('r_seq', 'CREATE EXTENSION es_ledger');
 	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', 'r_seq',
 	'-c', "COPY es_events FROM '$dir/ev1.tsv'", '-c', "COPY es_events FROM '$dir/ev2.tsv'",
 	'-c', "COPY es_accounts FROM '$dir/acc.tsv'", '-c', "COPY es_commands FROM '$dir/cmd.tsv'",
-	'-c', $seqs);
+	'-c', "COPY es_transfers FROM '$dir/tr.tsv'", '-c', $seqs);
 is($ret, 0, 'seq order: the log copied in seq order, in two statements') or diag($err);
 check_restored('r_seq', 'seq order');
 note('the four good restores and their checks took ' . (time - $t0) . ' s');

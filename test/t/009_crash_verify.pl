@@ -181,7 +181,10 @@ is(sql(q{SELECT bool_and(ok) AND count(*) = 7 AND bool_and(first_bad_seq IS NULL
 is(sql(q{SELECT string_agg(checked::text, ' ' ORDER BY check_name) FROM es_verify()
 	WHERE check_name IN ('checksum', 'hash_chain', 'events')}),
 	join(' ', (sql('SELECT count(*) FROM es_events')) x 3), '... and checked every event of the log');
-is(sql(q{SELECT checked FROM es_verify() WHERE check_name = 'projection'}), $nacc, '... and every account');
+is(sql(q{SELECT checked FROM es_verify() WHERE check_name = 'projection'}),
+	sql(q{SELECT (SELECT count(*) FROM es_accounts) + (SELECT count(*) FROM es_transfers)}),
+	'... and every account and transfer');
+is(sql(q{SELECT count(*) FROM es_accounts}), $nacc, '... of the accounts there are');
 is(sql(q{SELECT count(*) FROM es_accounts a, LATERAL es_verify(a.account) v WHERE NOT v.ok}), '0',
 	'after the crash: es_verify(account) is all ok for every account');
 is(sql(qq{SELECT es_verify_digest($dseq, '$digest')}), 't',
