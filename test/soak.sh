@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test/soak.sh: the seeded pgTAP suites (randomised workload against the
-# independent model, and the malformed-input fuzzer) under many seeds.  Not
+# test/soak.sh: the seeded pgTAP suites (randomised workloads against the
+# independent models, with and without pending transfers, and the
+# malformed-input fuzzer) under many seeds.  Not
 # part of .ci/test; run as root on Debian 12:
 #   bash test/soak.sh              # 20 seeds
 #   SOAK_SEEDS=200 bash test/soak.sh
@@ -21,7 +22,7 @@ failed=0
 for i in $(seq 1 "$SOAK_SEEDS"); do
 	seed=$(awk -v i="$i" 'BEGIN { srand(i); printf "%.6f", rand() * 2 - 1 }')
 	if (cd "$TREE" && as_pg env PGOPTIONS="-c es_test.seed=$seed" \
-			pg_prove -d es_soak test/pgtap/invariants.sql test/pgtap/fuzz.sql) \
+			pg_prove -d es_soak test/pgtap/invariants.sql test/pgtap/fuzz.sql test/pgtap/pending.sql) \
 			>"$ES_TMP/soak.log" 2>&1; then
 		passed=$((passed + 1))
 	else
