@@ -147,3 +147,17 @@ EsCatalogRefuseObject(const ObjectAddress *addr, const char *what)
 			 errdetail("%s", ES_DETAIL_SHAPE),
 			 errhint("%s", ES_HINT_SCRIPTS)));
 }
+
+/* The owner of a relation (its pg_class row; elog if it has none). */
+Oid
+EsCatalogRelOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}

@@ -416,6 +416,7 @@ extern bool EsCatalogRelIsEsLog(Oid relid);
 extern bool EsCatalogRelIsOurs(Oid relid, Oid extoid);
 extern bool EsCatalogTypeIsOurs(Oid typoid, Oid extoid);
 extern void EsCatalogRefuseObject(const ObjectAddress *addr, const char *what);
+extern Oid	EsCatalogRelOwner(Oid relid);
 
 /* ---------------------------------------------------------------- es_guard.c */
 

@@ -237,15 +237,7 @@ QualifiedName(const char *relname)
 static Oid
 RegistryOwner(void)
 {
-	Oid			relid = EsHandlerRegistryRelid();
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return EsCatalogRelOwner(EsHandlerRegistryRelid());
 }
 
 /*

@@ -383,20 +383,6 @@ EsWriteNextCommand(void)
 	ResetPerTupleExprContext(Writer->estate);
 }
 
-/* The owner of a relation. */
-static Oid
-RelOwner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * A sequence that was set back: with every other transaction that drew from
  * it finished (ShareRowExclusiveLock conflicts with the RowExclusiveLock
@@ -426,7 +412,7 @@ HealKey(Oid seqoid, EsRel seq, EsRel rel, EsRel idx, int attno)
 						EsRowRelName(seq), (long long) max),
 				 errdetail("Someone set the sequence back; es_ledger never reuses a key.")));
 		GetUserIdAndSecContext(&saved_user, &saved_sec);
-		SetUserIdAndSecContext(RelOwner(seqoid),
+		SetUserIdAndSecContext(EsCatalogRelOwner(seqoid),
 							   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
 		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid),
 							Int64GetDatum(max));
