@@ -141,17 +141,27 @@ EsHandlerRegistryRelid(void)
 
 /*
  * Does the installed extension have a registry?  False for a ledger of an
- * older version not yet updated (es_apply must keep working there).
+ * older version not yet updated (es_apply must keep working there), also
+ * when a relation of that name that is not the extension's sits in its
+ * schema: before the update nothing reserves the name, and whoever may
+ * create in the schema (the database owner owns public) must not be able
+ * to make every es_apply fail with one.  Within one schema the name is
+ * either the extension's registry or not, so a ledger that has its
+ * registry always finds it.
  */
 bool
 EsHandlerHaveRegistry(void)
 {
 	Oid			nspoid;
+	Oid			relid;
 
 	if (RegistryValid)
 		return true;
 	nspoid = get_rel_namespace(EsRowRelid(ES_REL_EVENTS));
-	if (!OidIsValid(get_relname_relid("es_projection_registry", nspoid)))
+	relid = get_relname_relid("es_projection_registry", nspoid);
+	if (!OidIsValid(relid) ||
+		getExtensionOfObject(RelationRelationId, relid) !=
+		get_extension_oid("es_ledger", false))
 		return false;
 	EsHandlerRegistryRelid();
 	return true;
