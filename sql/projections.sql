@@ -346,6 +346,21 @@ SELECT es_deposit('pj-a', 11) > 0 AS ok;
 RESET search_path;
 SELECT count(*) AS captured FROM p_evil.totals;
 SELECT p_app.totals_ok();
+-- Nor can a writer's temporary tables, which a search_path that does not
+-- name pg_temp searches first: the handler runs in the writer's session.
+SET ROLE p_writer;
+CREATE TEMP TABLE totals (currency text PRIMARY KEY, total bigint, events bigint);
+CREATE TEMP TABLE currency_of (account_id bigint, currency text);
+GRANT ALL ON totals, currency_of TO PUBLIC;
+INSERT INTO currency_of SELECT account_id, 'XXX' FROM es_accounts WHERE account = 'pj-a';
+RESET ROLE;
+DISCARD PLANS;	-- as in a fresh session: the handler's plans were made before
+SET ROLE p_writer;
+SELECT es_deposit('pj-a', 12) > 0 AS ok;
+SELECT count(*) AS captured_by_temp FROM pg_temp.totals;
+SELECT p_app.totals_ok();
+DROP TABLE pg_temp.totals, pg_temp.currency_of;
+RESET ROLE;
 
 -- A projection whose owner loses the right to read the log stops (inline:
 -- the command fails, so the owner can pause or drop it).

@@ -119,6 +119,10 @@ SELECT left(c, 44) AS cursor, try(format('SELECT count(*)::text FROM es_read(%L)
 SELECT * FROM es_read('es2:1:1:00000000');
 SELECT * FROM es_read('es1:5:1:00000000');
 SELECT * FROM es_read('es1:5:1:07667455x');
+-- a long cursor is shown cut on a character boundary, never in the middle
+-- of a multibyte character (the message must stay valid text)
+SELECT try(format('SELECT count(*)::text FROM es_read(%L)', repeat('a', 52) || 'é'))
+       = '22023: invalid es_read cursor "' || repeat('a', 52) || '..."' AS cut_on_a_character;
 -- well-formed cursors this log never returned: 55000
 SELECT e.tx::text AS some_tx, e.seq AS some_seq FROM es_events e ORDER BY seq DESC LIMIT 1 \gset
 SELECT regexp_replace(try(format('SELECT count(*)::text FROM es_read(%L)', rd_cursor(:'some_tx', '9223372036854775807'))),

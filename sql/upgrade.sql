@@ -64,6 +64,13 @@ DROP EXTENSION es_ledger CASCADE;
 RESET es_ledger.allow_drop;
 CREATE EXTENSION es_ledger VERSION '0.2.0';
 SELECT es_open_account('v-a', 'USD') > 0 AS ok, es_deposit('v-a', 7) > 0 AS ok;
+-- before the update nothing reserves the registry's name: a table of that
+-- name that is not the extension's (whoever may create in the schema can
+-- make one; the database owner owns public) does not stop es_apply with
+-- the new library; it must be dropped before the update
+CREATE TABLE public.es_projection_registry (x int);
+SELECT es_deposit('v-a', 1) > 0 AS ok_beside_a_look_alike;
+DROP TABLE public.es_projection_registry;
 ALTER EXTENSION es_ledger UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
 SELECT account, balance, version FROM es_accounts ORDER BY account;

@@ -62,6 +62,10 @@
  * allocation only) or, in step 5, raises its rejections only where its
  * scans, slots and speculative insertion lock are released; whatever they
  * allocated is in the command's memory context, reset after the command.
+ * Soft keeps only rejections raised by es_ledger's own files
+ * (IsSoftRejection): the same SQLSTATEs raised by PostgreSQL inside a step
+ * (a setval out of bounds raises 22003 with a buffer locked) are not
+ * covered by this reasoning and abort the call.
  * errfinish zeroes the interrupt holdoff counts before it jumps: Soft puts
  * back the values it found.  Any other error is rethrown at once
  * (PG_RE_THROW), and the transaction's abort cleans up as for any error.
@@ -129,6 +133,22 @@ IsRejection(int sqlerrcode)
 }
 
 /*
+ * May Soft keep this error without a subtransaction?  Only a rejection
+ * raised by es_ledger's own code (a source file es_*.c), whose rejections
+ * are raised where nothing is held (see the file header).  PostgreSQL
+ * raises 22003 and 42501 too, and not always where it holds nothing: a
+ * setval out of the sequence's bounds (es_write.c HealKey) raises 22003
+ * holding the sequence's buffer locked.  Those go on up, and the abort
+ * releases what they held.
+ */
+static bool
+IsSoftRejection(const ErrorData *edata)
+{
+	return IsRejection(edata->sqlerrcode) && edata->filename != NULL &&
+		strncmp(edata->filename, "es_", 3) == 0;
+}
+
+/*
  * Run step(arg) and return NULL, or the rejection it raised, copied into
  * errcxt.  No subtransaction: only for steps that raise their rejections
  * where they hold nothing (see the file header); any other error goes on
@@ -152,7 +172,7 @@ Soft(EsEachStep step, void *arg, MemoryContext errcxt, bool check_written)
 	{
 		MemoryContextSwitchTo(errcxt);
 		edata = CopyErrorData();
-		if (!IsRejection(edata->sqlerrcode))
+		if (!IsSoftRejection(edata))
 			PG_RE_THROW();
 		FlushErrorState();
 		InterruptHoldoffCount = holdoff;

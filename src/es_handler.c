@@ -20,8 +20,9 @@
  *	  SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION: no SET
  *	  ROLE, no temporary objects, no cursors left behind), never as the
  *	  extension's owner nor as the caller of es_apply;
- *	- with the search_path the owner had when registering it, in a GUC nest
- *	  level of its own, so a caller's search_path cannot capture the
+ *	- with the search_path the owner had when registering it, pg_temp named
+ *	  last (HandlerSearchPath), in a GUC nest level of its own, so neither a
+ *	  caller's search_path nor its temporary tables can capture the
  *	  handler's unqualified names, and what the handler SETs is undone;
  *	- outside the write guard (es_guard.c): es_apply runs them after it has
  *	  closed its bracket (EsHandlerRunInline), and EsHandlerEnter refuses to
@@ -140,17 +141,27 @@ EsHandlerRegistryRelid(void)
 
 /*
  * Does the installed extension have a registry?  False for a ledger of an
- * older version not yet updated (es_apply must keep working there).
+ * older version not yet updated (es_apply must keep working there), also
+ * when a relation of that name that is not the extension's sits in its
+ * schema: before the update nothing reserves the name, and whoever may
+ * create in the schema (the database owner owns public) must not be able
+ * to make every es_apply fail with one.  Within one schema the name is
+ * either the extension's registry or not, so a ledger that has its
+ * registry always finds it.
  */
 bool
 EsHandlerHaveRegistry(void)
 {
 	Oid			nspoid;
+	Oid			relid;
 
 	if (RegistryValid)
 		return true;
 	nspoid = get_rel_namespace(EsRowRelid(ES_REL_EVENTS));
-	if (!OidIsValid(get_relname_relid("es_projection_registry", nspoid)))
+	relid = get_relname_relid("es_projection_registry", nspoid);
+	if (!OidIsValid(relid) ||
+		getExtensionOfObject(RelationRelationId, relid) !=
+		get_extension_oid("es_ledger", false))
 		return false;
 	EsHandlerRegistryRelid();
 	return true;
@@ -444,6 +455,25 @@ EsHandlerCheckAccess(const EsHandlerProjection *p)
 }
 
 /*
+ * The search_path a handler runs with: its owner's at registration, with
+ * pg_temp named last.  A search_path that does not name pg_temp searches
+ * the session's temporary schema first for tables and types, and inline
+ * handlers run in the session of whoever calls es_apply: a writer's
+ * temporary table would capture the handler's unqualified names (as for
+ * SECURITY DEFINER functions, doc/projections.md).  Naming pg_temp last
+ * keeps it after the owner's schemas; where the owner named it, that place
+ * stands (a later repetition is ignored).  Functions and operators are
+ * never looked up in pg_temp unless qualified.
+ */
+static char *
+HandlerSearchPath(const char *search_path)
+{
+	if (search_path[0] == '\0')
+		return pstrdup("pg_temp");
+	return psprintf("%s, pg_temp", search_path);
+}
+
+/*
  * Become the projection's owner to run its code (see the file header);
  * undone by EsHandlerLeave, or by the (sub)transaction's abort on error.
  * The function to call is looked up into ctx->flinfo (the handler, or the
@@ -461,8 +491,9 @@ EsHandlerEnter(const EsHandlerProjection *p, EsHandlerContext *ctx, bool reset)
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	ctx->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", p->search_path, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("search_path", HandlerSearchPath(p->search_path),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+							 0, false);
 }
 
 /* Back to the caller's user, security context and settings. */

@@ -57,6 +57,7 @@
 #include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "port/pg_crc32c.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -74,15 +75,23 @@
 /* Longest cursor text es_read makes: "es1:" 20 ":" 19 ":" 8. */
 #define CURSOR_MAX_LEN	(4 + 20 + 1 + 19 + 1 + 8)
 
-/* Report a malformed cursor, with 22023 and why. */
+/*
+ * Report a malformed cursor, with 22023 and why.  A long one is shown cut
+ * to CURSOR_MAX_LEN bytes on a character boundary (pg_mbcliplen), so the
+ * message stays valid text in the server encoding.
+ */
 static void
 pg_attribute_noreturn()
 BadCursor(const char *text, const char *why)
 {
+	int			len = strlen(text);
+	int			shown = len > CURSOR_MAX_LEN ?
+		pg_mbcliplen(text, len, CURSOR_MAX_LEN) : len;
+
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid es_read cursor \"%.*s%s\"", CURSOR_MAX_LEN, text,
-					strlen(text) > CURSOR_MAX_LEN ? "..." : ""),
+			 errmsg("invalid es_read cursor \"%.*s%s\"", shown, text,
+					len > CURSOR_MAX_LEN ? "..." : ""),
 			 errdetail("%s", why),
 			 errhint("Pass NULL to read from the start, or a cursor es_read returned.")));
 	pg_unreachable();
