@@ -553,49 +553,29 @@ LockBatch(List *cmds)
 	pfree(found);
 }
 
-/* Apply a list of parsed commands under the write guard; last seq. */
-int64
-EsApplyCommands(List *cmds)
+/*
+ * Run body(arg) inside the write bracket, the one way every appending entry
+ * point (es_apply, es_apply_each, es_expire_pending) opens and closes it:
+ * the write guard, the executor-level writer, and the collector of the
+ * events appended for inline user projections (begun after EsWriteBegin has
+ * locked es_events, see es_handler.c).  On the way out, error or not, the
+ * collector and the guard are closed; then, outside the guard, AFTER row
+ * triggers (if anyone added some) run at EsWriteEnd, and the inline
+ * projections' handlers run as their owners for the events collected.
+ */
+void
+EsApplyInBracket(EsApplyBody body, void *arg)
 {
-	volatile int64 seq = 0;
-	MemoryContext volatile cmdcxt = NULL;
 	MemoryContext callcxt = CurrentMemoryContext;
 	void	   *volatile prev_collector = NULL;
 	void	   *volatile collected = NULL;
 
-	if (list_length(cmds) > 1)
-		cmdcxt = AllocSetContextCreate(CurrentMemoryContext, "es_apply command",
-									   ALLOCSET_DEFAULT_SIZES);
-	Authorize(cmds);
 	EsGuardBeginWrite();
 	PG_TRY();
 	{
-		ListCell   *lc;
-
 		EsWriteBegin();
-		/* After EsWriteBegin has locked es_events (es_handler.c). */
 		prev_collector = EsHandlerCollectBegin(callcxt);
-		if (list_length(cmds) > 1)
-		{
-			EsWriteNextCommand();
-			LockBatch(cmds);
-		}
-		foreach(lc, cmds)
-		{
-			CHECK_FOR_INTERRUPTS();
-			EsWriteNextCommand();
-			if (cmdcxt)
-			{
-				/* A batch frees each command's memory before the next. */
-				MemoryContext old = MemoryContextSwitchTo(cmdcxt);
-
-				seq = ApplyCommand((EsCommand *) lfirst(lc));
-				MemoryContextSwitchTo(old);
-				MemoryContextReset(cmdcxt);
-			}
-			else
-				seq = ApplyCommand((EsCommand *) lfirst(lc));
-		}
+		body(arg);
 	}
 	PG_FINALLY();
 	{
@@ -603,13 +583,62 @@ EsApplyCommands(List *cmds)
 		EsGuardEndWrite();
 	}
 	PG_END_TRY();
-	/* AFTER row triggers, if anyone added some, run outside the guard. */
 	EsWriteEnd();
-	/* So do the handlers of inline user projections, as their owners. */
 	EsHandlerRunInline(collected);
-	if (cmdcxt)
-		MemoryContextDelete(cmdcxt);
-	return seq;
+}
+
+/* What EsApplyCommands hands to ApplyBatch in the bracket. */
+typedef struct EsApplyBatch
+{
+	List	   *cmds;
+	MemoryContext cmdcxt;		/* per command of a batch, or NULL */
+	int64		seq;			/* the result */
+} EsApplyBatch;
+
+/* Lock a batch's accounts and apply its commands in order. */
+static void
+ApplyBatch(void *arg)
+{
+	EsApplyBatch *b = arg;
+	ListCell   *lc;
+
+	if (list_length(b->cmds) > 1)
+	{
+		EsWriteNextCommand();
+		LockBatch(b->cmds);
+	}
+	foreach(lc, b->cmds)
+	{
+		CHECK_FOR_INTERRUPTS();
+		EsWriteNextCommand();
+		if (b->cmdcxt)
+		{
+			/* A batch frees each command's memory before the next. */
+			MemoryContext old = MemoryContextSwitchTo(b->cmdcxt);
+
+			b->seq = ApplyCommand((EsCommand *) lfirst(lc));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(b->cmdcxt);
+		}
+		else
+			b->seq = ApplyCommand((EsCommand *) lfirst(lc));
+	}
+}
+
+/* Apply a list of parsed commands under the write guard; last seq. */
+int64
+EsApplyCommands(List *cmds)
+{
+	EsApplyBatch b = {cmds, NULL, 0};
+
+	if (list_length(cmds) > 1)
+		b.cmdcxt = AllocSetContextCreate(CurrentMemoryContext, "es_apply command",
+										 ALLOCSET_DEFAULT_SIZES);
+	Authorize(cmds);
+	EsApplyInBracket(ApplyBatch, &b);
+	if (b.cmdcxt)
+		MemoryContextDelete(b.cmdcxt);
+	return b.seq;
 }
 
 /*
@@ -854,55 +883,52 @@ EsApplyAppendDecision(const EsCommand *cmd, const EsDecision *decision,
  * es_ledger_writer and es_ledger_admin (EXECUTE).  25006 in a read-only
  * transaction.
  */
+/* What es_expire_pending hands to ExpireDue in the bracket. */
+typedef struct EsExpireRun
+{
+	TimestampTz now;
+	int64		expired;		/* the result */
+} EsExpireRun;
+
+/* Expire every pending transfer due at run->now whose accounts are free. */
+static void
+ExpireDue(void *arg)
+{
+	EsExpireRun *run = arg;
+	List	   *due;
+	ListCell   *lc;
+
+	EsWriteNextCommand();
+	due = EsWriteExpiredTransfers(ES_REL_TRANSFERS_EXPIRES_IDX, 0, run->now, 0);
+	foreach(lc, due)
+	{
+		EsTransfer *t = lfirst(lc);
+		EsAccountState states[2];
+		EsTransfer	latest;
+
+		CHECK_FOR_INTERRUPTS();
+		EsWriteNextCommand();
+		/* Both locks, then the transfer as it is now (see ApplyCommand). */
+		if (!EsWriteTryLockAccount(t->from_account, &states[0]) ||
+			!EsWriteTryLockAccount(t->to_account, &states[1]))
+			continue;
+		if (t->command_id == NULL ||
+			!EsWriteFindTransfer(t->command_id, &latest) ||
+			!EsDecideExpired(&latest, Max(run->now, RecordedAt(states, 2))))
+			continue;
+		if (ExpireTransfer(&latest, run->now))
+			run->expired++;
+	}
+}
+
 PG_FUNCTION_INFO_V1(es_expire_pending);
 Datum
 es_expire_pending(PG_FUNCTION_ARGS)
 {
-	volatile int64 expired = 0;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	MemoryContext callcxt = CurrentMemoryContext;
-	void	   *volatile prev_collector = NULL;
-	void	   *volatile collected = NULL;
+	EsExpireRun run = {GetCurrentTransactionStartTimestamp(), 0};
 
 	EsRowRequireTransfers();
-	EsGuardBeginWrite();
-	PG_TRY();
-	{
-		List	   *due;
-		ListCell   *lc;
-
-		EsWriteBegin();
-		/* Expiries are events: inline user projections get them too. */
-		prev_collector = EsHandlerCollectBegin(callcxt);
-		EsWriteNextCommand();
-		due = EsWriteExpiredTransfers(ES_REL_TRANSFERS_EXPIRES_IDX, 0, now, 0);
-		foreach(lc, due)
-		{
-			EsTransfer *t = lfirst(lc);
-			EsAccountState states[2];
-			EsTransfer	latest;
-
-			CHECK_FOR_INTERRUPTS();
-			EsWriteNextCommand();
-			/* Both locks, then the transfer as it is now (see ApplyCommand). */
-			if (!EsWriteTryLockAccount(t->from_account, &states[0]) ||
-				!EsWriteTryLockAccount(t->to_account, &states[1]))
-				continue;
-			if (t->command_id == NULL ||
-				!EsWriteFindTransfer(t->command_id, &latest) ||
-				!EsDecideExpired(&latest, Max(now, RecordedAt(states, 2))))
-				continue;
-			if (ExpireTransfer(&latest, now))
-				expired++;
-		}
-	}
-	PG_FINALLY();
-	{
-		collected = EsHandlerCollectEnd(prev_collector);
-		EsGuardEndWrite();
-	}
-	PG_END_TRY();
-	EsWriteEnd();
-	EsHandlerRunInline(collected);
-	PG_RETURN_INT64(expired);
+	/* Expiries are events: inline user projections get them too. */
+	EsApplyInBracket(ExpireDue, &run);
+	PG_RETURN_INT64(run.expired);
 }

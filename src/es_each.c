@@ -420,6 +420,65 @@ PutRow(ReturnSetInfo *rsinfo, int ord, int64 seq, const ErrorData *edata,
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
+/* What es_apply_each hands to ApplyPass in the write bracket. */
+typedef struct EsEachPass
+{
+	ReturnSetInfo *rsinfo;		/* where the rows go */
+	EsEachItem *items;			/* the first pass's result, one per element */
+	int			n;
+	List	   *cmds;			/* the well-formed, authorised commands */
+	MemoryContext callcxt;
+	MemoryContext cmdcxt;		/* reset after each command */
+	MemoryContext errcxt;		/* a rejection's error data */
+} EsEachPass;
+
+/*
+ * The second pass (steps 2 to 6): lock the batch's accounts, apply each
+ * command on its own and put its row; each account's projection row is
+ * written once, at the end (EsWriteDeferUpdates).
+ */
+static void
+ApplyPass(void *arg)
+{
+	EsEachPass *pass = arg;
+
+	EsWriteDeferUpdates();
+	if (pass->cmds != NIL)
+	{
+		EsWriteNextCommand();
+		EsApplyLockBatch(pass->cmds);
+	}
+	for (int i = 0; i < pass->n; i++)
+	{
+		EsEachItem *item = &pass->items[i];
+		EsEachCommand *c;
+		ErrorData  *edata;
+		int			mark;
+
+		CHECK_FOR_INTERRUPTS();
+		if (item->cmd == NULL)
+		{
+			PutRow(pass->rsinfo, i + 1, 0, NULL, item->sqlerrcode,
+				   item->message);
+			continue;
+		}
+		EsWriteNextCommand();
+		MemoryContextSwitchTo(pass->cmdcxt);
+		c = palloc0(sizeof(EsEachCommand));
+		c->cmd = item->cmd;
+		mark = EsHandlerCollectMark();
+		edata = EachCommand(c, pass->errcxt);
+		if (edata)
+			EsHandlerCollectForget(mark);	/* rolled back: no handler */
+		MemoryContextSwitchTo(pass->callcxt);
+		PutRow(pass->rsinfo, i + 1, c->seq, edata, 0, NULL);
+		MemoryContextReset(pass->cmdcxt);
+		MemoryContextReset(pass->errcxt);
+	}
+	/* Each account's projection row, once (see EsWriteDeferUpdates). */
+	EsWriteFlushUpdates();
+}
+
 /*
  * es_apply_each(commands jsonb)
  *	   RETURNS TABLE(ord int, seq bigint, sqlstate text, message text)
@@ -443,14 +502,12 @@ es_apply_each(PG_FUNCTION_ARGS)
 	Jsonb	   *jb;
 	int			n;
 	EsEachItem *items;
-	List	   *volatile cmds = NIL;
+	List	   *cmds = NIL;
 	MemoryContext callcxt;
 	MemoryContext scratch;
 	MemoryContext cmdcxt;
 	MemoryContext errcxt;
 	bool		allowed[2] = {false, false};
-	void	   *volatile prev_collector = NULL;
-	void	   *volatile collected = NULL;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -528,63 +585,17 @@ es_apply_each(PG_FUNCTION_ARGS)
 		Assert(i == n);
 	}
 
-	/* Second pass: apply the commands in order (steps 2 to 6). */
-	EsGuardBeginWrite();
-	PG_TRY();
-	{
-		EsWriteBegin();
-		/* Events for inline user projections (after EsWriteBegin's lock). */
-		prev_collector = EsHandlerCollectBegin(callcxt);
-		EsWriteDeferUpdates();
-		if (cmds != NIL)
-		{
-			EsWriteNextCommand();
-			EsApplyLockBatch(cmds);
-		}
-		for (int i = 0; i < n; i++)
-		{
-			EsEachCommand *c;
-			ErrorData  *edata;
-			int			mark;
-
-			CHECK_FOR_INTERRUPTS();
-			if (items[i].cmd == NULL)
-			{
-				PutRow(rsinfo, i + 1, 0, NULL, items[i].sqlerrcode,
-					   items[i].message);
-				continue;
-			}
-			EsWriteNextCommand();
-			MemoryContextSwitchTo(cmdcxt);
-			c = palloc0(sizeof(EsEachCommand));
-			c->cmd = items[i].cmd;
-			mark = EsHandlerCollectMark();
-			edata = EachCommand(c, errcxt);
-			if (edata)
-				EsHandlerCollectForget(mark);	/* rolled back: no handler */
-			MemoryContextSwitchTo(callcxt);
-			PutRow(rsinfo, i + 1, c->seq, edata, 0, NULL);
-			MemoryContextReset(cmdcxt);
-			MemoryContextReset(errcxt);
-		}
-		/* Each account's projection row, once (see EsWriteDeferUpdates). */
-		EsWriteFlushUpdates();
-	}
-	PG_FINALLY();
-	{
-		collected = EsHandlerCollectEnd(prev_collector);
-		EsGuardEndWrite();
-	}
-	PG_END_TRY();
-	/* AFTER row triggers, if anyone added some, run outside the guard. */
-	EsWriteEnd();
-
 	/*
-	 * The handlers of inline user projections, as their owners, for the
-	 * accepted commands' events in seq order.  A handler's error is not a
-	 * command's rejection: it fails the whole call, as it fails es_apply.
+	 * Second pass: apply the commands in order (steps 2 to 6), in the write
+	 * bracket.  Inline user projections then get the accepted commands'
+	 * events in seq order; a handler's error is not a command's rejection:
+	 * it fails the whole call, as it fails es_apply.
 	 */
-	EsHandlerRunInline(collected);
+	{
+		EsEachPass pass = {rsinfo, items, n, cmds, callcxt, cmdcxt, errcxt};
+
+		EsApplyInBracket(ApplyPass, &pass);
+	}
 
 	MemoryContextDelete(scratch);
 	MemoryContextDelete(cmdcxt);

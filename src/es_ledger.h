@@ -744,6 +744,10 @@ extern void EsHandlerErrorContext(void *arg);
 
 extern int64 EsApplyCommands(List *cmds);
 
+/* The body of a write bracket (EsApplyInBracket). */
+typedef void (*EsApplyBody) (void *arg);
+extern void EsApplyInBracket(EsApplyBody body, void *arg);
+
 /* The steps of one command, for es_each.c (see the end of es_apply.c). */
 extern void EsApplyAuthorize(List *cmds);
 extern void EsApplyLockBatch(List *cmds);
