@@ -62,7 +62,8 @@ CREATE TEMP TABLE u_updated AS SELECT f AS fact FROM pg_temp.u_facts() f;
 SET es_ledger.allow_drop = on;
 DROP EXTENSION es_ledger CASCADE;
 RESET es_ledger.allow_drop;
-CREATE EXTENSION es_ledger VERSION '0.2.0';
+CREATE EXTENSION es_ledger VERSION '0.1.0';
+ALTER EXTENSION es_ledger UPDATE TO '0.2.0';
 SELECT es_open_account('v-a', 'USD') > 0 AS ok, es_deposit('v-a', 7) > 0 AS ok;
 -- before the update nothing reserves the registry's name: a table of that
 -- name that is not the extension's (whoever may create in the schema can

@@ -259,6 +259,9 @@ extern bool EsFoldTransfersEqual(const EsTransfer *a, const EsTransfer *b);
 
 /* ------------------------------------------------------------------ es_row.c */
 
+/* The newest 0.x.0 install script this library knows (EsRelDef.since). */
+#define ES_NEWEST_MINOR			4
+
 /*
  * The extension's relations, found by OID (EsRowRelid).  Tables first; the
  * codec knows the shape of each table.

@@ -220,11 +220,11 @@ NotOurs(const char *name, const char *why)
 /*
  * The schema of extension extoid, from its pg_extension row (PostgreSQL 15
  * does not export get_extension_schema), and the minor version of its
- * installed 0.x.0 script (*minor: 1 for 0.1.0, 2 for 0.2.0, 3 for 0.3.0 and
- * anything later).  0.1.0's script did not mark the extension's indexes
- * DEPENDS ON EXTENSION (such a ledger is read until ALTER EXTENSION
- * es_ledger UPDATE); relations a later script creates are missing before
- * the update.
+ * installed 0.x.0 script (*minor: 1 for 0.1.0, 2 for 0.2.0, 3 for 0.3.0,
+ * 4 for 0.4.0; a version this library cannot read counts as the newest it
+ * knows).  0.1.0's script did not mark the extension's indexes DEPENDS ON
+ * EXTENSION (such a ledger is read until ALTER EXTENSION es_ledger UPDATE);
+ * relations a later script creates are missing before the update.
  */
 static Oid
 ExtensionSchema(Oid extoid, int *minor)
@@ -239,7 +239,7 @@ ExtensionSchema(Oid extoid, int *minor)
 				ObjectIdGetDatum(extoid));
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
-	*minor = 3;
+	*minor = ES_NEWEST_MINOR;
 	if (HeapTupleIsValid(tup))
 	{
 		bool		isnull;
@@ -248,10 +248,16 @@ ExtensionSchema(Oid extoid, int *minor)
 		nspoid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
 		version = heap_getattr(tup, Anum_pg_extension_extversion,
 							   RelationGetDescr(rel), &isnull);
-		if (!isnull && strcmp(TextDatumGetCString(version), "0.1.0") == 0)
-			*minor = 1;
-		else if (!isnull && strcmp(TextDatumGetCString(version), "0.2.0") == 0)
-			*minor = 2;
+		if (!isnull)
+		{
+			char	   *v = TextDatumGetCString(version);
+			int			m;
+			char		rest;
+
+			if (sscanf(v, "0.%d.0%c", &m, &rest) == 1 &&
+				m >= 1 && m <= ES_NEWEST_MINOR)
+				*minor = m;
+		}
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);

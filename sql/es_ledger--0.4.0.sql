@@ -1,4 +1,4 @@
-/* es_ledger--0.3.0.sql: install script of es_ledger 0.3.0 */
+/* es_ledger--0.4.0.sql: install script of es_ledger 0.4.0 */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION es_ledger" to load this file. \quit
