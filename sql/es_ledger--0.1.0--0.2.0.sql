@@ -3,6 +3,87 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION es_ledger UPDATE TO '0.2.0'" to load this file. \quit
 
+-------------------------------------------------------------------------------
+-- Look-alikes, before anything is created.  es_ledger is called and read with
+-- unqualified names, so a function of one of its functions' names (whatever
+-- its argument types), or a relation, view, type or domain of one of its
+-- relations' names, that is not the extension's own would capture a
+-- superuser's call or query once the extension is there, and run with the
+-- superuser's rights.  The DDL guard reserves these names only from the
+-- moment they are members; what was created before is found here: the
+-- update is refused while any such object stands in a schema that a
+-- non-superuser owns or may create in, or is owned by a non-superuser.
+-- The lists are every name es_ledger 0.2.0 reserves (sql/lookalikes.sql
+-- checks them against the members after the update).
+-------------------------------------------------------------------------------
+DO $lookalikes$
+DECLARE
+	functions CONSTANT pg_catalog.text[] := '{es_accounts_at,es_apply,es_balance_at,es_check_shape,es_deposit,
+		es_digest,es_guard_ddl,es_guard_drop,es_guard_projection,
+		es_history,es_log_handler,es_open_account,es_rebuild_projections,
+		es_replay,es_restore_to,es_reverse,es_transfer,es_verify,
+		es_verify_digest,es_withdraw}';
+	relations CONSTANT pg_catalog.text[] := '{es_accounts,es_accounts_account_id_seq,es_accounts_account_key,
+		es_accounts_pkey,es_commands,es_commands_pkey,es_events,
+		es_events_account_version_key,es_events_command_id_idx,
+		es_events_opened_idx,es_events_pkey,es_events_seq_seq}';
+	ext CONSTANT pg_catalog.oid := (SELECT e.oid FROM pg_catalog.pg_extension e
+									 WHERE e.extname OPERATOR(pg_catalog.=) 'es_ledger'::pg_catalog.name);
+	found pg_catalog.text;
+BEGIN
+	SELECT pg_catalog.string_agg(o.what, '; ' ORDER BY o.what) INTO found
+	  FROM (SELECT pg_catalog.format('%s %I.%I(%s) owned by %I',
+									 CASE p.prokind WHEN 'a' THEN 'aggregate' WHEN 'p' THEN 'procedure'
+									 ELSE 'function' END,
+									 n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+									 pg_catalog.pg_get_userbyid(p.proowner)) AS what,
+				   p.pronamespace AS nsp, p.proowner AS owner,
+				   'pg_catalog.pg_proc'::pg_catalog.regclass AS cls, p.oid AS obj
+			  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+			 WHERE p.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (functions)
+			UNION ALL
+			SELECT pg_catalog.format('%s %I.%I owned by %I',
+									 CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+									 WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'I' THEN 'index'
+									 WHEN 'c' THEN 'composite type' WHEN 'f' THEN 'foreign table' ELSE 'table' END,
+									 n.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner)),
+				   c.relnamespace, c.relowner, 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid
+			  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+			 WHERE c.relname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (relations)
+			UNION ALL
+			SELECT pg_catalog.format('%s %I.%I owned by %I',
+									 CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, n.nspname, t.typname,
+									 pg_catalog.pg_get_userbyid(t.typowner)),
+				   t.typnamespace, t.typowner, 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid
+			  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace
+			 WHERE t.typname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (relations)
+			   AND t.typrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid) o
+	 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_depend d	-- a member, or an index marked as the extension's
+						WHERE d.classid OPERATOR(pg_catalog.=) o.cls AND d.objid OPERATOR(pg_catalog.=) o.obj
+						  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+						  AND d.refobjid OPERATOR(pg_catalog.=) ext)
+	   AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_depend d	-- an index of a member table
+						   ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+						  AND d.objid OPERATOR(pg_catalog.=) i.indrelid
+						  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+						  AND d.refobjid OPERATOR(pg_catalog.=) ext AND d.deptype OPERATOR(pg_catalog.=) 'e'
+						WHERE o.cls OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+						  AND i.indexrelid OPERATOR(pg_catalog.=) o.obj)
+	   AND (NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) o.owner)
+			OR EXISTS (SELECT FROM pg_catalog.pg_roles r, pg_catalog.pg_namespace n
+						WHERE n.oid OPERATOR(pg_catalog.=) o.nsp AND NOT r.rolsuper
+						  AND (r.oid OPERATOR(pg_catalog.=) n.nspowner
+							   OR pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE'))));
+	IF found IS NOT NULL THEN
+		RAISE EXCEPTION USING
+			ERRCODE = 'duplicate_object',
+			MESSAGE = 'cannot update es_ledger to 0.2.0: objects bearing names it reserves already exist',
+			DETAIL = 'Found: ' OPERATOR(pg_catalog.||) found OPERATOR(pg_catalog.||) '.  Each could capture an unqualified call or query meant for es_ledger and run with its caller''s rights.',
+			HINT = 'Drop or rename each of them (or, as a superuser, move it to a schema that only superusers own and may create in), then run ALTER EXTENSION es_ledger UPDATE again.';
+	END IF;
+END
+$lookalikes$;
+
 -- No function is SECURITY DEFINER any more: the C code finds its tables by
 -- OID and EXECUTE is the only gate (see the install script).
 ALTER FUNCTION es_apply(jsonb) SECURITY INVOKER RESET search_path;
