@@ -25,6 +25,22 @@
  * before the position are also counted in the table itself (CountUpTo), so
  * a row the index does not show changes the digest too.
  *
+ * The restore check.  A dump's checksums and hash chains prove only that
+ * its log is consistent: whoever edits the file can recompute them (leave
+ * out an account's last withdrawal and fix its es_accounts row, and every
+ * check of es_verify still passes).  Only a digest kept outside the dump
+ * proves that the restored log is the one that was dumped.  So a
+ * transaction that restores rows into es_events (es_ledger.restore on,
+ * EsGuardRestoredLog) must, before it commits (XACT_EVENT_PRE_COMMIT or
+ * PRE_PREPARE), have its log match es_ledger.restore_digest, the digest
+ * es_digest() gave when the dump was made (hex, "\x" optional): the digest
+ * is recomputed from the restored rows (SnapshotSelf: this transaction's
+ * rows, the table being locked against other writers by the restore
+ * grant) and the transaction fails with ES012 if they differ.  Events
+ * restored after the digest's seq are checked for consistency only and
+ * counted in a WARNING.  Without the setting the restore fails (55000); the
+ * value 'none' restores without that proof, with a WARNING.
+ *
  * Locks: AccessShareLock on es_events and its indexes; es_digest also waits
  * for the writers that had drawn a seq (WaitForLockers on the sequence).
  *
@@ -43,6 +59,7 @@
 #include "port/pg_bswap.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 
 #include "es_ledger.h"
@@ -50,6 +67,9 @@
 #define ES_DIGEST_MAGIC		"ESDG"
 #define ES_DIGEST_FORMAT	1
 #define ES_DIGEST_LEN		(4 + 2 + 8 + ES_HASH_LEN)
+
+/* es_ledger.restore_digest: the digest a restore of the log must match. */
+static char *EsRestoreDigest = NULL;
 
 /* ------------------------------------------------------------------ digest */
 
@@ -121,10 +141,12 @@ CountUpTo(int64 seq, Snapshot snapshot)
  * The digest of the log at position seq, recomputed from the events with
  * seq <= the position read with snapshot (never from stored hashes).
  * Returns false, with *why, if a row at or before the position cannot be
- * read or has an unknown type; out gets ES_DIGEST_LEN bytes otherwise.
+ * read or has an unknown type; out gets ES_DIGEST_LEN bytes otherwise, and
+ * *later (if not NULL) the number of events after the position.
  */
 static bool
-ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
+ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why,
+			  int64 *later)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	EsEventSealer sealer;
@@ -137,6 +159,7 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 	uint16		format = pg_hton16(ES_DIGEST_FORMAT);
 	uint64		nseq = pg_hton64((uint64) seq);
 	int64		indexed = 0;
+	int64		after = 0;
 
 	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "could not start SHA-256");
@@ -165,7 +188,10 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 			continue;
 		}
 		if (ev.seq > seq)
+		{
+			after++;
 			continue;
+		}
 		indexed++;
 		if (ev.account_id != account_id)
 		{
@@ -209,6 +235,8 @@ ComputeDigest(int64 seq, Snapshot snapshot, uint8 *out, const char **why)
 			elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
 	}
 	pg_cryptohash_free(ctx);
+	if (later)
+		*later = after;
 	return ok;
 }
 
@@ -257,7 +285,7 @@ es_digest(PG_FUNCTION_ARGS)
 	WaitForLockers(tag, ShareLock, false);
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	if (!ComputeDigest(seq, snapshot, digest, &why))
+	if (!ComputeDigest(seq, snapshot, digest, &why, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_INTEGRITY),
 				 errmsg("cannot digest the log: %s", why),
@@ -308,7 +336,7 @@ es_verify_digest(PG_FUNCTION_ARGS)
 				 errmsg("the digest is of seq %lld, not %lld",
 						(long long) (int64) pg_ntoh64(nseq), (long long) seq),
 				 errdetail("Pass the seq es_digest returned with the digest.")));
-	if (!ComputeDigest(seq, GetActiveSnapshot(), digest, &why))
+	if (!ComputeDigest(seq, GetActiveSnapshot(), digest, &why, NULL))
 	{
 		ereport(NOTICE,
 				(errmsg("the log up to seq %lld cannot be digested: %s",
@@ -316,4 +344,150 @@ es_verify_digest(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	PG_RETURN_BOOL(memcmp(digest, VARDATA_ANY(given), ES_DIGEST_LEN) == 0);
+}
+
+/* ---------------------------------------------------------- restore check */
+
+/*
+ * Decode a digest given as text (hex, with or without a leading "\x")
+ * into out; false if it is not one of es_digest's (length, magic, format).
+ */
+static bool
+ParseDigestText(const char *text, uint8 *out)
+{
+	size_t		len;
+
+	if (text[0] == '\\' && text[1] == 'x')
+		text += 2;
+	len = strlen(text);
+	if (len != 2 * ES_DIGEST_LEN)
+		return false;
+	for (int i = 0; i < ES_DIGEST_LEN; i++)
+	{
+		int			v = 0;
+
+		for (int j = 0; j < 2; j++)
+		{
+			char		c = text[2 * i + j];
+
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= c - '0';
+			else if (c >= 'a' && c <= 'f')
+				v |= c - 'a' + 10;
+			else if (c >= 'A' && c <= 'F')
+				v |= c - 'A' + 10;
+			else
+				return false;
+		}
+		out[i] = (uint8) v;
+	}
+	return memcmp(out, ES_DIGEST_MAGIC, 4) == 0 &&
+		pg_ntoh16(*(uint16 *) (out + 4)) == ES_DIGEST_FORMAT;
+}
+
+/* GUC check hook of es_ledger.restore_digest: empty, "none" or a digest. */
+static bool
+CheckRestoreDigest(char **newval, void **extra, GucSource source)
+{
+	uint8		digest[ES_DIGEST_LEN];
+
+	if (*newval == NULL || (*newval)[0] == '\0' ||
+		pg_strcasecmp(*newval, "none") == 0 || ParseDigestText(*newval, digest))
+		return true;
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid value for es_ledger.restore_digest");
+	GUC_check_errdetail("Give the digest es_digest() returned (%d bytes in hex, beginning 4553444700), or none.",
+						ES_DIGEST_LEN);
+	return false;
+}
+
+/*
+ * The restore check (see the file header): the log this transaction
+ * restored must match es_ledger.restore_digest.  ES012 if it does not, or
+ * cannot be digested; 55000 if no digest was given.
+ */
+static void
+CheckRestoredLog(void)
+{
+	uint8		given[ES_DIGEST_LEN];
+	uint8		digest[ES_DIGEST_LEN];
+	uint64		nseq;
+	int64		seq;
+	int64		later = 0;
+	const char *why = NULL;
+
+	if (EsRestoreDigest == NULL || EsRestoreDigest[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a restore of the es_ledger log needs es_ledger.restore_digest"),
+				 errdetail("Only a digest kept outside the dump proves that the restored events are those that were dumped: whoever edits a dump can recompute its checksums and hash chains."),
+				 errhint("Set es_ledger.restore_digest to the digest es_digest() gave when the dump was made, or to none to restore without that proof.")));
+	if (pg_strcasecmp(EsRestoreDigest, "none") == 0)
+	{
+		ereport(WARNING,
+				(errmsg("the restored es_ledger log was not checked against a digest"),
+				 errdetail("es_ledger.restore_digest is none: the restore proved the log consistent, not unedited."),
+				 errhint("Check it now with es_verify_digest(seq, digest) and a digest kept outside the dump.")));
+		return;
+	}
+	if (!ParseDigestText(EsRestoreDigest, given))
+		elog(ERROR, "es_ledger.restore_digest holds no digest");	/* the check hook refused it */
+	memcpy(&nseq, given + 6, 8);
+	seq = (int64) pg_ntoh64(nseq);
+
+	if (!ComputeDigest(seq, SnapshotSelf, digest, &why, &later))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_INTEGRITY),
+				 errmsg("the restored es_ledger log cannot be digested: %s", why),
+				 errdetail("The restore is undone.")));
+	if (memcmp(digest, given, ES_DIGEST_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_INTEGRITY),
+				 errmsg("the restored es_ledger log does not match es_ledger.restore_digest"),
+				 errdetail("The events up to seq %lld recomputed from the restored rows give another digest: the dump was changed after the digest was taken, lacks events, or is of another ledger; the restore is undone.",
+						   (long long) seq),
+				 errhint("Restore an unaltered dump, with the digest taken when it was made.")));
+	if (later > 0)
+		ereport(WARNING,
+				(errmsg("%lld restored events come after the digest's seq %lld",
+						(long long) later, (long long) seq),
+				 errdetail("Those events were checked for consistency only: the digest proves the log up to seq %lld.",
+						   (long long) seq),
+				 errhint("Take the digest right before the dump, with no command in between.")));
+}
+
+/*
+ * Transaction callback: a transaction that restored rows into the log runs
+ * the restore check before it commits or is prepared.
+ */
+static void
+EsDigestXactCallback(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE)
+		return;
+	if (!EsGuardRestoring() || !EsGuardRestoredLog())
+		return;
+	CheckRestoredLog();
+}
+
+/*
+ * Define es_ledger.restore_digest and install the restore check; called once
+ * from _PG_init.  A value set before the library was loaded
+ * (PGOPTIONS='-c es_ledger.restore_digest=...') is taken over.
+ */
+void
+EsDigestInit(void)
+{
+	DefineCustomStringVariable("es_ledger.restore_digest",
+							   "The digest a restore of the log must match.",
+							   "A transaction that restores es_events with es_ledger.restore on fails "
+							   "unless its log matches this digest of es_digest() (hex), taken when the "
+							   "dump was made; none restores without that proof.",
+							   &EsRestoreDigest,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   CheckRestoreDigest, NULL, NULL);
+	RegisterXactCallback(EsDigestXactCallback, NULL);
 }

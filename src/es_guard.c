@@ -146,6 +146,25 @@ EsGuardRestoreTable(Relation rel)
 }
 
 /*
+ * Has this transaction restored rows into the log (a restore grant on
+ * es_events)?  es_digest.c checks such a transaction's log against the
+ * DBA's digest before it commits.
+ */
+bool
+EsGuardRestoredLog(void)
+{
+	Oid			events;
+
+	if (EsRestoreGrantCount == 0)
+		return false;
+	events = EsRowRelid(ES_REL_EVENTS);
+	for (int i = 0; i < EsRestoreGrantCount; i++)
+		if (EsRestoreGrants[i].relid == events)
+			return true;
+	return false;
+}
+
+/*
  * Transaction callback: a transaction that ends leaves no bracket open and
  * no restore grant.
  */

@@ -428,6 +428,7 @@ extern void EsGuardEndWrite(void);
 extern bool EsGuardWriting(void);
 extern bool EsGuardRestoring(void);
 extern void EsGuardRestoreTable(Relation rel);
+extern bool EsGuardRestoredLog(void);
 extern void EsGuardInit(void);
 
 /* ---------------------------------------------------------------- es_hooks.c */
@@ -798,6 +799,10 @@ extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
 extern char *EsReadFormatCursor(const EsReadCursor *cursor);
 extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
 						 EsReadCallback callback, void *arg);
+
+/* ---------------------------------------------------------------- es_digest.c */
+
+extern void EsDigestInit(void);
 
 /* ----------------------------------------------------------- es_projection.c */
 

@@ -33,5 +33,6 @@ _PG_init(void)
 	EsProjectionInit();
 	EsWorkerInit();
 	EsSnapInit();
+	EsDigestInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

@@ -28,7 +28,8 @@ my $node = PostgreSQL::Test::Cluster->new('dump');
 $node->init;
 $node->start;
 my $dir = PostgreSQL::Test::Utils::tempdir;
-my $restore = '-c es_ledger.restore=on';
+# set below, with the digest of the original: a restore of the log must match it
+my $restore;
 
 # Run a client program against the node, with extra environment (PGOPTIONS);
 # returns its exit status, stdout and stderr.
@@ -104,6 +105,8 @@ my $max_account = $node->safe_psql('src', 'SELECT max(account_id) FROM es_accoun
 my $dep3_seq = $node->safe_psql('src', q{SELECT seq FROM es_commands WHERE command_id = 'dep-3'});
 my $tr7_seq = $node->safe_psql('src', q{SELECT seq FROM es_commands WHERE command_id = 'tr 7 ü'});
 my ($digest_seq, $digest) = split /\|/, $node->safe_psql('src', 'SELECT seq, digest FROM es_digest()');
+(my $digest_hex = $digest) =~ s/^\\x//;
+$restore = "-c es_ledger.restore=on -c es_ledger.restore_digest=$digest_hex";
 is($node->safe_psql('src', q{SELECT bool_and(ok) FROM es_verify()}), 't', 'the original ledger verifies');
 # snapshots are derived data: the original has some, a dump does not keep them
 is($node->safe_psql('src', q{SELECT count(es_snapshot(account)) > 0 FROM es_accounts}), 't',
@@ -361,6 +364,92 @@ my ($gap_seq, $next_seq) = split /\|/, $node->safe_psql('src', q{
 (my $gapped = $plain_text) =~ s/^$gap_seq\t\d+\t\d+\t[A-Za-z]+\t[^\n]*\n//m
   or die "event $gap_seq not found in the dump";
 refused_restore('r_gap', $gapped, $next_seq, qr/version 4 of its account is neither in the log nor restored before it/);
+
+# ----------------------------------- a consistent forgery, and the digest
+# Whoever edits a dump can recompute its checksums and hash chains: here an
+# account's last event, a withdrawal, is left out and its es_accounts row
+# made to match.  Every check of the restore and of es_verify passes; only
+# the digest kept outside the dump sees it, and the restore refuses it.
+$node->safe_psql('postgres', 'CREATE DATABASE src2');
+$node->safe_psql('src2', q{CREATE EXTENSION es_ledger;
+	SELECT es_open_account('f-1', 'USD'), es_open_account('f-2', 'USD');
+	SELECT es_deposit('f-1', 100), es_transfer('f-1', 'f-2', 10), es_withdraw('f-1', 30)});
+my ($d2_seq, $d2) = split /\|/, $node->safe_psql('src2', 'SELECT seq, encode(digest, \'hex\') FROM es_digest()');
+my $w_seq = $node->safe_psql('src2', q{SELECT seq FROM es_events WHERE type = 'Withdrawn'});
+# the es_accounts row as it stood before the withdrawal, in COPY's text format
+my $forged_row = $node->safe_psql('src2', q{
+	COPY (SELECT a.account_id, a.account, a.currency, a.status, a.balance + 30, a.pending_out, a.pending_in,
+				 a.available + 30, a.overdraft_limit, a.max_balance, a.version - 1, p.seq, a.opened_at,
+				 p.recorded_at, p.hash
+			FROM es_accounts a JOIN es_events p ON p.account_id = a.account_id AND p.version = a.version - 1
+		   WHERE a.account = 'f-1') TO STDOUT});
+$node->command_ok([ 'pg_dump', '-d', 'src2', '-f', "$dir/src2.sql" ], 'pg_dump of a second ledger');
+my $src2_text = slurp_file("$dir/src2.sql");
+(my $forged2 = $src2_text) =~ s/^$w_seq\t\d+\t\d+\tWithdrawn\t[^\n]*\n//m
+  or die "event $w_seq not found in the dump";
+$forged_row =~ /^(\d+)\t/ or die "no forged row";
+my $f1_id = $1;
+$forged2 =~ s/^$f1_id\tf-1\t[^\n]*$/$forged_row/m or die "account f-1 not found in the dump";
+open(my $ffh, '>', "$dir/forged2.sql") or die "could not write: $!";
+print $ffh $forged2;
+close($ffh);
+
+# restored with the digest taken before the dump: refused, nothing left
+$node->safe_psql('postgres', 'CREATE DATABASE r_forged2');
+($ret, $out, $err) = run_client({ PGOPTIONS => "-c es_ledger.restore=on -c es_ledger.restore_digest=$d2" },
+	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', 'r_forged2',
+	'-f', "$dir/forged2.sql");
+isnt($ret, 0, 'a consistently forged dump is refused with the digest taken before the dump');
+like($err, qr/ERROR:  ES012: the restored es_ledger log does not match es_ledger.restore_digest/,
+	'... ES012: the log does not match the digest');
+is($node->safe_psql('r_forged2', q{SELECT count(*) FROM pg_extension WHERE extname = 'es_ledger'}),
+	'0', '... and nothing is restored');
+# the honest dump with the same digest restores, without a warning
+$node->safe_psql('postgres', 'CREATE DATABASE r_honest2');
+($ret, $out, $err) = run_client({ PGOPTIONS => "-c es_ledger.restore=on -c es_ledger.restore_digest=\\\\x$d2" },
+	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', 'r_honest2', '-f', "$dir/src2.sql");
+is($ret, 0, 'the honest dump restores with the digest (given with its \\x)') or diag($err);
+is($err, '', '... without an error or warning');
+is($node->safe_psql('r_honest2', q{SELECT balance FROM es_accounts WHERE account = 'f-1'}), '60',
+	'... and f-1 has its balance');
+# without a digest the restore fails and says what to do
+$node->safe_psql('postgres', 'CREATE DATABASE r_nodigest');
+($ret, $out, $err) = run_client({ PGOPTIONS => '-c es_ledger.restore=on' },
+	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', 'r_nodigest',
+	'-f', "$dir/src2.sql");
+isnt($ret, 0, 'a restore of the log without es_ledger.restore_digest fails');
+like($err, qr/ERROR:  55000: a restore of the es_ledger log needs es_ledger.restore_digest/,
+	'... 55000, naming the setting');
+like($err, qr/HINT:  Set es_ledger.restore_digest to the digest es_digest\(\) gave/, '... and a hint');
+# an invalid digest is refused when it is set (the library loaded)
+($ret, $out, $err) = $node->psql('src2', q{SELECT count(*) FROM es_events; SET es_ledger.restore_digest = '4553444700'},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  22023: invalid value for es_ledger.restore_digest/, 'a malformed digest: 22023');
+# with none, the forged dump restores: every check passes; only the digest
+# kept outside sees it (what README's Backup and restore says)
+$node->safe_psql('postgres', 'CREATE DATABASE r_forged_none');
+($ret, $out, $err) = run_client({ PGOPTIONS => '-c es_ledger.restore=on -c es_ledger.restore_digest=none' },
+	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', 'r_forged_none', '-f', "$dir/forged2.sql");
+is($ret, 0, 'with es_ledger.restore_digest = none the forged dump restores') or diag($err);
+like($err, qr/WARNING:  the restored es_ledger log was not checked against a digest/, '... with a WARNING');
+is($node->safe_psql('r_forged_none', q{SELECT string_agg(check_name || '=' || ok, ',') FROM es_verify()}),
+	'checksum=true,hash_chain=true,versions=true,events=true,projection=true,conservation=true,commands=true,snapshots=true',
+	'... every check of es_verify passes on the forgery');
+is( $node->safe_psql(
+		'r_forged_none', q{SELECT count(*) FROM es_accounts a, LATERAL es_replay(a.account) r
+							WHERE r IS DISTINCT FROM a}),
+	'0', '... and so does the post-restore query');
+is($node->safe_psql('r_forged_none', "SELECT es_verify_digest($d2_seq, '\\x$d2')"), 'f',
+	'... but es_verify_digest with the digest kept outside says false');
+# a digest older than the dump: the events after it are counted in a WARNING
+$node->safe_psql('src2', q{SELECT es_deposit('f-2', 5)});
+$node->command_ok([ 'pg_dump', '-d', 'src2', '-f', "$dir/src2b.sql" ], 'pg_dump after one more command');
+$node->safe_psql('postgres', 'CREATE DATABASE r_later');
+($ret, $out, $err) = run_client({ PGOPTIONS => "-c es_ledger.restore=on -c es_ledger.restore_digest=$d2" },
+	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', 'r_later', '-f', "$dir/src2b.sql");
+is($ret, 0, 'a dump taken after the digest restores') or diag($err);
+like($err, qr/WARNING:  1 restored events come after the digest's seq $d2_seq/,
+	'... with a WARNING counting the events the digest does not cover');
 
 # ---------------------------------------------------- who may set the GUC
 $node->safe_psql('postgres', 'CREATE ROLE mallory LOGIN IN ROLE es_ledger_reader');

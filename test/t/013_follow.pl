@@ -214,10 +214,11 @@ $standby->stop;
 # ------------------------------------------------ after a logical restore
 my $saved = q1('SELECT cursor FROM follower_state');
 my $dump = $node->basedir . '/follow.dump';
+my $digest = q1(q{SELECT encode(digest, 'hex') FROM es_digest()});
 $node->command_ok([ 'pg_dump', '-Fc', '-d', 'postgres', '-f', $dump ], 'pg_dump');
 q1('CREATE DATABASE restored');
 {
-	local $ENV{PGOPTIONS} = '-c es_ledger.restore=on';
+	local $ENV{PGOPTIONS} = "-c es_ledger.restore=on -c es_ledger.restore_digest=$digest";
 	$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'restored', $dump ], 'pg_restore');
 }
 sub r1 { return $node->safe_psql('restored', shift); }
