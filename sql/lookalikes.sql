@@ -7,7 +7,9 @@
 -- non-superuser.  Runs after upgrade: it drops and re-creates the extension.
 \set VERBOSITY default
 SET es_ledger.allow_drop = on;
+SET client_min_messages = warning;
 DROP EXTENSION es_ledger CASCADE;
+RESET client_min_messages;
 RESET es_ledger.allow_drop;
 
 -- the attacker owns the database, so it owns public (PostgreSQL 15); its
