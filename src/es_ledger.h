@@ -741,6 +741,7 @@ extern void EsHandlerLeave(EsHandlerContext *ctx);
 extern void EsHandlerInvoke(EsHandlerContext *ctx, Datum arg, int nargs);
 extern Datum EsHandlerEventDatum(const EsEvent *ev, const FullTransactionId *tx);
 extern void EsHandlerRunInline(void *collected);
+extern void EsHandlerSetCatchingUp(const char *name);
 extern void EsHandlerErrorContext(void *arg);
 
 /* ---------------------------------------------------------------- es_apply.c */

@@ -426,7 +426,16 @@ EsScanWarnIfNotFinal(TimestampTz as_of)
 		if (be->st_xact_start_timestamp < horizon)
 			horizon = be->st_xact_start_timestamp;
 	}
-	if (as_of >= horizon)
+	if (as_of >= horizon && TIMESTAMP_NOT_FINITE(as_of))
+		ereport(WARNING,
+				(errmsg("the answer as of %s may still change",
+						timestamptz_to_str(as_of)),
+				 horizon == DT_NOEND ?
+				 errdetail("The answer as of infinity includes every event yet to be appended.") :
+				 errdetail("A transaction that began at %s is still open; events it appends will be recorded at or after that time.",
+						   timestamptz_to_str(horizon)),
+				 errhint("Answers for a time before the oldest open transaction began are final.")));
+	else if (as_of >= horizon)
 		ereport(WARNING,
 				(errmsg("the answer as of %s may still change",
 						timestamptz_to_str(as_of)),
