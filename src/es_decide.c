@@ -295,10 +295,17 @@ DataInt(EsData *d, const char *key, bool present, int64 value)
 		appendStringInfoString(&d->buf, "null");
 }
 
-/* Finish the data, adding the command's metadata, and make it jsonb. */
+/*
+ * Finish the data, adding the command's metadata, and make it jsonb.  The
+ * events of a compensating command (es_reverse) carry "reverses": the
+ * command id it reverses, at the top level, beside the metadata: a writer's
+ * metadata cannot reach the top level, so that link is es_reverse's only.
+ */
 static Jsonb *
 DataFinish(EsData *d, const EsCommand *cmd)
 {
+	if (cmd->reverses)
+		DataText(d, "reverses", cmd->reverses);
 	if (cmd->metadata)
 	{
 		DataKey(d, "metadata");

@@ -289,6 +289,9 @@ typedef enum EsRel
 	ES_REL_TRANSFERS_FROM_IDX,	/* es_transfers_from_pending_idx */
 	ES_REL_TRANSFERS_TO_IDX,	/* es_transfers_to_pending_idx */
 	ES_REL_SNAPSHOTS_IDX,		/* es_snapshots_pkey (account_id, version) */
+	ES_REL_COMMANDS_REVERSES_IDX,	/* es_commands_reverses_idx: the unique
+									 * partial index on command->>'reverses'
+									 * (0.4.0: InvalidOid before) */
 	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
 	ES_REL_ACCOUNTS_SEQ,		/* es_accounts_account_id_seq */
 	ES_REL_COUNT
