@@ -29,14 +29,14 @@
 ALTER TABLE es_commands DISABLE TRIGGER es_guard;
 WITH candidate AS (
 	SELECT r.command_id, o.command_id AS reversed, r.seq,
-	       r.command OPERATOR(pg_catalog.->>) 'type' AS rtype,
-	       o.command OPERATOR(pg_catalog.->>) 'type' AS otype,
+	       (r.command OPERATOR(pg_catalog.->>) 'type') AS rtype,
+	       (o.command OPERATOR(pg_catalog.->>) 'type') AS otype,
 	       r.command AS rc, o.command AS oc
 	  FROM es_commands r
 	  JOIN es_commands o
 	    ON o.command_id OPERATOR(pg_catalog.=)
-	       (r.command OPERATOR(pg_catalog.->) 'metadata' OPERATOR(pg_catalog.->>) 'reverses')
-	 WHERE r.command OPERATOR(pg_catalog.->) 'metadata' OPERATOR(pg_catalog.=)
+	       ((r.command OPERATOR(pg_catalog.->) 'metadata') OPERATOR(pg_catalog.->>) 'reverses')
+	 WHERE (r.command OPERATOR(pg_catalog.->) 'metadata') OPERATOR(pg_catalog.=)
 	       pg_catalog.jsonb_build_object('reverses', o.command_id)
 	   AND r.seq OPERATOR(pg_catalog.>) o.seq
 	   AND NOT (o.command OPERATOR(pg_catalog.?) 'pending')
@@ -46,20 +46,20 @@ WITH candidate AS (
 	  FROM candidate
 	 WHERE CASE
 		WHEN otype OPERATOR(pg_catalog.=) 'deposit' OR otype OPERATOR(pg_catalog.=) 'withdraw' THEN
-			rtype OPERATOR(pg_catalog.=) (CASE otype WHEN 'deposit' THEN 'withdraw' ELSE 'deposit' END)
-			AND rc OPERATOR(pg_catalog.->) 'account' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'account'
-			AND rc OPERATOR(pg_catalog.->) 'amount' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'amount'
+			rtype OPERATOR(pg_catalog.=) (CASE WHEN otype OPERATOR(pg_catalog.=) 'deposit' THEN 'withdraw' ELSE 'deposit' END)
+			AND (rc OPERATOR(pg_catalog.->) 'account') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'account')
+			AND (rc OPERATOR(pg_catalog.->) 'amount') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'amount')
 		WHEN otype OPERATOR(pg_catalog.=) 'transfer' THEN
 			rtype OPERATOR(pg_catalog.=) 'transfer'
-			AND rc OPERATOR(pg_catalog.->) 'from' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'to'
-			AND rc OPERATOR(pg_catalog.->) 'to' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'from'
-			AND rc OPERATOR(pg_catalog.->) 'amount' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'amount'
+			AND (rc OPERATOR(pg_catalog.->) 'from') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'to')
+			AND (rc OPERATOR(pg_catalog.->) 'to') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'from')
+			AND (rc OPERATOR(pg_catalog.->) 'amount') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'amount')
 		WHEN otype OPERATOR(pg_catalog.=) 'freeze_account' OR otype OPERATOR(pg_catalog.=) 'unfreeze_account' THEN
-			rtype OPERATOR(pg_catalog.=) (CASE otype WHEN 'freeze_account' THEN 'unfreeze_account' ELSE 'freeze_account' END)
-			AND rc OPERATOR(pg_catalog.->) 'account' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'account'
+			rtype OPERATOR(pg_catalog.=) (CASE WHEN otype OPERATOR(pg_catalog.=) 'freeze_account' THEN 'unfreeze_account' ELSE 'freeze_account' END)
+			AND (rc OPERATOR(pg_catalog.->) 'account') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'account')
 		WHEN otype OPERATOR(pg_catalog.=) 'set_limits' THEN
 			rtype OPERATOR(pg_catalog.=) 'set_limits'
-			AND rc OPERATOR(pg_catalog.->) 'account' OPERATOR(pg_catalog.=) oc OPERATOR(pg_catalog.->) 'account'
+			AND (rc OPERATOR(pg_catalog.->) 'account') OPERATOR(pg_catalog.=) (oc OPERATOR(pg_catalog.->) 'account')
 		ELSE false
 	 END
 	 ORDER BY reversed, seq
