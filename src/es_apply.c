@@ -436,7 +436,7 @@ ApplyCommand(const EsCommand *cmd)
 	if (cmd->reverses)
 		CheckNotReversed(cmd);
 	if (!handler->opens && AnyPending(states, found, n) &&
-		ExpireTouched(states, found, n, RecordedAt(states, n)))
+		ExpireTouched(states, found, n, EsDecideClock(RecordedAt(states, n))))
 		n = LockCommandAccounts(cmd, states, found, &transfer);
 	decision.now = RecordedAt(states, n);
 	decision.transfer = handler->by_transfer ? &transfer : NULL;
@@ -925,7 +925,8 @@ PG_FUNCTION_INFO_V1(es_expire_pending);
 Datum
 es_expire_pending(PG_FUNCTION_ARGS)
 {
-	EsExpireRun run = {GetCurrentTransactionStartTimestamp(), 0};
+	/* The clock, as for post and void (EsDecideClock). */
+	EsExpireRun run = {EsDecideClock(GetCurrentTransactionStartTimestamp()), 0};
 
 	EsRowRequireTransfers();
 	/* Expiries are events: inline user projections get them too. */

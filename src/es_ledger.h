@@ -660,6 +660,7 @@ extern void EsDecidePendingNotFound(const char *pending_id) pg_attribute_noretur
 extern void EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
 						   EsDecision *out);
 extern bool EsDecideExpired(const EsTransfer *t, TimestampTz now);
+extern TimestampTz EsDecideClock(TimestampTz recorded_at);
 
 /* ----------------------------------------------------------------- es_name.c */
 
