@@ -111,5 +111,36 @@ SELECT count(*) = count(DISTINCT seq) AS each_once,
 SELECT es_projection_drop('pa_fees');
 RESET ROLE;
 
+-- 5. Session state an inline handler leaves in the writer's session: the
+-- settings it changes are undone; a session-level advisory lock and
+-- lastval() are not (documented in doc/projections.md, Session state).
+SET ROLE pa_fees;
+CREATE SEQUENCE pa.handler_seq;
+CREATE FUNCTION pa.sessiony(ev es_events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('application_name', 'set by a handler', false);
+	PERFORM set_config('work_mem', '7777kB', false);
+	PERFORM pg_advisory_lock(4242, 4242);
+	PERFORM nextval('pa.handler_seq');
+END $$;
+SELECT es_projection_create('pa_sessiony', 'pa.sessiony(es_events)', 'inline') >= 0 AS ok;
+SELECT pg_advisory_unlock_all();
+RESET ROLE;
+SET application_name = 'the writer';
+SET ROLE pa_writer;
+SELECT es_deposit('pa-src', 1) > 0 AS ok;
+SELECT current_setting('application_name') AS application_name,
+       current_setting('work_mem') <> '7777kB' AS work_mem_undone;
+SELECT count(*) AS advisory_lock_left
+  FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+   AND classid = 4242 AND objid = 4242;
+SELECT try($$SELECT lastval()::text$$) AS lastval_is_the_handlers;
+SELECT pg_advisory_unlock_all();
+RESET ROLE;
+RESET application_name;
+SET ROLE pa_fees;
+SELECT es_projection_drop('pa_sessiony');
+RESET ROLE;
+
 DROP SCHEMA pa CASCADE;
 DROP ROLE pa_demoted, pa_admin, pa_other, pa_writer, pa_fees;
