@@ -289,7 +289,9 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 
 /*
  * A compensating command of es_reverse (cmd->reverses set) is refused with
- * ES008 when another command already reverses the same command.  It runs
+ * ES008 when another command already reverses the same command (one probe
+ * of es_commands_reverses_idx, es_scan.c; the index's uniqueness backs
+ * it).  It runs
  * after the accounts are locked, and they are the accounts of the command
  * reversed, so of every reversal of it: a concurrent reversal has committed
  * (or rolled back) by then, and the fresh snapshot of the scan sees it.

@@ -28,8 +28,23 @@
  *	  closed its bracket (EsHandlerRunInline), and EsHandlerEnter refuses to
  *	  run one inside a bracket.  So a handler writes es_events, es_accounts
  *	  or the registry no more than its owner could with plain SQL: ES011.
- * Before each run the owner must still exist, be able to SELECT es_events
- * and EXECUTE the handler (EsHandlerCheckAccess): 42501 otherwise.
+ * Before each run the owner must still exist, hold the privileges of
+ * es_ledger_admin (what it takes to own a projection), be able to SELECT
+ * es_events and EXECUTE the handler (EsHandlerCheckAccess): 42501
+ * otherwise.  An inline projection whose owner lost es_ledger_admin is not
+ * called at all (a WARNING per call): a demoted role keeps no code in the
+ * write path, and cannot make every writer's command fail.
+ *
+ * Exactly once: while an inline projection catches up (es_projection.c),
+ * its handler may call es_apply; the events that appends are read by the
+ * catch-up loop, so es_apply's inline run skips that projection
+ * (EsHandlerSetCatchingUp).
+ *
+ * Session state: an inline handler runs in the caller's session.  The user,
+ * security context and every setting are restored (EsHandlerLeave); the
+ * security-restricted operation forbids temporary objects, cursors and
+ * LISTEN.  Session-level advisory locks and lastval() cannot be restored
+ * from here (doc/projections.md documents them).
  *
  * Inline projections are read from the registry once and cached per
  * backend; es_projection.c invalidates the cache (a relcache invalidation

@@ -41,8 +41,11 @@
  * skips one.  The handlers run in a subtransaction: if one fails, the
  * batch is rolled back, the projection is marked failed with the error and
  * the event's seq, and the step commits that; es_apply is never blocked.
- * es_projection_resume retries from the cursor.  A cancel (57014) is not a
- * handler failure: it is raised.
+ * es_projection_resume retries from the cursor.  A real cancel or shutdown
+ * (57014, 57P01 raised by ProcessInterrupts) is not a handler failure: it
+ * is raised; the same SQLSTATE raised by a handler is its failure
+ * (IsInterrupt).  es_projection_run locks only the rows of projections the
+ * caller may run (PeekOwner first).
  *
  * Locks: ShareLock on es_events for inline changes; the registry row's
  * FOR UPDATE lock; RowExclusiveLock on the registry when writing it.
