@@ -755,8 +755,8 @@ EsCommandCanonical(const EsCommand *cmd)
 	{
 		/*
 		 * The link of a compensating command to the command it reverses, at
-		 * the top level, where only es_reverse writes it (parsing refuses
-		 * the key): es_commands_reverses_idx finds it.
+		 * the top level, where only es_reverse writes it (parsing refuses the
+		 * key): es_commands_reverses_idx finds it.
 		 */
 		AppendKey(&buf, "reverses");
 		escape_json(&buf, cmd->reverses);

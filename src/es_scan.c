@@ -407,9 +407,9 @@ EsScanFindReversal(const char *command_id, const char *except_id,
 		meta = getKeyJsonValueFromContainer(&command->root, "metadata", 8, NULL);
 		if (rev == NULL)
 			rev = (meta && meta->type == jbvBinary &&
-			   JsonContainerIsObject(meta->val.binary.data)) ?
-			getKeyJsonValueFromContainer(meta->val.binary.data, "reverses", 8,
-										 NULL) : NULL;
+				   JsonContainerIsObject(meta->val.binary.data)) ?
+				getKeyJsonValueFromContainer(meta->val.binary.data, "reverses", 8,
+											 NULL) : NULL;
 		MemoryContextSwitchTo(old);
 		if (rev == NULL || rev->type != jbvString ||
 			rev->val.string.len != strlen(command_id) ||
