@@ -460,6 +460,7 @@ EsScanWarnIfNotFinal(TimestampTz as_of)
 		if (be->st_xact_start_timestamp < horizon)
 			horizon = be->st_xact_start_timestamp;
 	}
+	/* An infinite as_of: no "transaction that began at infinity". */
 	if (as_of >= horizon && TIMESTAMP_NOT_FINITE(as_of))
 		ereport(WARNING,
 				(errmsg("the answer as of %s may still change",
@@ -468,7 +469,7 @@ EsScanWarnIfNotFinal(TimestampTz as_of)
 				 errdetail("The answer as of infinity includes every event yet to be appended.") :
 				 errdetail("A transaction that began at %s is still open; events it appends will be recorded at or after that time.",
 						   timestamptz_to_str(horizon)),
-				 errhint("Answers for a time before the oldest open transaction began are final.")));
+				 errhint("Answers for a finite time before the oldest open transaction began are final.")));
 	else if (as_of >= horizon)
 		ereport(WARNING,
 				(errmsg("the answer as of %s may still change",
