@@ -460,8 +460,8 @@ OwnerMayOwn(const EsHandlerProjection *p)
 
 /*
  * Before a run: the owner must exist, hold es_ledger_admin, may SELECT
- * es_events and EXECUTE the
- * handler and reset function (42501), which must still fit (42883, 42P13).
+ * es_events and EXECUTE the handler and reset function (42501), which must
+ * still fit (42883, 42P13).
  */
 void
 EsHandlerCheckAccess(const EsHandlerProjection *p)
