@@ -27,7 +27,7 @@ DECLARE
 		es_rebuild_projections,es_replay,es_restore_to,es_reverse,
 		es_snapshot,es_transfer,es_verify,es_verify_digest,es_withdraw}';
 	relations CONSTANT pg_catalog.text[] := '{es_accounts,es_accounts_account_id_seq,es_accounts_account_key,
-		es_accounts_pkey,es_commands,es_commands_pkey,es_events,
+		es_accounts_pkey,es_commands,es_commands_pkey,es_commands_reverses_idx,es_events,
 		es_events_account_version_key,es_events_command_id_idx,
 		es_events_opened_idx,es_events_pkey,es_events_seq_seq,
 		es_events_tx_seq_idx,es_projection_registry,
@@ -599,3 +599,18 @@ REVOKE ALL ON TABLE es_snapshots FROM PUBLIC;
 REVOKE ALL ON FUNCTION es_snapshot(text), es_drop_snapshots(text) FROM PUBLIC;
 GRANT SELECT ON TABLE es_snapshots TO es_ledger_reader;
 GRANT EXECUTE ON FUNCTION es_snapshot(text), es_drop_snapshots(text) TO es_ledger_admin;
+
+-------------------------------------------------------------------------------
+-- Reversal links (security issue 14, Medium 1).  The link from a
+-- compensating command to the command it reverses is the top-level
+-- "reverses" of its canonical form in es_commands (and of its events' data),
+-- which only es_reverse writes: a writer's metadata stays under "metadata"
+-- and cannot block a reversal nor plant a link.  es_reverse finds a
+-- reversal by one probe of this unique partial index, which holds only
+-- reversals (no cost to other commands but the predicate) and refuses a
+-- second reversal of the same command.
+CREATE UNIQUE INDEX es_commands_reverses_idx
+	ON es_commands ((command OPERATOR(pg_catalog.->>) 'reverses'))
+	WHERE command OPERATOR(pg_catalog.?) 'reverses';
+ALTER INDEX es_commands_reverses_idx DEPENDS ON EXTENSION es_ledger;
+COMMENT ON INDEX es_commands_reverses_idx IS 'the command reversing each reversed command: es_reverse''s links, at most one per command';

@@ -243,4 +243,25 @@ ALTER EVENT TRIGGER es_guard_ddl ENABLE ALWAYS;
 SELECT check_name, ok, regexp_replace(detail, '^\d+ of \d+ (.*) seq \d+:', 'N of M \1 seq N:') AS detail
   FROM es_verify() WHERE check_name IN ('projection', 'conservation') ORDER BY 1;
 ROLLBACK;
+-- The deadline is the wall clock when post, void or expiry is decided, not
+-- the start of the transaction (security issue 14, Low): a transaction that
+-- began before the deadline cannot post, nor void, after it.  The expiry
+-- the refused command would have made is undone with it; es_expire_pending
+-- then expires the transfer, recorded at or after the deadline.
+SELECT es_open_account('p-late-a', 'USD') > 0 AS ok, es_open_account('p-late-b', 'USD') > 0 AS ok;
+SELECT es_deposit('p-late-a', 100) > 0 AS ok;
+SELECT es_apply('{"type": "transfer", "from": "p-late-a", "to": "p-late-b", "amount": 10, "pending": true, "id": "p-late", "timeout": 1}') > 0 AS ok;
+SELECT es_apply('{"type": "transfer", "from": "p-late-a", "to": "p-late-b", "amount": 10, "pending": true, "id": "p-late2", "timeout": 1}') > 0 AS ok;
+BEGIN;
+SELECT now() < (SELECT expires_at FROM es_transfers WHERE transfer_id = 'p-late') AS began_before_deadline;
+SELECT pg_sleep(1.2);
+SELECT try($$SELECT es_apply('{"type": "post_pending", "pending_id": "p-late"}')::text$$) AS late_post;
+SELECT try($$SELECT es_apply('{"type": "void_pending", "pending_id": "p-late2"}')::text$$) AS late_void;
+SELECT es_expire_pending() AS expired_in_same_xact;
+COMMIT;
+SELECT transfer_id, status FROM es_transfers WHERE transfer_id LIKE 'p-late%' ORDER BY 1;
+SELECT bool_and(e.recorded_at >= t.expires_at) AS expiry_recorded_after_deadline
+  FROM es_events e JOIN es_transfers t ON e.data->>'transfer_id' = t.transfer_id
+ WHERE t.transfer_id LIKE 'p-late%' AND e.type = 'TransferExpired';
+SELECT balance, pending_out, available FROM es_accounts WHERE account = 'p-late-a';
 DROP VIEW tr;

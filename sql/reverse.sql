@@ -18,7 +18,7 @@ SELECT account, balance FROM es_accounts WHERE account LIKE 'rv-%' ORDER BY 1;
 SELECT version, type, amount, data, command_id FROM events('rv-a') WHERE version > 1;
 SELECT version, type, amount, data, command_id FROM events('rv-b') WHERE version > 1;
 -- es_history shows the link
-SELECT type, amount, balance_after, command_id, data->'metadata'->>'reverses' AS reverses
+SELECT type, amount, balance_after, command_id, data->>'reverses' AS reverses
   FROM es_history('rv-a') ORDER BY version;
 
 -- a retry returns the same seq and writes nothing
@@ -97,6 +97,43 @@ SELECT try($$SELECT (es_reverse('rv-dep5', 'rv-r-dep5') > 0)::text$$);
 RESET ROLE;
 DROP ROLE rv_writer, rv_admin;
 SELECT balance FROM es_accounts WHERE account = 'rv-a';
+
+-- A writer cannot block a reversal nor plant a link through its metadata
+-- (security issue 14): "reverses" in a writer's metadata is only metadata,
+-- for a command that exists and for one not yet sent; the top-level key is
+-- refused (ES009); es_reverse of both commands succeeds, and the links are
+-- es_reverse's only, found through es_commands_reverses_idx.
+CREATE ROLE rv_attacker IN ROLE es_ledger_writer;
+CREATE ROLE rv_admin2 IN ROLE es_ledger_admin;
+SELECT es_open_account('rv-x', 'USD') > 0 AS ok;
+SELECT es_deposit('rv-x', 500, 'rv-pay-1') > 0 AS ok;
+SET ROLE rv_attacker;
+SELECT es_apply('{"type": "deposit", "account": "rv-x", "amount": 1, "id": "rv-forge-1", "metadata": {"reverses": "rv-pay-1"}}') > 0 AS forged_existing;
+SELECT es_apply('{"type": "deposit", "account": "rv-x", "amount": 2, "id": "rv-forge-2", "metadata": {"reverses": "rv-pay-2"}}') > 0 AS forged_future;
+SELECT try($$SELECT es_apply('{"type": "deposit", "account": "rv-x", "amount": 1, "id": "rv-forge-3", "reverses": "rv-pay-1"}')::text$$) AS top_level;
+SELECT try($$SELECT es_apply_each('[{"type": "deposit", "account": "rv-x", "amount": 1, "reverses": "rv-pay-1"}]')::text$$) AS top_level_each;
+RESET ROLE;
+SELECT es_deposit('rv-x', 200, 'rv-pay-2') > 0 AS ok;
+SET ROLE rv_admin2;
+SELECT es_reverse('rv-pay-1', 'rv-undo-1') > 0 AS reversed_existing;
+SELECT es_reverse('rv-pay-2', 'rv-undo-2') > 0 AS reversed_future;
+SELECT try($$SELECT es_reverse('rv-pay-1', 'rv-undo-1b')::text$$) AS once;
+SELECT es_reverse('rv-pay-1', 'rv-undo-1') > 0 AS retry_ok;
+RESET ROLE;
+SELECT balance FROM es_accounts WHERE account = 'rv-x';
+-- the links: top-level, es_reverse's only; the forged ones stay metadata
+SELECT command_id, command->>'reverses' AS reverses, command ? 'metadata' AS has_metadata
+  FROM es_commands WHERE command_id LIKE 'rv-forge-%' OR command_id LIKE 'rv-undo-%' ORDER BY 1;
+SELECT command_id, data->>'reverses' AS reverses FROM es_events
+ WHERE command_id LIKE 'rv-undo-%' OR command_id LIKE 'rv-forge-%' ORDER BY seq;
+-- the look-up is one probe of a unique partial index on es_commands
+SELECT indexrelid::regclass AS index, indisunique, pg_get_expr(indpred, indrelid) AS predicate
+  FROM pg_index WHERE indexrelid = 'es_commands_reverses_idx'::regclass;
+-- a retry of the reversal as a writer's es_apply under the same id is ES008
+SET ROLE rv_attacker;
+SELECT try($$SELECT es_apply('{"type": "withdraw", "account": "rv-x", "amount": 500, "id": "rv-undo-1"}')::text$$) AS not_a_retry;
+RESET ROLE;
+DROP ROLE rv_attacker, rv_admin2;
 
 -- the log and the projections still agree
 SELECT check_name, ok FROM es_verify() WHERE NOT ok;

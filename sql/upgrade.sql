@@ -133,3 +133,38 @@ SELECT tgrelid::regclass AS "table", tgname FROM pg_trigger WHERE tgname = 'es_g
 DROP EXTENSION es_ledger;
 DROP SCHEMA u_renamed;
 CREATE EXTENSION es_ledger;
+
+-- Reversal links of a 0.3.0 ledger (security issue 14): 0.3.0's es_reverse
+-- wrote the link as metadata {"reverses": id}, as a writer could too.  The
+-- update keeps the links that are exactly es_reverse's compensation (moved
+-- to the top level), drops none of the log, and a writer's forged metadata
+-- blocks no reversal after it.
+SET es_ledger.allow_drop = on;
+DROP EXTENSION es_ledger CASCADE;
+RESET es_ledger.allow_drop;
+CREATE EXTENSION es_ledger VERSION '0.3.0';
+SELECT es_open_account('u3-a', 'USD') > 0 AS ok;
+SELECT es_deposit('u3-a', 100, 'u3-dep') > 0 AS ok;
+-- the compensating command 0.3.0's es_reverse('u3-dep', 'u3-rev') applied
+SELECT es_apply('{"type": "withdraw", "account": "u3-a", "amount": 100, "id": "u3-rev", "metadata": {"reverses": "u3-dep"}}') > 0 AS legacy_reversal;
+-- a writer's forged links: to a command not yet sent, and to u3-dep again
+SELECT es_apply('{"type": "deposit", "account": "u3-a", "amount": 5, "id": "u3-forge", "metadata": {"reverses": "u3-pay"}}') > 0 AS forged;
+SELECT es_apply('{"type": "deposit", "account": "u3-a", "amount": 6, "id": "u3-forge2", "metadata": {"reverses": "u3-dep"}}') > 0 AS forged;
+SELECT es_deposit('u3-a', 7, 'u3-pay') > 0 AS ok;
+SELECT count(*) AS events_before FROM es_events \gset
+ALTER EXTENSION es_ledger UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'es_ledger';
+SELECT count(*) = :events_before AS log_kept FROM es_events;
+SELECT command_id, command->>'reverses' AS reverses, command->'metadata' AS metadata
+  FROM es_commands WHERE command_id LIKE 'u3-%' ORDER BY command_id;
+-- the old reversal is still found (ES008), its retry returns its seq, and
+-- the command the writer named in advance can be reversed
+SELECT try($$SELECT es_reverse('u3-dep', 'u3-rev2')::text$$) AS reversed_already;
+SELECT es_reverse('u3-dep', 'u3-rev') = (SELECT seq FROM es_commands WHERE command_id = 'u3-rev') AS retry_same_seq;
+SELECT es_reverse('u3-pay', 'u3-undo') > 0 AS reversed;
+SELECT balance FROM es_accounts WHERE account = 'u3-a';
+SELECT bool_and(ok) AS verify_ok FROM es_verify();
+SET es_ledger.allow_drop = on;
+DROP EXTENSION es_ledger CASCADE;
+RESET es_ledger.allow_drop;
+CREATE EXTENSION es_ledger;

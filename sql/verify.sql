@@ -162,6 +162,19 @@ SELECT check_name, ok, regexp_replace(detail, '[0-9]+', 'N', 'g') AS detail
   FROM es_verify() WHERE check_name = 'commands';
 ROLLBACK;
 
+-- 9. a reversal link planted in the register (a restore copies es_commands
+-- unchecked): its events do not carry it, so the commands check fails; the
+-- planted link would have blocked es_reverse of v-dep-id (ES008)
+SELECT es_deposit('v-a', 4, 'v-planted') > 0 AS ok;
+BEGIN;
+ALTER EVENT TRIGGER es_guard_ddl DISABLE;
+ALTER TABLE es_commands DISABLE TRIGGER es_guard;
+UPDATE es_commands SET command = command || '{"reverses": "v-dep-id"}' WHERE command_id = 'v-planted';
+SELECT check_name, ok, regexp_replace(detail, '[0-9]+', 'N', 'g') AS detail
+  FROM es_verify() WHERE check_name = 'commands';
+ROLLBACK;
+SELECT check_name, ok FROM es_verify() WHERE check_name = 'commands';
+
 -- and after all that, untouched again
 SELECT * FROM v_checks;
 SELECT es_verify_digest(:d_seq, :'d_digest') AS digest_holds;

@@ -289,7 +289,9 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 
 /*
  * A compensating command of es_reverse (cmd->reverses set) is refused with
- * ES008 when another command already reverses the same command.  It runs
+ * ES008 when another command already reverses the same command (one probe
+ * of es_commands_reverses_idx, es_scan.c; the index's uniqueness backs
+ * it).  It runs
  * after the accounts are locked, and they are the accounts of the command
  * reversed, so of every reversal of it: a concurrent reversal has committed
  * (or rolled back) by then, and the fresh snapshot of the scan sees it.
@@ -436,7 +438,7 @@ ApplyCommand(const EsCommand *cmd)
 	if (cmd->reverses)
 		CheckNotReversed(cmd);
 	if (!handler->opens && AnyPending(states, found, n) &&
-		ExpireTouched(states, found, n, RecordedAt(states, n)))
+		ExpireTouched(states, found, n, EsDecideClock(RecordedAt(states, n))))
 		n = LockCommandAccounts(cmd, states, found, &transfer);
 	decision.now = RecordedAt(states, n);
 	decision.transfer = handler->by_transfer ? &transfer : NULL;
@@ -925,7 +927,8 @@ PG_FUNCTION_INFO_V1(es_expire_pending);
 Datum
 es_expire_pending(PG_FUNCTION_ARGS)
 {
-	EsExpireRun run = {GetCurrentTransactionStartTimestamp(), 0};
+	/* The clock, as for post and void (EsDecideClock). */
+	EsExpireRun run = {EsDecideClock(GetCurrentTransactionStartTimestamp()), 0};
 
 	EsRowRequireTransfers();
 	/* Expiries are events: inline user projections get them too. */

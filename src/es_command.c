@@ -751,6 +751,16 @@ EsCommandCanonical(const EsCommand *cmd)
 		appendStringInfoString(&buf, JsonbToCString(NULL, &cmd->metadata->root,
 													VARSIZE(cmd->metadata)));
 	}
+	if (cmd->reverses)
+	{
+		/*
+		 * The link of a compensating command to the command it reverses, at
+		 * the top level, where only es_reverse writes it (parsing refuses the
+		 * key): es_commands_reverses_idx finds it.
+		 */
+		AppendKey(&buf, "reverses");
+		escape_json(&buf, cmd->reverses);
+	}
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

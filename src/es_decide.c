@@ -35,8 +35,9 @@
  * void_pending name the transfer ("pending_id"), not accounts: es_apply.c
  * finds it, locks both its accounts and hands its latest state to decide
  * (EsDecision.transfer), with the time its events will be recorded at
- * (EsDecision.now), which decides expiry: a reservation created at c with
- * timeout t is expired from c + t on.  Rules: the transfer is pending
+ * (EsDecision.now); expiry is decided by the wall clock at the decision
+ * (EsDecideClock, for post, void and expiry alike): a reservation created
+ * at c with timeout t is expired from c + t on.  Rules: the transfer is pending
  * (ES010; posting an expired one ES013), its time is not up (ES013 for a
  * post; a void then fails with ES010, the reservation being released by
  * expiry), the amount posted is at most the reserved amount (ES009), and a
@@ -215,6 +216,26 @@ EsDecideExpired(const EsTransfer *t, TimestampTz now)
 		now >= t->expires_at;
 }
 
+/*
+ * The time that decides whether a reservation's time is up, for a command
+ * whose events are recorded at recorded_at: the wall clock now, when the
+ * command is decided under the locks of the transfer's accounts (never
+ * before recorded_at).  So a post, a void and an expiry all go by the same
+ * clock, and a transaction that began before the deadline cannot post
+ * after it by holding its snapshot open: whichever of post, void and
+ * expiry takes the accounts' locks first decides, by the clock at that
+ * moment.  An expiry's events are recorded at that clock time (es_apply.c),
+ * at or after expires_at; a post decided before the deadline is recorded
+ * at its transaction's start, before it too.
+ */
+TimestampTz
+EsDecideClock(TimestampTz recorded_at)
+{
+	TimestampTz clock = GetCurrentTimestamp();
+
+	return Max(clock, recorded_at);
+}
+
 /* ES013: posting transfer t, whose time ran out at its expires_at. */
 static void
 pg_attribute_noreturn()
@@ -295,10 +316,17 @@ DataInt(EsData *d, const char *key, bool present, int64 value)
 		appendStringInfoString(&d->buf, "null");
 }
 
-/* Finish the data, adding the command's metadata, and make it jsonb. */
+/*
+ * Finish the data, adding the command's metadata, and make it jsonb.  The
+ * events of a compensating command (es_reverse) carry "reverses": the
+ * command id it reverses, at the top level, beside the metadata: a writer's
+ * metadata cannot reach the top level, so that link is es_reverse's only.
+ */
 static Jsonb *
 DataFinish(EsData *d, const EsCommand *cmd)
 {
+	if (cmd->reverses)
+		DataText(d, "reverses", cmd->reverses);
 	if (cmd->metadata)
 	{
 		DataKey(d, "metadata");
@@ -592,7 +620,7 @@ DecidePost(const EsCommand *cmd, const EsAccountState *states,
 	const EsTransfer *t = out->transfer;
 	int64		amount;
 
-	CheckPending(t, out->now, true);
+	CheckPending(t, EsDecideClock(out->now), true);
 	amount = cmd->has_amount ? cmd->amount : t->amount;
 	if (amount > t->amount)
 		EsDecideInvalid(cmd->ordinal,
@@ -616,7 +644,7 @@ static void
 DecideVoid(const EsCommand *cmd, const EsAccountState *states,
 		   const bool *found, EsDecision *out)
 {
-	CheckPending(out->transfer, out->now, false);
+	CheckPending(out->transfer, EsDecideClock(out->now), false);
 	AddRelease(out, cmd, out->transfer, states, ES_EV_TRANSFER_VOIDED, 0);
 }
 

@@ -28,8 +28,23 @@
  *	  closed its bracket (EsHandlerRunInline), and EsHandlerEnter refuses to
  *	  run one inside a bracket.  So a handler writes es_events, es_accounts
  *	  or the registry no more than its owner could with plain SQL: ES011.
- * Before each run the owner must still exist, be able to SELECT es_events
- * and EXECUTE the handler (EsHandlerCheckAccess): 42501 otherwise.
+ * Before each run the owner must still exist, hold the privileges of
+ * es_ledger_admin (what it takes to own a projection), be able to SELECT
+ * es_events and EXECUTE the handler (EsHandlerCheckAccess): 42501
+ * otherwise.  An inline projection whose owner lost es_ledger_admin is not
+ * called at all (a WARNING per call): a demoted role keeps no code in the
+ * write path, and cannot make every writer's command fail.
+ *
+ * Exactly once: while an inline projection catches up (es_projection.c),
+ * its handler may call es_apply; the events that appends are read by the
+ * catch-up loop, so es_apply's inline run skips that projection
+ * (EsHandlerSetCatchingUp).
+ *
+ * Session state: an inline handler runs in the caller's session.  The user,
+ * security context and every setting are restored (EsHandlerLeave); the
+ * security-restricted operation forbids temporary objects, cursors and
+ * LISTEN.  Session-level advisory locks and lastval() cannot be restored
+ * from here (doc/projections.md documents them).
  *
  * Inline projections are read from the registry once and cached per
  * backend; es_projection.c invalidates the cache (a relcache invalidation
@@ -92,6 +107,16 @@ typedef struct EsHandlerBatch
 } EsHandlerBatch;
 
 static EsHandlerBatch *Collecting = NULL;
+
+/*
+ * The inline projection whose catch-up (es_projection.c) is running in this
+ * backend, or NULL.  Its handler may call es_apply; the events that call
+ * appends are read by the catch-up loop, which goes on to the log's end, so
+ * es_apply's inline run must not hand them to it too (exactly once).
+ * Catch-ups do not nest: the functions that start one refuse to run inside
+ * a handler.
+ */
+static char *CatchingUp = NULL;
 
 /*
  * Relcache invalidation of the registry (es_projection.c sends one with
@@ -416,8 +441,27 @@ EsHandlerCheckFunction(Oid funcid, bool is_handler)
 }
 
 /*
- * Before a run: the owner must exist, may SELECT es_events and EXECUTE the
- * handler and reset function (42501), which must still fit (42883, 42P13).
+ * Does the projection's owner still hold what it takes to own a projection
+ * (the privileges of es_ledger_admin, or superuser)?  A role demoted after
+ * it created a projection (REVOKE es_ledger_admin FROM x) keeps the
+ * projection's row and its handler function, which it may still replace:
+ * its code must no longer run, above all not inline in every writer's
+ * es_apply.
+ */
+static bool
+OwnerMayOwn(const EsHandlerProjection *p)
+{
+	Oid			admin = get_role_oid("es_ledger_admin", true);
+
+	if (superuser_arg(p->owner))
+		return true;
+	return OidIsValid(admin) && has_privs_of_role(p->owner, admin);
+}
+
+/*
+ * Before a run: the owner must exist, hold es_ledger_admin, may SELECT
+ * es_events and EXECUTE the handler and reset function (42501), which must
+ * still fit (42883, 42P13).
  */
 void
 EsHandlerCheckAccess(const EsHandlerProjection *p)
@@ -431,6 +475,13 @@ EsHandlerCheckAccess(const EsHandlerProjection *p)
 				 errmsg("the owner of projection \"%s\" no longer exists", p->name),
 				 errhint("Drop the projection and register it again.")));
 	owner = GetUserNameFromId(p->owner, false);
+	if (!OwnerMayOwn(p))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\", owner of projection \"%s\", no longer has the privileges of es_ledger_admin",
+						owner, p->name),
+				 errdetail("A projection's code runs only while its owner may own a projection."),
+				 errhint("Grant es_ledger_admin to the owner again, or drop the projection.")));
 	if (pg_class_aclcheck(events, p->owner, ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -570,6 +621,27 @@ EsHandlerRunInline(void *collected)
 		EsHandlerContext ctx;
 		ListCell   *le;
 
+		/* Its catch-up, running, reads these events itself. */
+		if (CatchingUp != NULL && strcmp(CatchingUp, p->name) == 0)
+			continue;
+
+		/*
+		 * An owner without es_ledger_admin keeps no code in the write path:
+		 * the projection is not called (and falls behind; a rebuild by an
+		 * admin catches it up), and every call says so.
+		 */
+		if (SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)) &&
+			!OwnerMayOwn(p))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("inline projection \"%s\" was not called: its owner no longer has the privileges of es_ledger_admin",
+							p->name),
+					 errdetail("The events of this call did not reach it; it stays behind until it is rebuilt."),
+					 errhint("Grant es_ledger_admin to role \"%s\" again and run es_projection_rebuild('%s'), or drop the projection.",
+							 GetUserNameFromId(p->owner, false), p->name)));
+			continue;
+		}
 		EsHandlerCheckAccess(p);
 		EsHandlerEnter(p, &ctx, false);
 		foreach(le, batch->events)
@@ -587,6 +659,23 @@ EsHandlerRunInline(void *collected)
 		}
 		EsHandlerLeave(&ctx);
 	}
+}
+
+/*
+ * Mark the catch-up of inline projection name as running in this backend
+ * (NULL: none runs any more); see CatchingUp.  es_projection.c clears it in
+ * PG_FINALLY, so an error cannot leave it set.
+ */
+void
+EsHandlerSetCatchingUp(const char *name)
+{
+	if (CatchingUp != NULL)
+	{
+		pfree(CatchingUp);
+		CatchingUp = NULL;
+	}
+	if (name != NULL)
+		CatchingUp = MemoryContextStrdup(TopMemoryContext, name);
 }
 
 /* Error context: which projection's handler failed, on which event. */

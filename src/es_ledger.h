@@ -289,6 +289,9 @@ typedef enum EsRel
 	ES_REL_TRANSFERS_FROM_IDX,	/* es_transfers_from_pending_idx */
 	ES_REL_TRANSFERS_TO_IDX,	/* es_transfers_to_pending_idx */
 	ES_REL_SNAPSHOTS_IDX,		/* es_snapshots_pkey (account_id, version) */
+	ES_REL_COMMANDS_REVERSES_IDX,	/* es_commands_reverses_idx: the unique
+									 * partial index on command->>'reverses'
+									 * (0.4.0: InvalidOid before) */
 	ES_REL_EVENTS_SEQ,			/* es_events_seq_seq */
 	ES_REL_ACCOUNTS_SEQ,		/* es_accounts_account_id_seq */
 	ES_REL_COUNT
@@ -658,6 +661,7 @@ extern void EsDecidePendingNotFound(const char *pending_id) pg_attribute_noretur
 extern void EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
 						   EsDecision *out);
 extern bool EsDecideExpired(const EsTransfer *t, TimestampTz now);
+extern TimestampTz EsDecideClock(TimestampTz recorded_at);
 
 /* ----------------------------------------------------------------- es_name.c */
 
@@ -742,6 +746,7 @@ extern void EsHandlerLeave(EsHandlerContext *ctx);
 extern void EsHandlerInvoke(EsHandlerContext *ctx, Datum arg, int nargs);
 extern Datum EsHandlerEventDatum(const EsEvent *ev, const FullTransactionId *tx);
 extern void EsHandlerRunInline(void *collected);
+extern void EsHandlerSetCatchingUp(const char *name);
 extern void EsHandlerErrorContext(void *arg);
 
 /* ---------------------------------------------------------------- es_apply.c */

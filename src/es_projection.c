@@ -41,8 +41,11 @@
  * skips one.  The handlers run in a subtransaction: if one fails, the
  * batch is rolled back, the projection is marked failed with the error and
  * the event's seq, and the step commits that; es_apply is never blocked.
- * es_projection_resume retries from the cursor.  A cancel (57014) is not a
- * handler failure: it is raised.
+ * es_projection_resume retries from the cursor.  A real cancel or shutdown
+ * (57014, 57P01 raised by ProcessInterrupts) is not a handler failure: it
+ * is raised; the same SQLSTATE raised by a handler is its failure
+ * (IsInterrupt).  es_projection_run locks only the rows of projections the
+ * caller may run (PeekOwner first).
  *
  * Locks: ShareLock on es_events for inline changes; the registry row's
  * FOR UPDATE lock; RowExclusiveLock on the registry when writing it.
@@ -340,6 +343,30 @@ LockProjection(const char *name, bool skip_locked, EsProjectionRow *row)
 	return true;
 }
 
+/*
+ * The owner of projection name, read without a lock (InvalidOid if there is
+ * no such projection): es_projection_run checks that the caller may run a
+ * projection before it locks its row, so that it never holds, even for a
+ * moment or inside a savepoint, the row of a projection it may not run.
+ */
+static Oid
+PeekOwner(const char *name)
+{
+	char	   *sql;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	sql = psprintf("SELECT owner FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+				   QualifiedName("es_projection_registry"));
+	values[0] = CStringGetTextDatum(name);
+	if (RegistryExec(sql, false, 1, types, values, NULL) == 0)
+		return InvalidOid;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
 /* Every backend re-reads the inline projections (es_handler.c). */
 static void
 InvalidateRegistry(void)
@@ -505,7 +532,7 @@ CatchUpInline(const EsHandlerProjection *p, int64 after_seq, int64 *last)
 	EsHandlerContext ctx;
 	ErrorContextCallback errcb;
 	EsHandlerErrorArg arg = {p->name, 0};
-	int64		count = 0;
+	volatile int64 count = 0;
 
 	*last = after_seq;
 	EsHandlerCheckAccess(p);
@@ -516,37 +543,47 @@ CatchUpInline(const EsHandlerProjection *p, int64 after_seq, int64 *last)
 	errcb.callback = EsHandlerErrorContext;
 	errcb.arg = &arg;
 	errcb.previous = error_context_stack;
-	for (;;)
+	/* Events the handler's own es_apply appends are read below, once. */
+	EsHandlerSetCatchingUp(p->name);
+	PG_TRY();
 	{
-		Datum		values[1] = {Int64GetDatum(*last)};
-		SPITupleTable *tuptable;
-		uint64		n;
-		int			ret;
-
-		CHECK_FOR_INTERRUPTS();
-		ret = SPI_execute_plan(plan, values, NULL, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-		tuptable = SPI_tuptable;
-		n = SPI_processed;
-		if (n == 0)
-			break;
-		for (uint64 i = 0; i < n; i++)
+		for (;;)
 		{
-			bool		isnull;
-			Datum		ev;
+			Datum		values[1] = {Int64GetDatum(*last)};
+			SPITupleTable *tuptable;
+			uint64		n;
+			int			ret;
 
-			arg.seq = DatumGetInt64(SPI_getbinval(tuptable->vals[i],
-												  tuptable->tupdesc, 1, &isnull));
-			ev = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 2, &isnull);
-			error_context_stack = &errcb;
-			EsHandlerInvoke(&ctx, ev, 1);
-			error_context_stack = errcb.previous;
-			*last = arg.seq;
-			count++;
+			CHECK_FOR_INTERRUPTS();
+			ret = SPI_execute_plan(plan, values, NULL, false, 0);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+			tuptable = SPI_tuptable;
+			n = SPI_processed;
+			if (n == 0)
+				break;
+			for (uint64 i = 0; i < n; i++)
+			{
+				bool		isnull;
+				Datum		ev;
+
+				arg.seq = DatumGetInt64(SPI_getbinval(tuptable->vals[i],
+													  tuptable->tupdesc, 1, &isnull));
+				ev = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 2, &isnull);
+				error_context_stack = &errcb;
+				EsHandlerInvoke(&ctx, ev, 1);
+				error_context_stack = errcb.previous;
+				*last = arg.seq;
+				count++;
+			}
+			SPI_freetuptable(tuptable);
 		}
-		SPI_freetuptable(tuptable);
 	}
+	PG_FINALLY();
+	{
+		EsHandlerSetCatchingUp(NULL);
+	}
+	PG_END_TRY();
 	SPI_freeplan(plan);
 	EsHandlerLeave(&ctx);
 	return count;
@@ -715,6 +752,26 @@ TryBatch(EsProjectionRow *row, int64 max, ErrorData **edata,
 }
 
 /*
+ * Is edata a real cancel, statement timeout or shutdown, rather than a
+ * handler's error that merely carries its SQLSTATE?  Those are raised by
+ * ProcessInterrupts (postgres.c) only; a handler that raises 57014 or
+ * 57P01 itself (RAISE ... USING ERRCODE = 'query_canceled') raises it from
+ * elsewhere (PL/pgSQL's exec_stmt_raise), and is a handler failure: the
+ * projection is marked failed instead of the worker's round aborting again
+ * and again.  Only C code can pose as ProcessInterrupts, and only a
+ * superuser can create C functions.
+ */
+static bool
+IsInterrupt(const ErrorData *edata)
+{
+	if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED &&
+		edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN)
+		return false;
+	return edata->funcname != NULL &&
+		strcmp(edata->funcname, "ProcessInterrupts") == 0;
+}
+
+/*
  * Apply the next batch (at most max events) of an async projection whose
  * row the caller locked (see the file header and TryBatch).  If its
  * handler fails on an event, the events before it are applied (the batch
@@ -738,8 +795,7 @@ StepAsync(EsProjectionRow *row, int64 max, bool *failed)
 	if (n >= 0)
 		return n;
 	/* A cancel or shutdown is not the handler's failure. */
-	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+	if (IsInterrupt(edata))
 		ReThrowError(edata);
 	n = 0;
 	if (failed_seq > 0 && before > 0)
@@ -1120,7 +1176,23 @@ es_projection_run(PG_FUNCTION_ARGS)
 	{
 		const char *name = lfirst(lc);
 		EsProjectionRow row;
+		Oid			owner = PeekOwner(name);
 
+		/*
+		 * Only the rows the caller may run are locked (a projection's owner
+		 * never changes): another owner's is skipped, or 42501 if named.
+		 */
+		if (OidIsValid(owner) && !superuser() &&
+			!has_privs_of_role(GetUserId(), owner))
+		{
+			EsHandlerProjection other = {0};
+
+			if (PG_ARGISNULL(0))
+				continue;
+			other.name = (char *) name;
+			other.owner = owner;
+			CheckManage(&other);
+		}
 		LockProjection(name, false, &row);
 		if (!PG_ARGISNULL(0))
 		{

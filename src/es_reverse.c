@@ -23,12 +23,18 @@
  * The command reversed is found by its idempotency id in es_commands (its
  * canonical form and the seq of its last event): a command applied without
  * an id cannot be reversed.  The compensating command carries the caller's
- * id as its own idempotency id and the metadata {"reverses": command_id},
- * which its events' data keep (es_history shows the link).  So a retry
- * returns the seq of the first time and writes nothing, and the id used for
- * another command is ES008, as for any command.  A command is reversed at
- * most once: es_apply.c refuses, with ES008, the compensating command of a
- * command that another command already reverses.
+ * id as its own idempotency id and cmd->reverses = command_id, which its
+ * canonical form in es_commands and its events' data keep as a top-level
+ * "reverses" (es_command.c, es_decide.c; es_history shows it).  No command
+ * a writer sends can carry that key (parsing refuses it; the writer's
+ * metadata stays under "metadata"), so a writer can neither block a
+ * reversal nor plant a link.  So a retry returns the seq of the first time
+ * and writes nothing, and the id used for another command is ES008, as for
+ * any command.  A command is reversed at most once: es_apply.c refuses,
+ * with ES008, the compensating command of a command that another command
+ * already reverses, found by the unique partial index
+ * es_commands_reverses_idx (es_scan.c), which also refuses a second link
+ * should two reversals ever race past that check.
  *
  * Role: es_reverse is for es_ledger_admin (EXECUTE is granted to it only),
  * and the compensating command is applied with that authority whatever its
@@ -161,20 +167,6 @@ RestoreLimits(EsCommand *cmd, const EsReversed *orig, const char *account)
 						before.state.max_balance);
 }
 
-/* The metadata of a compensating command: {"reverses": command_id}. */
-static Jsonb *
-ReversesMetadata(const char *command_id)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"reverses\": ");
-	escape_json(&buf, command_id);
-	appendStringInfoChar(&buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(buf.data)));
-}
-
 /* Build the compensating command of orig, with id as its own id. */
 static void
 Compensate(EsCommand *cmd, const char *command_id, const EsReversed *orig,
@@ -224,7 +216,7 @@ Compensate(EsCommand *cmd, const char *command_id, const EsReversed *orig,
 					 errdetail("open_account, close_account, post_pending and void_pending have no compensating command.")));
 	}
 	EsCommandSetText(cmd, "id", id);
-	cmd->metadata = ReversesMetadata(command_id);
+	cmd->metadata = NULL;
 	cmd->reverses = pstrdup(command_id);
 	EsCommandFinish(cmd);
 }

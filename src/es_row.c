@@ -174,6 +174,8 @@ static const EsRelDef EsRelDefs[ES_REL_COUNT] = {
 	RELKIND_INDEX, ES_REL_TRANSFERS, NULL, 0, 3},
 	[ES_REL_SNAPSHOTS_IDX] = {"es_snapshots_pkey", RELKIND_INDEX,
 	ES_REL_SNAPSHOTS, NULL, 0, 3},
+	[ES_REL_COMMANDS_REVERSES_IDX] = {"es_commands_reverses_idx",
+	RELKIND_INDEX, ES_REL_COMMANDS, NULL, 0, 4},
 	[ES_REL_EVENTS_SEQ] = {"es_events_seq_seq", RELKIND_SEQUENCE,
 	ES_REL_EVENTS_SEQ},
 	[ES_REL_ACCOUNTS_SEQ] = {"es_accounts_account_id_seq", RELKIND_SEQUENCE,

@@ -20,8 +20,8 @@
  *	  of its indexes, all rows or those of one key, for the verifier; the
  *	  caller decodes each row with the codec, so that a damaged row can be
  *	  reported rather than raised.
- *	- EsScanFindReversal walks es_commands for a command that reverses a
- *	  given one (es_reverse).
+ *	- EsScanFindReversal probes es_commands_reverses_idx for the command
+ *	  that reverses a given one (es_reverse).
  *	- EsScanTransfers derives every transfer of the log (the rows
  *	  es_transfers should hold) by the transfer fold, for es_verify,
  *	  es_rebuild_projections and es_restore_to.
@@ -348,17 +348,49 @@ EsScanMaxKey(EsRel rel, EsRel idx, int attno)
 
 /*
  * Whether es_commands, as a fresh snapshot sees it, holds a command other
- * than except_id (NULL: none excepted) whose metadata has "reverses":
- * command_id; if so, *reversal_id is set to its id.  No index covers the
- * metadata, so this reads every row of es_commands: es_reverse is rare.
+ * than except_id (NULL: none excepted) whose canonical form has, at the top
+ * level, "reverses": command_id (written by es_reverse only; es_reverse.c);
+ * if so, *reversal_id is set to its id.  One probe of the unique partial
+ * index es_commands_reverses_idx (0.4.0).  A ledger not yet updated from
+ * 0.3.0 has no such index: there every row of es_commands is read, and the
+ * link of 0.3.0 (metadata.reverses, which a writer could forge) still
+ * counts, as it did, until the update.
  */
 bool
 EsScanFindReversal(const char *command_id, const char *except_id,
 				   char **reversal_id)
 {
-	EsScanIter *it = EsScanBegin(ES_REL_COMMANDS, ES_REL_COMMANDS_ID_IDX,
-								 false, 0, GetLatestSnapshot());
+	EsScanIter *it;
 	bool		found = false;
+
+	if (OidIsValid(EsRowRelid(ES_REL_COMMANDS_REVERSES_IDX)))
+	{
+		Relation	commands = EsRowOpenTable(ES_REL_COMMANDS, AccessShareLock);
+		Relation	idx = index_open(EsRowRelid(ES_REL_COMMANDS_REVERSES_IDX),
+									 AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(commands, NULL);
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+		if (EsScanProbeText(commands, idx, command_id, snap, slot))
+		{
+			char	   *id;
+
+			slot_getallattrs(slot);
+			id = TextDatumGetCString(slot->tts_values[ES_CMD_ATT_COMMAND_ID - 1]);
+			if (except_id == NULL || strcmp(id, except_id) != 0)
+			{
+				*reversal_id = id;
+				found = true;
+			}
+		}
+		UnregisterSnapshot(snap);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, AccessShareLock);
+		table_close(commands, AccessShareLock);
+		return found;
+	}
+	it = EsScanBegin(ES_REL_COMMANDS, ES_REL_COMMANDS_ID_IDX, false, 0,
+					 GetLatestSnapshot());
 
 	while (!found && EsScanNext(it))
 	{
@@ -371,11 +403,13 @@ EsScanFindReversal(const char *command_id, const char *except_id,
 
 		EsRowCommandFromValues(it->slot->tts_values, it->slot->tts_isnull,
 							   &command, &seq);
+		rev = getKeyJsonValueFromContainer(&command->root, "reverses", 8, NULL);
 		meta = getKeyJsonValueFromContainer(&command->root, "metadata", 8, NULL);
-		rev = (meta && meta->type == jbvBinary &&
-			   JsonContainerIsObject(meta->val.binary.data)) ?
-			getKeyJsonValueFromContainer(meta->val.binary.data, "reverses", 8,
-										 NULL) : NULL;
+		if (rev == NULL)
+			rev = (meta && meta->type == jbvBinary &&
+				   JsonContainerIsObject(meta->val.binary.data)) ?
+				getKeyJsonValueFromContainer(meta->val.binary.data, "reverses", 8,
+											 NULL) : NULL;
 		MemoryContextSwitchTo(old);
 		if (rev == NULL || rev->type != jbvString ||
 			rev->val.string.len != strlen(command_id) ||
@@ -426,7 +460,17 @@ EsScanWarnIfNotFinal(TimestampTz as_of)
 		if (be->st_xact_start_timestamp < horizon)
 			horizon = be->st_xact_start_timestamp;
 	}
-	if (as_of >= horizon)
+	/* An infinite as_of: no "transaction that began at infinity". */
+	if (as_of >= horizon && TIMESTAMP_NOT_FINITE(as_of))
+		ereport(WARNING,
+				(errmsg("the answer as of %s may still change",
+						timestamptz_to_str(as_of)),
+				 horizon == DT_NOEND ?
+				 errdetail("The answer as of infinity includes every event yet to be appended.") :
+				 errdetail("A transaction that began at %s is still open; events it appends will be recorded at or after that time.",
+						   timestamptz_to_str(horizon)),
+				 errhint("Answers for a finite time before the oldest open transaction began are final.")));
+	else if (as_of >= horizon)
 		ereport(WARNING,
 				(errmsg("the answer as of %s may still change",
 						timestamptz_to_str(as_of)),

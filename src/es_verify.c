@@ -599,8 +599,53 @@ VerifyPhysical(EsVerify *v)
 }
 
 /*
+ * The text value of key in the JSON object j (in its object under "metadata"
+ * when in_metadata), or NULL.  TextKey(j, NULL) reads "reverses".
+ */
+static char *
+TextKey(Jsonb *j, const char *in_metadata)
+{
+	JsonbContainer *c = &j->root;
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(j))
+		return NULL;
+	if (in_metadata)
+	{
+		v = getKeyJsonValueFromContainer(c, in_metadata, strlen(in_metadata),
+										 NULL);
+		if (v == NULL || v->type != jbvBinary ||
+			!JsonContainerIsObject(v->val.binary.data))
+			return NULL;
+		c = v->val.binary.data;
+	}
+	v = getKeyJsonValueFromContainer(c, "reverses", 8, NULL);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Does an event's data carry the link to reversed: "reverses" at the top
+ * level (0.4.0), or, for a reversal of 0.3.0 whose register row the update
+ * moved to the top level, under "metadata"?
+ */
+static bool
+SameLink(Jsonb *data, const char *reversed)
+{
+	char	   *link = TextKey(data, NULL);
+
+	if (link == NULL)
+		link = TextKey(data, "metadata");
+	return link != NULL && strcmp(link, reversed) == 0;
+}
+
+/*
  * The commands check: every es_commands row points at an event of its
- * command (the seq it returned), and the events carrying a command id are
+ * command (the seq it returned), a row linked to a command it reverses
+ * (top-level "reverses", es_reverse's) has events that carry the same link
+ * (a link planted in the register, by a restore that copies es_commands
+ * unchecked, would block a reversal), and the events carrying a command id are
  * exactly those of registered commands (their count equals what the
  * physical walk counted).  A register row planted without its events
  * would make a retry return a seq and write nothing.
@@ -618,6 +663,8 @@ VerifyCommands(EsVerify *v)
 		char	   *id;
 		int64		seq;
 		bool		points = false;
+		char	   *reverses;
+		bool		linked;
 		EsScanIter *evs;
 
 		v->checks[CHECK_COMMANDS].checked++;
@@ -630,6 +677,9 @@ VerifyCommands(EsVerify *v)
 		}
 		id = TextDatumGetCString(r->tts_values[ES_CMD_ATT_COMMAND_ID - 1]);
 		seq = DatumGetInt64(r->tts_values[ES_CMD_ATT_SEQ - 1]);
+		reverses = TextKey(DatumGetJsonbP(r->tts_values[ES_CMD_ATT_COMMAND - 1]),
+						   NULL);
+		linked = true;
 		/* The events of the command, by es_events_command_id_idx. */
 		evs = EsScanBeginText(ES_REL_EVENTS, ES_REL_EVENTS_COMMAND_ID_IDX, id,
 							  GetActiveSnapshot());
@@ -641,12 +691,21 @@ VerifyCommands(EsVerify *v)
 			if (!e->tts_isnull[ES_EV_ATT_SEQ - 1] &&
 				DatumGetInt64(e->tts_values[ES_EV_ATT_SEQ - 1]) == seq)
 				points = true;
+			if (reverses != NULL &&
+				(e->tts_isnull[ES_EV_ATT_DATA - 1] ||
+				 !SameLink(DatumGetJsonbP(e->tts_values[ES_EV_ATT_DATA - 1]),
+						   reverses)))
+				linked = false;
 		}
 		EsScanEnd(evs);
 		if (!points)
 			Fail(v, CHECK_COMMANDS, seq,
 				 psprintf("the register row of command id \"%s\" gives seq %lld, which is not an event of that command",
 						  id, (long long) seq));
+		else if (!linked)
+			Fail(v, CHECK_COMMANDS, seq,
+				 psprintf("the register row of command id \"%s\" says it reverses \"%s\", which its events do not",
+						  id, reverses));
 	}
 	EsScanEnd(reg);
 	if (registered_events != v->events_with_id)
