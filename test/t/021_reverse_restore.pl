@@ -41,10 +41,13 @@ SELECT es_reverse('pay-1', 'undo-1'), es_reverse('xfer-1', 'undo-x');
 });
 my $undo1 = $node->safe_psql('src', q{SELECT seq FROM es_commands WHERE command_id = 'undo-1'});
 
+# the digest kept outside the dump, which the restore must match
+my $restore = '-c es_ledger.restore=on -c es_ledger.restore_digest='
+  . $node->safe_psql('src', q{SELECT encode(digest, 'hex') FROM es_digest()});
 my $plain = "$dir/plain.sql";
 $node->command_ok([ 'pg_dump', '-d', 'src', '-f', $plain ], 'pg_dump (plain)');
 $node->safe_psql('postgres', 'CREATE DATABASE r1');
-my ($ret, $out, $err) = run_client({ PGOPTIONS => '-c es_ledger.restore=on' },
+my ($ret, $out, $err) = run_client({ PGOPTIONS => $restore },
 	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', 'r1', '-f', $plain);
 is($ret, 0, 'plain dump restored') or diag($err);
 
@@ -72,7 +75,7 @@ open(my $fh, '>', "$dir/planted.sql") or die;
 print $fh $planted;
 close($fh);
 $node->safe_psql('postgres', 'CREATE DATABASE r2');
-($ret, $out, $err) = run_client({ PGOPTIONS => '-c es_ledger.restore=on' },
+($ret, $out, $err) = run_client({ PGOPTIONS => $restore },
 	'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', 'r2', '-f', "$dir/planted.sql");
 is($ret, 0, 'the planted dump restores (es_commands is copied unchecked)') or diag($err);
 like($node->safe_psql('r2', q{SELECT ok || ' ' || detail FROM es_verify() WHERE check_name = 'commands'}),
