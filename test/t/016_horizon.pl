@@ -13,7 +13,9 @@
 #    later ones, each once, in (tx, seq) order: nothing skipped, nothing
 #    twice;
 #  - so does one prepared there without appending (it could have), until it
-#    is rolled back.
+#    is rolled back;
+#  - an async projection follows the same way, and es_projections.waiting_for
+#    names the prepared transaction its lag waits for.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -62,6 +64,14 @@ my @dep = map { q1("SELECT es_deposit('h-1', $_)") } 1 .. 3;
 my $readxmin = q1('SELECT pg_snapshot_xmin(pg_current_snapshot())');
 cmp_ok($readxmin, '<=', $idle_xid,
 	'the snapshot xmin is held back by the other database');
+q1(q{CREATE TABLE seen (seq bigint PRIMARY KEY);
+	CREATE FUNCTION seen_apply(ev es_events) RETURNS void LANGUAGE sql
+		AS $$ INSERT INTO seen VALUES (ev.seq) $$;
+	SELECT es_projection_create('seen', 'seen_apply(es_events)', 'async');});
+$node->poll_query_until('ledger', 'SELECT count(*) = 5 FROM seen')
+  or die 'the async projection did not catch up';
+is(q1('SELECT count(*) FROM seen'), '5',
+	'an async projection catches up past the other database\'s transactions');
 ($cursor, @seqs) = read_all($cursor);
 is_deeply(\@seqs, \@dep,
 	'an idle xid and a prepared transaction in another database do not delay es_read');
@@ -72,6 +82,9 @@ $node->safe_psql('ledger',
 my @later = map { q1("SELECT es_deposit('h-1', $_)") } 4 .. 5;
 my ($c2, @none) = read_all($cursor);
 is_deeply(\@none, [], 'a prepared transaction of the ledger\'s database holds es_read back');
+like(q1(q{SELECT waiting_for FROM es_projections WHERE name = 'seen'}),
+	qr/^prepared transaction 'held_here' \(xid \d+, prepared at /,
+	'es_projections shows the prepared transaction the lag waits for');
 
 $node->safe_psql('ledger', q{COMMIT PREPARED 'held_here'});
 my $held_seq = q1(q{SELECT seq FROM es_events WHERE amount = 7});
@@ -79,6 +92,10 @@ my $held_seq = q1(q{SELECT seq FROM es_events WHERE amount = 7});
 is_deeply(\@seqs, [ $held_seq, @later ],
 	'once committed, its event and the later ones are read once each, in (tx, seq) order');
 cmp_ok($held_seq, '<', $later[0], '... its event has the lower seq (it was not skipped)');
+$node->poll_query_until('ledger', 'SELECT count(*) = 8 FROM seen')
+  or die 'the async projection did not catch up';
+is(q1(q{SELECT waiting_for IS NULL FROM es_projections WHERE name = 'seen'}), 't',
+	'... and nothing once it is committed');
 
 # a prepared transaction of this database that did not append still holds it
 $node->safe_psql('ledger',
