@@ -22,7 +22,8 @@
  *
  * A worker connects to its database as the bootstrap superuser, takes a
  * session lock of its own (an advisory lock tag with field4 = 3, which the
- * SQL advisory lock functions cannot name), so there is one worker per
+ * SQL advisory lock functions cannot name, in the default lock method, so
+ * that pg_advisory_unlock_all cannot release it), so there is one worker per
  * database, and exits at once if es_ledger 0.3.0 or later is not installed
  * there.  Otherwise, forever: one transaction lists the running async
  * projections; then each gets one step (es_projection.c: the registry row
@@ -311,6 +312,26 @@ WorkOnce(bool *busy, MemoryContext cxt)
 	return installed;
 }
 
+/* Whether this worker holds its database's worker lock (session level). */
+static bool WorkerLockHeld = false;
+
+/*
+ * before_shmem_exit callback of a worker: release its worker lock, a
+ * session lock of the default lock method, which no exit path of a backend
+ * outside a transaction releases by itself.
+ */
+static void
+ReleaseWorkerLock(int code, Datum arg)
+{
+	LOCKTAG		tag;
+
+	if (!WorkerLockHeld)
+		return;
+	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
+	LockRelease(&tag, ExclusiveLock, true);
+	WorkerLockHeld = false;
+}
+
 /*
  * A database's worker's main function; arg is the database's OID (started
  * by the launcher).
@@ -331,6 +352,8 @@ es_projection_worker_main(Datum arg)
 	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		proc_exit(0);			/* another worker follows this database */
+	WorkerLockHeld = true;
+	before_shmem_exit(ReleaseWorkerLock, PointerGetDatum(NULL));
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "es_ledger projection worker",
 								ALLOCSET_DEFAULT_SIZES);
@@ -360,8 +383,16 @@ es_projection_worker_main(Datum arg)
 			FlushErrorState();
 			RESUME_INTERRUPTS();
 			busy = false;
+			/* the abort released every session lock of the default method */
+			WorkerLockHeld = false;
 		}
 		PG_END_TRY();
+		if (!WorkerLockHeld)
+		{
+			if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+				proc_exit(0);	/* another worker took over meanwhile */
+			WorkerLockHeld = true;
+		}
 		if (!installed)
 			proc_exit(0);
 		if (!busy)
