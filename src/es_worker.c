@@ -73,6 +73,12 @@
 
 /* How often the launcher looks for databases, in milliseconds. */
 #define ES_LAUNCHER_NAPTIME_MS 10000
+/* Longest wait before starting again a worker that exited (nothing to do). */
+#define ES_LAUNCHER_MAX_BACKOFF_MS (320 * 1000)
+/* A worker with no running async projection for this long exits. */
+#define ES_WORKER_IDLE_EXIT_MS (60 * 1000)
+/* Refused starts in a row for a database before the launcher warns. */
+#define ES_LAUNCHER_WARN_FAILURES 3
 
 /* es_ledger.projection_naptime: a worker's sleep when idle, in ms. */
 static int	EsWorkerNaptime = 200;
@@ -121,7 +127,9 @@ typedef struct EsLaunched
 {
 	Oid			dboid;
 	BackgroundWorkerHandle *handle;
-	TimestampTz started_at;
+	TimestampTz started_at;		/* of the last start that succeeded */
+	int			backoff_ms;		/* wait after it before the next start */
+	int			failures;		/* starts refused in a row (no free slot) */
 } EsLaunched;
 
 static EsLaunched *Launched = NULL;
@@ -147,8 +155,11 @@ LaunchedFor(Oid dboid)
 	return &Launched[NLaunched++];
 }
 
-/* Start a worker in the database, unless one runs or started lately. */
-static void
+/*
+ * Start a worker in the database, unless one runs or started lately.
+ * False if no background worker slot was free (the round stops there).
+ */
+static bool
 LaunchFor(Oid dboid, const char *dbname)
 {
 	EsLaunched *l = LaunchedFor(dboid);
@@ -162,34 +173,60 @@ LaunchFor(Oid dboid, const char *dbname)
 		BgwHandleStatus status = GetBackgroundWorkerPid(l->handle, &pid);
 
 		if (status == BGWH_STARTED || status == BGWH_NOT_YET_STARTED)
-			return;
+		{
+			l->backoff_ms = ES_LAUNCHER_NAPTIME_MS;
+			return true;
+		}
+		/*
+		 * It exited: the database has no ledger, or no running async
+		 * projection for a while.  Back off (doubling, up to
+		 * ES_LAUNCHER_MAX_BACKOFF_MS) rather than start it again every
+		 * round; es_projection_create/resume/rebuild start a worker at
+		 * once themselves (es_ledger.projection_autostart).
+		 */
 		pfree(l->handle);
 		l->handle = NULL;
+		l->backoff_ms = Min(Max(l->backoff_ms, ES_LAUNCHER_NAPTIME_MS) * 2,
+							ES_LAUNCHER_MAX_BACKOFF_MS);
 	}
 	if (l->started_at != 0 &&
 		!TimestampDifferenceExceeds(l->started_at, GetCurrentTimestamp(),
-									ES_LAUNCHER_NAPTIME_MS))
-		return;
+									Max(l->backoff_ms, ES_LAUNCHER_NAPTIME_MS)))
+		return true;
 	/* A worker started by someone else (autostart) holds the lock. */
 	EsProjectionWorkerLockTag(&tag, dboid);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
-		return;
+		return true;
 	LockRelease(&tag, ExclusiveLock, false);
 
 	EsProjectionWorkerSpec(&worker, dboid, dbname);
 	worker.bgw_notify_pid = MyProcPid;
-	l->started_at = GetCurrentTimestamp();
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (!RegisterDynamicBackgroundWorker(&worker, &l->handle))
+	if (RegisterDynamicBackgroundWorker(&worker, &l->handle))
 	{
+		l->started_at = GetCurrentTimestamp();	/* recorded on success only */
+		l->failures = 0;
+	}
+	else
+	{
+		/*
+		 * No free slot: try again next round (started_at is not set).  A
+		 * first round that finds many databases at once may run short
+		 * while the workers of databases without a ledger exit; only a
+		 * shortage that lasts (ES_LAUNCHER_WARN_FAILURES rounds) warns.
+		 */
 		l->handle = NULL;
-		ereport(WARNING,
+		l->failures++;
+		ereport(l->failures >= ES_LAUNCHER_WARN_FAILURES ? WARNING : DEBUG1,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the es_ledger projection worker for database \"%s\"",
 						dbname),
 				 errhint("Raise max_worker_processes.")));
+		MemoryContextSwitchTo(old);
+		return false;
 	}
 	MemoryContextSwitchTo(old);
+	return true;
 }
 
 /* Start the workers the databases lack. */
@@ -212,7 +249,8 @@ LaunchWorkers(void)
 		if (!db->datallowconn || db->datistemplate ||
 			!EsProjectionDatabaseWanted(NameStr(db->datname)))
 			continue;
-		LaunchFor(db->oid, NameStr(db->datname));
+		if (!LaunchFor(db->oid, NameStr(db->datname)))
+			break;				/* no free slot: the next round goes on */
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -226,6 +264,8 @@ LaunchWorkers(void)
 void
 es_projection_launcher_main(Datum arg)
 {
+	TimestampTz round_at;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -240,9 +280,26 @@ es_projection_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		LaunchWorkers();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ES_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		/*
+		 * One round per ES_LAUNCHER_NAPTIME_MS: the latch is also set each
+		 * time a worker it started starts or stops (bgw_notify_pid), which
+		 * must not start a new round (no retry storm).
+		 */
+		round_at = GetCurrentTimestamp();
+		for (;;)
+		{
+			long		left = ES_LAUNCHER_NAPTIME_MS -
+				(GetCurrentTimestamp() - round_at) / 1000;
+
+			if (left <= 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 left, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+				break;
+		}
 	}
 }
 
@@ -275,7 +332,7 @@ EndStep(void)
  * some projection applied a full batch.
  */
 static bool
-WorkOnce(bool *busy, MemoryContext cxt)
+WorkOnce(bool *busy, bool *any, MemoryContext cxt)
 {
 	List	   *names = NIL;
 	bool		installed;
@@ -296,6 +353,7 @@ WorkOnce(bool *busy, MemoryContext cxt)
 		MemoryContextSwitchTo(old);
 	}
 	EndStep();
+	*any = (names != NIL);
 
 	foreach(lc, names)
 	{
@@ -342,6 +400,7 @@ es_projection_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	MemoryContext cxt;
 	LOCKTAG		tag;
+	TimestampTz idle_since = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -360,6 +419,7 @@ es_projection_worker_main(Datum arg)
 	for (;;)
 	{
 		bool		busy = false;
+		bool		any = true;
 		bool		installed = true;
 
 		CHECK_FOR_INTERRUPTS();
@@ -371,7 +431,7 @@ es_projection_worker_main(Datum arg)
 		MemoryContextReset(cxt);
 		PG_TRY();
 		{
-			installed = WorkOnce(&busy, cxt);
+			installed = WorkOnce(&busy, &any, cxt);
 		}
 		PG_CATCH();
 		{
@@ -394,6 +454,19 @@ es_projection_worker_main(Datum arg)
 			WorkerLockHeld = true;
 		}
 		if (!installed)
+			proc_exit(0);
+		/*
+		 * No running async projection for ES_WORKER_IDLE_EXIT_MS: leave the
+		 * slot to others (parallel queries, other databases).  Creating,
+		 * resuming or rebuilding one starts a worker again (autostart, or
+		 * the launcher after its back-off).
+		 */
+		if (any)
+			idle_since = 0;
+		else if (idle_since == 0)
+			idle_since = GetCurrentTimestamp();
+		else if (TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
+											ES_WORKER_IDLE_EXIT_MS))
 			proc_exit(0);
 		if (!busy)
 		{
