@@ -49,11 +49,14 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -64,6 +67,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -80,6 +84,9 @@
 /* Refused starts in a row for a database before the launcher warns. */
 #define ES_LAUNCHER_WARN_FAILURES 3
 
+/* GUC es_ledger.worker_expire_pending */
+static bool EsWorkerExpire = true;
+
 /* es_ledger.projection_naptime: a worker's sleep when idle, in ms. */
 static int	EsWorkerNaptime = 200;
 
@@ -95,6 +102,14 @@ EsWorkerInit(void)
 {
 	BackgroundWorker worker;
 
+	DefineCustomBoolVariable("es_ledger.worker_expire_pending",
+							 "Lets the projection worker of a database expire its due pending transfers.",
+							 "At each round (es_ledger.projection_naptime) the worker calls "
+							 "es_expire_pending(), and stays while pending transfers with an expiry "
+							 "remain.  Off: they expire when a command touches an account, or when "
+							 "es_expire_pending() is called.",
+							 &EsWorkerExpire, true, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("es_ledger.projection_naptime",
 							"How long an idle projection worker sleeps between polls.",
 							"The background worker of a database applies async projections, "
@@ -327,6 +342,46 @@ EndStep(void)
 }
 
 /*
+ * Expire the due pending transfers of this database's ledger, in a
+ * transaction of its own (es_expire_pending, found in the extension's
+ * schema; a ledger before 0.4.0 without it is left alone).  True if
+ * pending transfers with an expiry remain, so the worker stays to expire
+ * them on time.  Errors propagate to the worker's loop (logged, retried).
+ */
+static bool
+ExpireDue(void)
+{
+	Oid			extoid;
+	Oid			nsp;
+	Oid			owner;
+	Oid			fn;
+	bool		remain = false;
+
+	BeginStep();
+	extoid = get_extension_oid("es_ledger", true);
+	EsCatalogExtensionSchemaOwner(extoid, &nsp, &owner);
+	fn = OidIsValid(nsp) ?
+		LookupFuncName(list_make2(makeString(get_namespace_name(nsp)),
+								  makeString("es_expire_pending")),
+					   0, NULL, true) : InvalidOid;
+	if (OidIsValid(fn))
+	{
+		char	   *q;
+
+		pgstat_report_activity(STATE_RUNNING, "es_ledger expire pending");
+		(void) OidFunctionCall0(fn);
+		q = psprintf("SELECT 1 FROM %s.es_transfers WHERE status OPERATOR(pg_catalog.=) 'pending'"
+					 " AND expires_at IS NOT NULL LIMIT 1",
+					 quote_identifier(get_namespace_name(nsp)));
+		if (SPI_execute(q, true, 1) == SPI_OK_SELECT)
+			remain = SPI_processed > 0;
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	EndStep();
+	return remain;
+}
+
+/*
  * One round: the running async projections, then a step of each.  False
  * if the ledger is not installed (or too old to have projections); *busy:
  * some projection applied a full batch.
@@ -354,6 +409,8 @@ WorkOnce(bool *busy, bool *any, MemoryContext cxt)
 	}
 	EndStep();
 	*any = (names != NIL);
+	if (installed && EsWorkerExpire && ExpireDue())
+		*any = true;
 
 	foreach(lc, names)
 	{
@@ -400,7 +457,7 @@ es_projection_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	MemoryContext cxt;
 	LOCKTAG		tag;
-	TimestampTz idle_since = 0;
+	volatile TimestampTz idle_since = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
