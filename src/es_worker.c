@@ -107,8 +107,9 @@ EsWorkerInit(void)
 							 "At each round (es_ledger.projection_naptime) the worker calls "
 							 "es_expire_pending(), and stays while pending transfers with an expiry "
 							 "remain.  Off: they expire when a command touches an account, or when "
-							 "es_expire_pending() is called.",
-							 &EsWorkerExpire, true, PGC_SIGHUP, 0,
+							 "es_expire_pending() is called.  A worker reads it when it connects "
+							 "(ALTER DATABASE ... SET turns it off for one database).",
+							 &EsWorkerExpire, true, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("es_ledger.projection_naptime",
 							"How long an idle projection worker sleeps between polls.",
