@@ -51,6 +51,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -459,6 +460,7 @@ es_projection_worker_main(Datum arg)
 	MemoryContext cxt;
 	LOCKTAG		tag;
 	volatile TimestampTz idle_since = 0;
+	char	   *dbname;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -471,6 +473,13 @@ es_projection_worker_main(Datum arg)
 		proc_exit(0);			/* another worker follows this database */
 	WorkerLockHeld = true;
 	before_shmem_exit(ReleaseWorkerLock, PointerGetDatum(NULL));
+
+	StartTransactionCommand();
+	dbname = get_database_name(MyDatabaseId);
+	dbname = dbname ? MemoryContextStrdup(TopMemoryContext, dbname) : NULL;
+	CommitTransactionCommand();
+	if (dbname == NULL)
+		proc_exit(0);			/* dropped meanwhile */
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "es_ledger projection worker",
 								ALLOCSET_DEFAULT_SIZES);
@@ -485,6 +494,9 @@ es_projection_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* no longer listed in es_ledger.projection_databases: leave */
+			if (!EsProjectionDatabaseWanted(dbname))
+				proc_exit(0);
 		}
 		MemoryContextReset(cxt);
 		PG_TRY();

@@ -6,7 +6,8 @@
 # pg_advisory_unlock_all() (which released the old advisory lock) is
 # resumed again and again while events are appended; at most one
 # es_ledger projection worker ever runs for the database, and the
-# projection applies every event once.
+# projection applies every event once.  Reloading
+# es_ledger.projection_databases without the database stops its worker.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -59,6 +60,11 @@ is(q1(q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 	'1', 'the worker still holds its lock after its handler ran pg_advisory_unlock_all()');
 is(q1('SELECT count(*) FROM seen'), q1('SELECT count(*) FROM es_events'),
 	'the projection applied every event once');
+
+# reloading es_ledger.projection_databases stops a worker no longer listed
+q1(q{LOAD 'es_ledger'; ALTER SYSTEM SET es_ledger.projection_databases = 'elsewhere'; SELECT pg_reload_conf();});
+ok($node->poll_query_until('postgres', "SELECT ($workers) = 0"),
+	'a worker whose database is no longer listed leaves after a reload');
 
 $node->stop;
 done_testing();
