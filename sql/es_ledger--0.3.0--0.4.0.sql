@@ -164,3 +164,48 @@ CREATE UNIQUE INDEX es_commands_reverses_idx
 	WHERE command OPERATOR(pg_catalog.?) 'reverses';
 ALTER INDEX es_commands_reverses_idx DEPENDS ON EXTENSION es_ledger;
 COMMENT ON INDEX es_commands_reverses_idx IS 'the command reversing each reversed command: es_reverse''s links, at most one per command';
+
+-- ops (issue 15, section 2): es_projections says what an async projection's
+-- lag waits for.  es_read's horizon is this database's running and prepared
+-- transactions; a prepared transaction of this database holds every follower
+-- back until it is committed or rolled back: waiting_for names the oldest
+-- one (NULL when there is none, for inline projections, or without lag).
+-- The column is appended, so the view keeps its other columns, grants and
+-- comment.
+-------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW es_projections AS
+SELECT p.name,
+	   p.owner::pg_catalog.regrole AS owner,
+	   p.mode,
+	   p.state,
+	   p.handler::pg_catalog.regprocedure AS handler,
+	   p.reset::pg_catalog.regprocedure AS reset,
+	   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running'
+			THEN h.head ELSE p.last_seq END AS last_seq,
+	   p.cursor,
+	   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'async' THEN p.applied END AS applied,
+	   l.lag_events,
+	   l.lag_time,
+	   p.applied_at,
+	   p.last_error,
+	   p.error_seq,
+	   p.error_at,
+	   p.created_at,
+	   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'async' AND l.lag_events OPERATOR(pg_catalog.>) 0 THEN
+		(SELECT 'prepared transaction ' OPERATOR(pg_catalog.||) pg_catalog.quote_literal(x.gid)
+				OPERATOR(pg_catalog.||) ' (xid ' OPERATOR(pg_catalog.||) x.transaction::pg_catalog.text
+				OPERATOR(pg_catalog.||) ', prepared at ' OPERATOR(pg_catalog.||) x.prepared::pg_catalog.text
+				OPERATOR(pg_catalog.||) ')'
+		   FROM pg_catalog.pg_prepared_xacts x
+		  WHERE x.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+		  ORDER BY pg_catalog.age(x.transaction) DESC LIMIT 1)
+	   END AS waiting_for
+  FROM es_projection_registry p
+ CROSS JOIN LATERAL (SELECT pg_catalog.max(e.seq) AS head FROM es_events e) h
+ CROSS JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS lag_events,
+		   COALESCE(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(e.recorded_at),
+								'0'::pg_catalog.interval) AS lag_time
+	  FROM es_events e
+	 WHERE e.seq OPERATOR(pg_catalog.>) p.high_seq
+	   AND NOT (p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running')) l;

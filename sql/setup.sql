@@ -1,4 +1,12 @@
 -- setup: install the extension and a helper that shows an error's SQLSTATE.
+-- With es_ledger preloaded, this database's projection worker would expire
+-- due pending transfers by itself (es_ledger.worker_expire_pending); the
+-- tests of pending transfers expect only commands to.  Off for the workers
+-- of this database, which read it when they connect (so before the ledger
+-- exists, when no worker stays connected).
+DO $$ BEGIN
+	EXECUTE format('ALTER DATABASE %I SET es_ledger.worker_expire_pending = off', current_database());
+END $$;
 CREATE EXTENSION es_ledger;
 SELECT extname, extversion FROM pg_extension WHERE extname = 'es_ledger';
 SELECT amname, amtype FROM pg_am WHERE amname = 'es_log';

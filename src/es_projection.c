@@ -169,12 +169,17 @@ EsProjectionDatabaseWanted(const char *dbname)
 /*
  * The session lock a database's worker holds (es_worker.c): an advisory
  * lock tag with field4 = 3, which the SQL advisory lock functions (1 and
- * 2) cannot name, so no role can take it.
+ * 2) cannot name, so no role can take it, in the default lock method, not
+ * the advisory one, so that no SQL can release it either (a handler's
+ * pg_advisory_unlock_all releases the session locks of the advisory lock
+ * method only).  A top-level abort releases it (ProcReleaseLocks): the
+ * worker takes it again after one.
  */
 void
 EsProjectionWorkerLockTag(LOCKTAG *tag, Oid dboid)
 {
 	SET_LOCKTAG_ADVISORY(*tag, dboid, ES_WORKER_LOCK_KEY1, ES_WORKER_LOCK_KEY2, 3);
+	tag->locktag_lockmethodid = DEFAULT_LOCKMETHOD;
 }
 
 /* Describe the worker of database dboid, for RegisterDynamicBackgroundWorker. */

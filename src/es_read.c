@@ -10,10 +10,16 @@
  * commits late shows a lower seq after higher ones were read.  Instead each
  * event carries the xid8 of the transaction that wrote it (es_events.tx,
  * written by the row codec), and es_read returns only events whose tx is
- * below its snapshot's xmin, in (tx, seq) order, walking the index
- * es_events_tx_seq_idx.  Every transaction below xmin has finished: its
- * events are all visible if it committed and will never be if it aborted.
- * Every transaction that can still append has an xid at or above xmin.
+ * below its bound, in (tx, seq) order, walking the index
+ * es_events_tx_seq_idx.  The bound is the least xid of the transactions of
+ * this database (running or prepared) still running in the snapshot, or
+ * the snapshot's xmax (LocalBound; its xmin on a hot standby).  Every
+ * transaction below the bound either has finished in the snapshot (its
+ * events all visible if it committed, never if it aborted) or belongs to
+ * another database and has no events here.  Every transaction that can
+ * still append has an xid at or above the bound.  So a transaction left
+ * open in another database never delays the read; one of this database,
+ * prepared or idle with an xid, does.
  * So the events with (tx, seq) up to any cursor es_read returned are a
  * set that no later transaction can add to, and the next call continues
  * strictly after it.  A transaction held open delays the events of every
@@ -58,7 +64,11 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "access/twophase.h"
+#include "miscadmin.h"
 #include "port/pg_crc32c.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -210,9 +220,74 @@ WidenXid(TransactionId xid)
 	return FullTransactionIdFromEpochAndXid(epoch, xid);
 }
 
+/* qsort/bsearch comparator of TransactionIds (plain order: a set test). */
+static int
+XidCmp(const void *a, const void *b)
+{
+	TransactionId x = *(const TransactionId *) a;
+	TransactionId y = *(const TransactionId *) b;
+
+	return (x > y) - (x < y);
+}
+
 /*
- * The first tx es_read may not return yet in the active snapshot: its xmin,
- * or the caller's own transaction id if that is lower.
+ * The least xid among the running transactions of snap (snap->xip) that
+ * may have appended to this database's log, or snap->xmax if there is none:
+ * the bound of a read on a primary.  A transaction of another database (a
+ * backend connected to it, or a transaction prepared there) never writes
+ * this database's es_events, so it does not hold the bound back, however
+ * long it stays open.  The database of each xid is read from the process
+ * array (backends and the dummy processes of prepared transactions) under
+ * ProcArrayLock; an xid whose process no longer shows it (it finished
+ * after the snapshot was taken) counts as this database's, since its rows,
+ * if any, are not visible in snap.  An xid belongs to one transaction and
+ * one database for ever, so a process's stale entry cannot mislead.
+ */
+static TransactionId
+LocalBound(Snapshot snap)
+{
+	TransactionId bound = snap->xmax;
+	TransactionId *foreign;
+	int			nforeign = 0;
+	int			nprocs = ProcGlobal->allProcCount;
+	int			i;
+
+	if (snap->xcnt == 0)
+		return bound;
+	foreign = palloc(sizeof(TransactionId) * (nprocs + max_prepared_xacts));
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	for (i = 0; i < nprocs + max_prepared_xacts; i++)
+	{
+		PGPROC	   *proc = i < nprocs ? &ProcGlobal->allProcs[i]
+			: &PreparedXactProcs[i - nprocs];
+		TransactionId xid = proc->xid;
+
+		if (TransactionIdIsNormal(xid) && proc->databaseId != MyDatabaseId)
+			foreign[nforeign++] = xid;
+	}
+	LWLockRelease(ProcArrayLock);
+	qsort(foreign, nforeign, sizeof(TransactionId), XidCmp);
+	for (i = 0; i < snap->xcnt; i++)
+	{
+		TransactionId xid = snap->xip[i];
+
+		if (!TransactionIdPrecedes(xid, bound))
+			continue;
+		if (nforeign > 0 &&
+			bsearch(&xid, foreign, nforeign, sizeof(TransactionId), XidCmp))
+			continue;
+		bound = xid;
+	}
+	pfree(foreign);
+	return bound;
+}
+
+/*
+ * The first tx es_read may not return yet in the active snapshot: the
+ * least running transaction of this database in it (LocalBound; snapshot
+ * xmin on a hot standby, whose snapshots do not say which database a
+ * transaction belongs to), or the caller's own transaction id if that is
+ * lower.
  */
 static FullTransactionId
 ReadBound(void)
@@ -223,7 +298,10 @@ ReadBound(void)
 
 	if (snap == NULL)
 		elog(ERROR, "es_read needs an active snapshot");
-	bound = WidenXid(snap->xmin);
+	if (snap->takenDuringRecovery || snap->snapshot_type != SNAPSHOT_MVCC)
+		bound = WidenXid(snap->xmin);
+	else
+		bound = WidenXid(LocalBound(snap));
 	if (FullTransactionIdIsValid(mine) && FullTransactionIdPrecedes(mine, bound))
 		bound = mine;
 	return bound;

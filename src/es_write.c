@@ -62,9 +62,13 @@
  * savepoint (es_apply_each's rejected commands) takes its seqs with it.  A
  * prepared transaction (PREPARE TRANSACTION) cannot NOTIFY and sends none.
  * The cost on the write path is a comparison per event and one
- * Async_Notify per transaction; at commit PostgreSQL serialises notifying
- * transactions on a global lock while they fill the notification queue, so
- * a superuser can turn it off with es_ledger.notify where nobody listens.
+ * Async_Notify per transaction.  The notification is a hint, never a cause
+ * of waiting or failure (NotifyMayWait): at commit PostgreSQL serialises
+ * notifying transactions on a global lock and fails a commit whose
+ * notification does not fit in the queue, so the hint is sent only when
+ * that lock is free at once and the queue is below
+ * es_ledger.notify_queue_limit; otherwise it is skipped and followers rely
+ * on the next notification or their poll.  es_ledger.notify turns it off.
  *
  *-------------------------------------------------------------------------
  */
@@ -79,6 +83,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_database.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -152,10 +157,45 @@ typedef struct EsNotifySave
 
 static int64 NotifySeq = 0;
 static bool EsWriteNotify = true;	/* GUC es_ledger.notify */
+static double EsWriteNotifyQueueLimit = 0.5;	/* es_ledger.notify_queue_limit */
 static EsNotifySave *NotifyStack = NULL;	/* in TopTransactionContext */
 
 /* The channel of the commit notification (doc/reference.md, es_read). */
 #define ES_NOTIFY_CHANNEL "es_events"
+
+/*
+ * Whether this committing transaction may send its hint without waiting
+ * and without risk of failing.  PreCommit_Notify serialises notifying
+ * commits on one heavyweight lock (the shared object lock on pg_database
+ * with object id 0) held to the end of the commit, and fails the commit
+ * when the notification queue is full.  So the lock is tried without
+ * waiting: if another notifying transaction holds it, the hint is skipped
+ * (that transaction's own notification wakes the followers, who read this
+ * transaction's events too once it has committed, or on their next poll).
+ * Once it is held (PreCommit_Notify then finds it already held), the queue
+ * is checked: at or above es_ledger.notify_queue_limit of its capacity
+ * (pg_notification_queue_usage, which a listener that never reads fills)
+ * the hint is skipped and the lock released at once.  Never waits, never
+ * raises the queue-full error: a payment cannot fail or queue for a hint.
+ */
+static bool
+NotifyMayWait(void)
+{
+	LOCKTAG		tag;
+	double		usage;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, InvalidOid, 0);
+	if (LockAcquire(&tag, AccessExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	usage = DatumGetFloat8(OidFunctionCall0Coll(F_PG_NOTIFICATION_QUEUE_USAGE,
+												InvalidOid));
+	if (usage >= EsWriteNotifyQueueLimit)
+	{
+		LockRelease(&tag, AccessExclusiveLock, false);
+		return false;
+	}
+	return true;
+}
 
 /* Remember that this transaction appended event seq. */
 static void
@@ -188,7 +228,7 @@ EsWriteXactCallback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			if (NotifySeq > 0 && EsWriteNotify)
+			if (NotifySeq > 0 && EsWriteNotify && NotifyMayWait())
 			{
 				char		payload[32];
 
@@ -255,6 +295,11 @@ EsWriteInit(void)
 							 "Sends NOTIFY es_events with the last seq when a transaction that appended events commits.",
 							 "Turn off only where nobody listens: notifying transactions commit one at a time.",
 							 &EsWriteNotify, true, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomRealVariable("es_ledger.notify_queue_limit",
+							 "Skips NOTIFY es_events while the notification queue is at least this full (a fraction of it).",
+							 "A listener that never reads fills the queue; a full queue would fail the commit.",
+							 &EsWriteNotifyQueueLimit, 0.5, 0.0, 1.0, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	RegisterXactCallback(EsWriteXactCallback, NULL);
 	RegisterSubXactCallback(EsWriteSubXactCallback, NULL);

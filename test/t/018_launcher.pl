@@ -1,0 +1,76 @@
+# test/t/018_launcher.pl
+#
+# The launcher with the library preloaded and more databases than worker
+# slots (issue 15, section 1): ten databases without a ledger and one with
+# an async projection, the default max_worker_processes (8), workers
+# started by the launcher only (es_ledger.projection_autostart off).
+#
+#  - the ledger's projection is applied within seconds;
+#  - no "could not start the es_ledger projection worker" warning;
+#  - at most one worker for the ledger's database, and the databases
+#    without a ledger are not given a worker every round (their workers
+#    exit and the launcher backs off): few workers run at any time.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $node = PostgreSQL::Test::Cluster->new('launcher');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'es_ledger'
+es_ledger.projection_autostart = off
+es_ledger.projection_naptime = 100
+});
+$node->start;
+
+$node->safe_psql('postgres', "CREATE DATABASE other$_") for 1 .. 10;
+$node->safe_psql('postgres', 'CREATE DATABASE ledger');
+sub q1 { return $node->safe_psql('ledger', shift); }
+q1(q{CREATE EXTENSION es_ledger;
+	SELECT es_open_account('l-1', 'USD');
+	CREATE TABLE seen (seq bigint PRIMARY KEY);
+	CREATE FUNCTION seen_apply(ev es_events) RETURNS void LANGUAGE sql
+		AS $$ INSERT INTO seen VALUES (ev.seq) $$;
+	SELECT es_projection_create('seen', 'seen_apply(es_events)', 'async');
+	SELECT es_deposit('l-1', 5);});
+
+my $workers = q{SELECT count(*) FROM pg_stat_activity
+				 WHERE backend_type = 'es_ledger projection worker'};
+my $start = time;
+my $max = 0;
+my $ledger_max = 0;
+my $served;
+while (time - $start < 60)
+{
+	my ($n, $l, $s) = split /\|/, $node->safe_psql('postgres', qq{
+		SELECT ($workers),
+			   (SELECT count(*) FROM pg_stat_activity
+				 WHERE backend_type = 'es_ledger projection worker' AND datname = 'ledger'),
+			   (SELECT 1)});
+	$max = $n if $n > $max;
+	$ledger_max = $l if $l > $ledger_max;
+	if (!defined $served && q1('SELECT count(*) FROM seen') == 2)
+	{
+		$served = time - $start;
+	}
+	last if defined $served && time - $start > 35;
+	select(undef, undef, undef, 0.2);
+}
+ok(defined $served && $served < 30,
+	'the ledger\'s async projection is applied within seconds ('
+	  . (defined $served ? sprintf('%.1f s', $served) : 'never') . ')');
+is($ledger_max, 1, 'one worker for the ledger\'s database');
+cmp_ok($max, '<=', 6, "few workers at any time (at most $max)");
+q1(q{SELECT es_deposit('l-1', 6)});
+$node->poll_query_until('ledger', 'SELECT count(*) = 3 FROM seen')
+  or die 'the worker stopped applying';
+pass('the ledger\'s worker keeps applying');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/could not start the es_ledger projection worker/,
+	'no worker start was refused for lack of a slot long enough to warn');
+
+$node->stop;
+done_testing();
