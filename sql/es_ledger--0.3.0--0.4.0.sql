@@ -95,3 +95,15 @@ $lookalikes$;
 -- Each section below matches a section of es_ledger--0.4.0.sql, and
 -- sql/upgrade.sql checks that an updated ledger ends with exactly the
 -- objects of a fresh install.
+
+-------------------------------------------------------------------------------
+-- Rejections as values (issue 16, section 1): es_apply_each's row of a
+-- rejected command carries its DETAIL in a last column, detail.  A result
+-- type cannot change in place: drop and create again, same grants.
+-------------------------------------------------------------------------------
+DROP FUNCTION es_apply_each(jsonb);
+CREATE FUNCTION es_apply_each(commands jsonb)
+	RETURNS TABLE(ord int, seq bigint, sqlstate text, message text, detail text)
+	AS 'MODULE_PATHNAME', 'es_apply_each' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_apply_each(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_admin;
