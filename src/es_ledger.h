@@ -53,7 +53,7 @@
  *	  es_dba.c		(none)		es_rebuild_projections, es_restore_to: the
  *								projections rebuilt from the log, or restored
  *								as of a time into a schema of its own
- *	  es_verify.c	(none)		es_verify
+ *	  es_verify.c	EsVerify	es_verify; es_ledger.verify_strategy
  *	  es_digest.c	(none)		es_digest, es_verify_digest
  *	  es_projection.c EsProjection	user projections: es_projection_create,
  *								pause, resume, rebuild, drop, run; async
@@ -821,6 +821,11 @@ extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
 extern char *EsReadFormatCursor(const EsReadCursor *cursor);
 extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
 						 EsReadCallback callback, void *arg);
+
+/* ---------------------------------------------------------------- es_verify.c */
+
+/* Defines es_ledger.verify_strategy (a developer setting). */
+extern void EsVerifyInit(void);
 
 /* ---------------------------------------------------------------- es_digest.c */
 
