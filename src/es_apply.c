@@ -55,8 +55,13 @@
  * es_expire_pending, at the end of this file, releases every reservation
  * whose time has run out the same way.
  *
- * An error at any step raises, and the transaction (or the caller's
- * savepoint) undoes whatever was written: nothing is ever half applied.  A
+ * A command's rejection (a rule it breaks, ES008 for an id, ES004 for a
+ * name, ES010, 42501) is a value, EsRejection, returned up the steps by
+ * EsApplyCommand, which es_apply_each (es_each.c) shares; es_apply raises
+ * it (EsRejectionRaise), with the SQLSTATE, message, detail and hint it
+ * always had.  An error at any step raises, and the transaction (or the
+ * caller's savepoint) undoes whatever was written: nothing is ever half
+ * applied.  A
  * JSON array is a batch: its commands are applied in order by the same
  * steps, and it is atomic for the same reason.  A batch first takes the row
  * locks of every existing account it names, in ascending account_id order,

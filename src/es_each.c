@@ -208,7 +208,7 @@ typedef struct EsEachPass
 } EsEachPass;
 
 /*
- * The second pass (steps 2 to 6): lock the batch's accounts, apply each
+ * The second pass (steps 2 to 4 of the file header): lock the batch's accounts, apply each
  * command on its own and put its row; each account's projection row is
  * written once, at the end (EsWriteDeferUpdates).
  */
@@ -368,13 +368,13 @@ es_apply_each(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * Second pass: apply the commands in order (steps 2 to 6), in the write
+	 * Second pass: apply the commands in order (steps 2 to 4), in the write
 	 * bracket.  Inline user projections then get the accepted commands'
-	 * events in seq order; a handler's error is not a command's rejection:
-	 * it fails the whole call, as it fails es_apply.
+	 * events in seq order; a handler's error is not a command's rejection: it
+	 * fails the whole call, as it fails es_apply.
 	 */
 	{
-		EsEachPass pass = {rsinfo, items, n, cmds, callcxt, cmdcxt};
+		EsEachPass	pass = {rsinfo, items, n, cmds, callcxt, cmdcxt};
 
 		EsApplyInBracket(ApplyPass, &pass);
 	}
