@@ -16,8 +16,7 @@ SELECT es_apply('[
 
 -- Every kind of rejection between accepted commands; accepted rows have a
 -- seq and no sqlstate, rejected ones a sqlstate, a message and no seq.
-CREATE TEMP TABLE r1 AS
-SELECT * FROM es_apply_each('[
+SELECT '[
   {"type": "deposit", "account": "ae-a", "amount": 10},
   {"type": "withdraw", "account": "ae-a", "amount": 5000},
   {"type": "deposit", "account": "ae-cap", "amount": 101},
@@ -38,8 +37,53 @@ SELECT * FROM es_apply_each('[
   "deposit",
   {"type": "deposit", "account": "ae-a", "amount": 1, "effective_at": "not a time"},
   {"type": "transfer", "from": "ae-a", "to": "ae-b", "amount": 30}
-]');
+]' AS cs1 \gset
+-- A rejection is the same value whichever way the command is sent: each
+-- element's row equals what es_apply of the element alone raises, after
+-- the elements before it (SQLSTATE, message and DETAIL), from the same
+-- state (both runs are rolled back).  Element 18, a string, is not compared:
+-- es_apply refuses a scalar argument as such, not as a command.
+CREATE FUNCTION ae_one_by_one(cs jsonb)
+	RETURNS TABLE(o int, ok boolean, st text, m text, d text)
+	LANGUAGE plpgsql AS $$
+DECLARE
+	i int := 0;
+	c jsonb;
+BEGIN
+	FOR c IN SELECT value FROM jsonb_array_elements(cs) LOOP
+		i := i + 1;
+		o := i;
+		BEGIN
+			PERFORM es_apply(c);
+			ok := true; st := NULL; m := NULL; d := NULL;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT,
+				d = PG_EXCEPTION_DETAIL;
+			ok := false; d := NULLIF(d, '');
+		END;
+		RETURN NEXT;
+	END LOOP;
+END $$;
+BEGIN;
+SELECT jsonb_agg(jsonb_build_array(ord, seq IS NOT NULL, sqlstate, message, detail) ORDER BY ord) AS each_rows
+  FROM es_apply_each(:'cs1') \gset
+ROLLBACK;
+BEGIN;
+SELECT jsonb_agg(jsonb_build_array(o, ok, st, m, d) ORDER BY o) AS one_rows
+  FROM ae_one_by_one(:'cs1') \gset
+ROLLBACK;
+SELECT e.value AS each_row, o.value AS es_apply_row
+  FROM jsonb_array_elements(:'each_rows') WITH ORDINALITY AS e(value, n)
+  FULL JOIN jsonb_array_elements(:'one_rows') WITH ORDINALITY AS o(value, n) USING (n)
+ WHERE e.value IS DISTINCT FROM o.value
+   AND jsonb_typeof((:'cs1')::jsonb -> (n::int - 1)) = 'object';
+SELECT jsonb_array_length(:'each_rows') AS compared,
+       (SELECT count(*) FROM jsonb_array_elements(:'each_rows') r WHERE r -> 1 = 'false') AS rejected;
+DROP FUNCTION ae_one_by_one(jsonb);
+CREATE TEMP TABLE r1 AS SELECT * FROM es_apply_each(:'cs1');
 SELECT ord, seq IS NOT NULL AS applied, sqlstate, message FROM r1 ORDER BY ord;
+-- a rejection's row carries its DETAIL (NULL for an accepted command)
+SELECT ord, detail FROM r1 ORDER BY ord;
 -- each accepted command's seq is the last event it wrote
 SELECT bool_and(r.seq = (SELECT max(e.seq) FROM es_events e WHERE e.seq <= r.seq
                           AND e.seq > :events_before)) AS seq_is_an_event

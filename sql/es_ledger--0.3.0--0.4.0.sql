@@ -209,3 +209,14 @@ SELECT p.name,
 	  FROM es_events e
 	 WHERE e.seq OPERATOR(pg_catalog.>) p.high_seq
 	   AND NOT (p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running')) l;
+
+-- Rejections as values (issue 16, section 1): es_apply_each's row of a
+-- rejected command carries its DETAIL in a last column, detail.  A result
+-- type cannot change in place: drop and create again, same grants.
+-------------------------------------------------------------------------------
+DROP FUNCTION es_apply_each(jsonb);
+CREATE FUNCTION es_apply_each(commands jsonb)
+	RETURNS TABLE(ord int, seq bigint, sqlstate text, message text, detail text)
+	AS 'MODULE_PATHNAME', 'es_apply_each' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION es_apply_each(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_admin;

@@ -377,10 +377,11 @@ REVOKE ALL ON FUNCTION es_rebuild_projections(), es_restore_to(timestamptz, text
 -- es_apply_each (es_each.c): the commands of an array applied one by one,
 -- a result row each; a rejected command writes nothing and the others go
 -- on.  For writers and admins, like es_apply: each command is still checked
--- against the caller's role (42501 as its row).
+-- against the caller's role (42501 as its row).  Since 0.4.0 a rejection's
+-- row carries its DETAIL too (the last column).
 -------------------------------------------------------------------------------
 CREATE FUNCTION es_apply_each(commands jsonb)
-	RETURNS TABLE(ord int, seq bigint, sqlstate text, message text)
+	RETURNS TABLE(ord int, seq bigint, sqlstate text, message text, detail text)
 	AS 'MODULE_PATHNAME', 'es_apply_each' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION es_apply_each(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_admin;

@@ -55,8 +55,13 @@
  * es_expire_pending, at the end of this file, releases every reservation
  * whose time has run out the same way.
  *
- * An error at any step raises, and the transaction (or the caller's
- * savepoint) undoes whatever was written: nothing is ever half applied.  A
+ * A command's rejection (a rule it breaks, ES008 for an id, ES004 for a
+ * name, ES010, 42501) is a value, EsRejection, returned up the steps by
+ * EsApplyCommand, which es_apply_each (es_each.c) shares; es_apply raises
+ * it (EsRejectionRaise), with the SQLSTATE, message, detail and hint it
+ * always had.  An error at any step raises, and the transaction (or the
+ * caller's savepoint) undoes whatever was written: nothing is ever half
+ * applied.  A
  * JSON array is a batch: its commands are applied in order by the same
  * steps, and it is atomic for the same reason.  A batch first takes the row
  * locks of every existing account it names, in ascending account_id order,
@@ -110,14 +115,15 @@ RecordedAt(const EsAccountState *states, int n)
 
 /*
  * Step 3: lock the accounts a command names and read their states into
- * states[], with found[] telling which exist; returns how many it names.
+ * states[], with found[] telling which exist; returns how many it names,
+ * or -1 with *rej set (ES010: no such pending transfer).
  * An account the command opens is not locked (it has no row yet): its name
  * is looked up with a fresh snapshot, and a concurrent open of the name is
  * caught when the row is inserted (AppendDecision).
  */
 static int
 LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found,
-					EsTransfer *transfer)
+					EsTransfer *transfer, EsRejection *rej)
 {
 	const char *names[ES_MAX_COMMAND_ACCOUNTS];
 	int			n = 0;
@@ -132,12 +138,12 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found,
 		 * by now and this sees what it left, whatever the isolation level.
 		 */
 		if (!EsWriteFindTransfer(cmd->pending_id, transfer))
-			EsDecidePendingNotFound(cmd->pending_id);
+			return EsDecidePendingNotFound(cmd->pending_id, rej) ? 0 : -1;
 		names[0] = transfer->from_account;
 		names[1] = transfer->to_account;
 		EsWriteLockAccounts(names, 2, states, found);
 		if (!EsWriteFindTransfer(cmd->pending_id, transfer))
-			EsDecidePendingNotFound(cmd->pending_id);
+			return EsDecidePendingNotFound(cmd->pending_id, rej) ? 0 : -1;
 		return 2;
 	}
 	names[n++] = cmd->account;
@@ -159,17 +165,19 @@ LockCommandAccounts(const EsCommand *cmd, EsAccountState *states, bool *found,
 
 /*
  * The answer to a command whose id is registered already: the seq it
- * returned the first time, or ES008 if the id was used for another command.
+ * returned the first time, or 0 and ES008 in *rej if the id was used for
+ * another command.
  */
 static int64
-KnownCommand(const EsCommand *cmd, Jsonb *canonical, Jsonb *known, int64 seq)
+KnownCommand(const EsCommand *cmd, Jsonb *canonical, Jsonb *known, int64 seq,
+			 EsRejection *rej)
 {
 	if (compareJsonbContainers(&known->root, &canonical->root) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
-				 errmsg("command id \"%s\" was already used for another command",
-						cmd->id),
-				 errdetail("A retry must repeat the original command exactly; a new command needs a new id.")));
+		return EsReject(rej, ERRCODE_ES_IDEMPOTENCY_CONFLICT,
+						psprintf("command id \"%s\" was already used for another command",
+								 cmd->id),
+						pstrdup("A retry must repeat the original command exactly; a new command needs a new id."),
+						NULL) ? seq : 0;
 	return seq;
 }
 
@@ -210,11 +218,16 @@ WriteTransfer(const EsEvent *ev, const EsDecision *decision,
  * Step 6: number, seal and fold the events decided into the states, then
  * register the id, insert new accounts, append the events and write the
  * projection rows.  Returns the seq of the last event, or the answer for an
- * id a concurrent command registered first.
+ * id a concurrent command registered first (its seq, or 0 and ES008 in
+ * *rej), or 0 and ES004 in *rej when a concurrent open took the name: with
+ * an id, that comes after the id's register row was written (the caller
+ * runs such a command isolated, see EsApplyCommand).  rej may be NULL for
+ * an expiry, which is never rejected.
  */
 static int64
 AppendDecision(const EsCommand *cmd, const EsDecision *decision,
-			   EsAccountState *states, int nstates, Jsonb *canonical)
+			   EsAccountState *states, int nstates, Jsonb *canonical,
+			   EsRejection *rej)
 {
 	EsEvent		events[ES_MAX_COMMAND_EVENTS];
 	bool		opened[ES_MAX_COMMAND_ACCOUNTS] = {false};
@@ -265,11 +278,11 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		if (!EsWriteFindCommand(cmd->id, &known, &known_seq))
 			elog(ERROR, "command id \"%s\" is registered but cannot be read",
 				 cmd->id);
-		return KnownCommand(cmd, canonical, known, known_seq);
+		return KnownCommand(cmd, canonical, known, known_seq, rej);
 	}
 	for (int a = 0; a < nstates; a++)
 		if (opened[a] && !EsWriteInsertAccount(&states[a]))
-			EsDecideAccountExists(states[a].account);
+			return EsDecideAccountExists(states[a].account, rej) ? seq : 0;
 	for (int i = 0; i < decision->nevents; i++)
 	{
 		EsWriteInsertEvent(&events[i]);
@@ -289,24 +302,25 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 
 /*
  * A compensating command of es_reverse (cmd->reverses set) is refused with
- * ES008 when another command already reverses the same command (one probe
- * of es_commands_reverses_idx, es_scan.c; the index's uniqueness backs
- * it).  It runs
+ * ES008 (false, *rej set) when another command already reverses the same
+ * command (one probe of es_commands_reverses_idx, es_scan.c; the index's
+ * uniqueness backs it).  It runs
  * after the accounts are locked, and they are the accounts of the command
  * reversed, so of every reversal of it: a concurrent reversal has committed
  * (or rolled back) by then, and the fresh snapshot of the scan sees it.
  */
-static void
-CheckNotReversed(const EsCommand *cmd)
+static bool
+CheckNotReversed(const EsCommand *cmd, EsRejection *rej)
 {
 	char	   *other;
 
 	if (EsScanFindReversal(cmd->reverses, cmd->id, &other))
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
-				 errmsg("command \"%s\" was already reversed by command \"%s\"",
-						cmd->reverses, other),
-				 errdetail("A command is reversed at most once; retry the reversal with its own id to get its seq.")));
+		return EsReject(rej, ERRCODE_ES_IDEMPOTENCY_CONFLICT,
+						psprintf("command \"%s\" was already reversed by command \"%s\"",
+								 cmd->reverses, other),
+						pstrdup("A command is reversed at most once; retry the reversal with its own id to get its seq."),
+						NULL);
+	return true;
 }
 
 /*
@@ -332,7 +346,7 @@ ExpireTransfer(const EsTransfer *t, TimestampTz now_hint)
 	decision.now = Max(now_hint, RecordedAt(states, 2));
 	decision.transfer = t;
 	EsDecideExpire(t, states, &decision);
-	AppendDecision(NULL, &decision, states, 2, NULL);
+	AppendDecision(NULL, &decision, states, 2, NULL, NULL);
 	return true;
 }
 
@@ -406,11 +420,23 @@ AnyPending(const EsAccountState *states, const bool *found, int n)
 /*
  * Apply one parsed command (steps 3 to 6 of the file header) and return the
  * seq of its last event, or of the original application's for a repeated
- * idempotent command.  The caller holds the writer (EsWriteBegin) and the
- * write guard.
+ * idempotent command; or 0 and its rejection in *rej.  The caller holds the
+ * writer (EsWriteBegin) and the write guard.
+ *
+ * A rejection is a value, made where the rule is found: the decision
+ * (es_decide.c), the idempotency check (ES008, here or when a concurrent
+ * command registered the id first), a concurrent open of the name (ES004),
+ * a pending_id that names nothing (ES010).  Each is made before the
+ * command wrote anything, except in two cases: expiring an account's
+ * reservations (a write) before deciding, and an open_account with an id,
+ * whose register row is written before its account row may lose the race
+ * for the name.  Without isolated, such a command writes nothing and
+ * returns ES_APPLY_ISOLATE: the caller runs it again isolated (es_apply:
+ * always, its statement is atomic; es_apply_each: in a subtransaction,
+ * rolled back on a rejection).  Either way the row locks taken stay.
  */
-static int64
-ApplyCommand(const EsCommand *cmd)
+int64
+EsApplyCommand(const EsCommand *cmd, EsRejection *rej, bool isolated)
 {
 	const EsCommandHandler *handler = EsDecideHandler(cmd->type);
 	EsAccountState states[ES_MAX_COMMAND_ACCOUNTS];
@@ -420,12 +446,16 @@ ApplyCommand(const EsCommand *cmd)
 	Jsonb	   *canonical = NULL;
 	int			n;
 
+	rej->sqlerrcode = 0;
+
 	/*
 	 * Lock first, then look the id up: a retry that waited for its original
 	 * on the account's row lock finds it registered, and answers with its seq
 	 * rather than with the rules against the state it left.
 	 */
-	n = LockCommandAccounts(cmd, states, found, &transfer);
+	n = LockCommandAccounts(cmd, states, found, &transfer, rej);
+	if (n < 0)
+		return 0;
 	if (cmd->id)
 	{
 		Jsonb	   *known;
@@ -433,27 +463,43 @@ ApplyCommand(const EsCommand *cmd)
 
 		canonical = EsCommandCanonical(cmd);
 		if (EsWriteFindCommand(cmd->id, &known, &seq))
-			return KnownCommand(cmd, canonical, known, seq);
+			return KnownCommand(cmd, canonical, known, seq, rej);
 	}
-	if (cmd->reverses)
-		CheckNotReversed(cmd);
-	if (!handler->opens && AnyPending(states, found, n) &&
-		ExpireTouched(states, found, n, EsDecideClock(RecordedAt(states, n))))
-		n = LockCommandAccounts(cmd, states, found, &transfer);
+	if (cmd->reverses && !CheckNotReversed(cmd, rej))
+		return 0;
+	if (!handler->opens && AnyPending(states, found, n))
+	{
+		if (!isolated)
+			return ES_APPLY_ISOLATE;
+		if (ExpireTouched(states, found, n, EsDecideClock(RecordedAt(states, n))))
+		{
+			n = LockCommandAccounts(cmd, states, found, &transfer, rej);
+			if (n < 0)
+				return 0;
+		}
+	}
 	decision.now = RecordedAt(states, n);
 	decision.transfer = handler->by_transfer ? &transfer : NULL;
 	handler->decide(cmd, states, found, &decision);
-	return AppendDecision(cmd, &decision, states, n, canonical);
+	if (decision.rejection.sqlerrcode != 0)
+	{
+		*rej = decision.rejection;
+		return 0;
+	}
+	if (!isolated && cmd->id && handler->opens)
+		return ES_APPLY_ISOLATE;
+	return AppendDecision(cmd, &decision, states, n, canonical, rej);
 }
 
 /*
- * Step 2: refuse, with 42501 and before anything is written, a call that
- * holds a command the current user may not send: money movements need
- * es_ledger_writer, account administration es_ledger_admin (membership
- * with inherited privileges; superusers have both).
+ * Step 2: refuse, with 42501 in *rej (false) and before anything is
+ * written, a call that holds a command the current user may not send:
+ * money movements need es_ledger_writer, account administration
+ * es_ledger_admin (membership with inherited privileges; superusers have
+ * both).
  */
-static void
-Authorize(List *cmds)
+bool
+EsApplyAuthorize(List *cmds, EsRejection *rej)
 {
 	bool		checked[2] = {false, false};
 	ListCell   *lc;
@@ -471,21 +517,25 @@ Authorize(List *cmds)
 		roleid = get_role_oid(rolename, true);
 		if (!superuser() &&
 			(!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for command type %s",
-							EsDecideHandler(cmd->type)->name),
+		{
+			EsReject(rej, ERRCODE_INSUFFICIENT_PRIVILEGE,
+					 psprintf("permission denied for command type %s",
+							  EsDecideHandler(cmd->type)->name),
 					 cmd->reverses ?
-					 errdetail("Only members of %s may reverse commands.",
-							   rolename) :
-					 errdetail("Only members of %s may send %s commands.",
-							   rolename,
-							   role == ES_ROLE_ADMIN ? "account administration" :
-							   "money movement"),
-					 cmd->ordinal > 0 ?
-					 errcontext("command %d of the batch", cmd->ordinal) : 0));
+					 psprintf("Only members of %s may reverse commands.",
+							  rolename) :
+					 psprintf("Only members of %s may send %s commands.",
+							  rolename,
+							  role == ES_ROLE_ADMIN ? "account administration" :
+							  "money movement"),
+					 NULL);
+			if (cmd->ordinal > 0)
+				rej->context = psprintf("command %d of the batch", cmd->ordinal);
+			return false;
+		}
 		checked[role] = true;
 	}
+	return true;
 }
 
 /* C-string pointer comparator for qsort. */
@@ -501,8 +551,8 @@ CompareNames(const void *a, const void *b)
  * batch and the commands running beside it wait for each other but never
  * deadlock on accounts.
  */
-static void
-LockBatch(List *cmds)
+void
+EsApplyLockBatch(List *cmds)
 {
 	int			max = list_length(cmds) * 2;
 	const char **names = palloc(sizeof(char *) * max);
@@ -607,23 +657,25 @@ ApplyBatch(void *arg)
 	if (list_length(b->cmds) > 1)
 	{
 		EsWriteNextCommand();
-		LockBatch(b->cmds);
+		EsApplyLockBatch(b->cmds);
 	}
 	foreach(lc, b->cmds)
 	{
+		EsRejection rej;
+		MemoryContext old = CurrentMemoryContext;
+
 		CHECK_FOR_INTERRUPTS();
 		EsWriteNextCommand();
+		/* A batch frees each command's memory before the next. */
 		if (b->cmdcxt)
-		{
-			/* A batch frees each command's memory before the next. */
-			MemoryContext old = MemoryContextSwitchTo(b->cmdcxt);
-
-			b->seq = ApplyCommand((EsCommand *) lfirst(lc));
-			MemoryContextSwitchTo(old);
+			MemoryContextSwitchTo(b->cmdcxt);
+		b->seq = EsApplyCommand((EsCommand *) lfirst(lc), &rej, true);
+		/* The statement is atomic: its error undoes what the call wrote. */
+		if (rej.sqlerrcode != 0)
+			EsRejectionRaise(&rej);
+		MemoryContextSwitchTo(old);
+		if (b->cmdcxt)
 			MemoryContextReset(b->cmdcxt);
-		}
-		else
-			b->seq = ApplyCommand((EsCommand *) lfirst(lc));
 	}
 }
 
@@ -636,7 +688,12 @@ EsApplyCommands(List *cmds)
 	if (list_length(cmds) > 1)
 		b.cmdcxt = AllocSetContextCreate(CurrentMemoryContext, "es_apply command",
 										 ALLOCSET_DEFAULT_SIZES);
-	Authorize(cmds);
+	{
+		EsRejection rej;
+
+		if (!EsApplyAuthorize(cmds, &rej))
+			EsRejectionRaise(&rej);
+	}
 	EsApplyInBracket(ApplyBatch, &b);
 	if (b.cmdcxt)
 		MemoryContextDelete(b.cmdcxt);
@@ -784,84 +841,6 @@ es_transfer(PG_FUNCTION_ARGS)
 	ArgInt(&cmd, fcinfo, 2, "amount");
 	ArgId(&cmd, fcinfo, 3);
 	return ApplyShorthand(&cmd);
-}
-
-/* ------------------------------------------------------------------------
- * The steps of ApplyCommand for es_apply_each (es_each.c), which runs them
- * one by one so that it can tell a command's rejection from the rest.
- * es_each.c's EachCommand follows ApplyCommand's order: a step added to
- * ApplyCommand needs its place there too (or the command type its
- * subtransaction, see EachNeedsSubxact).
- * ------------------------------------------------------------------------
- */
-
-/* Authorize: 42501 unless the caller may send every command of cmds. */
-void
-EsApplyAuthorize(List *cmds)
-{
-	Authorize(cmds);
-}
-
-/* LockBatch: lock every existing account cmds name, ascending account_id. */
-void
-EsApplyLockBatch(List *cmds)
-{
-	LockBatch(cmds);
-}
-
-/* Steps 3 to 6 of one command (ApplyCommand); under the writer and guard. */
-int64
-EsApplyCommand(const EsCommand *cmd)
-{
-	return ApplyCommand(cmd);
-}
-
-/*
- * Step 3 (LockCommandAccounts): lock and read the command's accounts.  Not
- * for post_pending and void_pending (by_transfer), which es_each.c runs
- * whole (EsApplyCommand).
- */
-int
-EsApplyLockAccounts(const EsCommand *cmd, EsAccountState *states, bool *found)
-{
-	EsTransfer	transfer;
-
-	Assert(!EsDecideHandler(cmd->type)->by_transfer);
-	return LockCommandAccounts(cmd, states, found, &transfer);
-}
-
-/*
- * Does any of the states hold a reservation (AnyPending)?  Then the
- * command may first expire some, a write before its decision: es_each.c
- * runs it whole.
- */
-bool
-EsApplyAnyPending(const EsAccountState *states, const bool *found, int n)
-{
-	return AnyPending(states, found, n);
-}
-
-/* The recorded_at of the command's events (RecordedAt), for its decision. */
-TimestampTz
-EsApplyRecordedAt(const EsAccountState *states, int n)
-{
-	return RecordedAt(states, n);
-}
-
-/* Step 4's answer for a registered id (KnownCommand): its seq, or ES008. */
-int64
-EsApplyKnownCommand(const EsCommand *cmd, Jsonb *canonical, Jsonb *known,
-					int64 seq)
-{
-	return KnownCommand(cmd, canonical, known, seq);
-}
-
-/* Step 6 (AppendDecision): number, seal, fold and write the decision. */
-int64
-EsApplyAppendDecision(const EsCommand *cmd, const EsDecision *decision,
-					  EsAccountState *states, int nstates, Jsonb *canonical)
-{
-	return AppendDecision(cmd, decision, states, nstates, canonical);
 }
 
 /*

@@ -249,12 +249,11 @@ ParseInteger(JsonbValue *v, const char *what, bool allow_zero, int ordinal)
 					"An integer is a JSON number without a fraction or a string of digits.");
 		if (n > (uint64) PG_INT64_MAX / 10 ||
 			n * 10 + (s[i] - '0') > (uint64) PG_INT64_MAX)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("%s\"%s\" is out of range",
-							ordinal > 0 ? psprintf("command %d of the batch: ", ordinal) : "",
-							what),
-					 errdetail("Amounts, limits and versions are at most 9223372036854775807.")));
+			EsDecideReject(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+						   psprintf("%s\"%s\" is out of range",
+									ordinal > 0 ? psprintf("command %d of the batch: ", ordinal) : "",
+									what),
+						   pstrdup("Amounts, limits and versions are at most 9223372036854775807."));
 		n = n * 10 + (s[i] - '0');
 	}
 	if (n == 0 && !allow_zero)

@@ -15,8 +15,9 @@
  *
  * A decide function is pure: it gets the command and the states of the
  * accounts the command names (already locked by es_apply.c, found[i]
- * false for a name with no account) and either raises the rule the command
- * breaks or fills in an EsDecision: the events to append, each with its
+ * false for a name with no account) and either returns the rule the command
+ * breaks as a value (EsDecision.rejection: SQLSTATE, message, detail, hint;
+ * it raises nothing) or fills in an EsDecision: the events to append, each with its
  * account, type, signed amount and data.  It reads no table, clock or
  * setting, so the same command against the same state always decides the
  * same.  Numbering, sealing, folding and writing the events is es_apply.c's.
@@ -69,6 +70,112 @@ Where(int ordinal)
 	return ordinal > 0 ? psprintf("command %d of the batch: ", ordinal) : "";
 }
 
+/* ------------------------------------------------------- rejections */
+
+/*
+ * Make *rej the rejection sqlerrcode with message, detail and hint (NULL
+ * for none), and return false, so a check can "return EsReject(...)".
+ */
+bool
+EsReject(EsRejection *rej, int sqlerrcode, char *message, char *detail,
+		 char *hint)
+{
+	rej->sqlerrcode = sqlerrcode;
+	rej->message = message;
+	rej->detail = detail;
+	rej->hint = hint;
+	rej->context = NULL;
+	return false;
+}
+
+/* Raise a rejection as the error es_apply gives for it. */
+void
+EsRejectionRaise(const EsRejection *rej)
+{
+	ereport(ERROR,
+			(errcode(rej->sqlerrcode),
+			 errmsg_internal("%s", rej->message),
+			 rej->detail ? errdetail_internal("%s", rej->detail) : 0,
+			 rej->hint ? errhint("%s", rej->hint) : 0,
+			 rej->context ? errcontext("%s", rej->context) : 0));
+	pg_unreachable();
+}
+
+/*
+ * The parser's rejections (ES009, 22003), found deep in pure code (es_command.c,
+ * es_name.c, the handlers' check functions): under EsDecideTryParse they end
+ * the parse at once and come back as its value, never entering elog.c; else
+ * they are raised.  The trap is only for code that, from EsDecideTryParse
+ * down to EsDecideReject, holds nothing a transaction abort would release:
+ * it allocates memory, and that is all (a timestamp is parsed in a
+ * subtransaction of its own, ended before its rejection is made).
+ */
+typedef struct EsParseTrap
+{
+	sigjmp_buf	jump;
+	EsRejection *rej;
+} EsParseTrap;
+
+static EsParseTrap *ParseTrap = NULL;
+
+/*
+ * Run parse(arg); true if it returned, false with *rej set if it made a
+ * rejection (EsDecideReject).  Any other error goes on up as ever.
+ */
+bool
+EsDecideTryParse(EsDecideParser parse, void *arg, EsRejection *rej)
+{
+	EsParseTrap trap;
+	EsParseTrap *volatile outer = ParseTrap;
+	MemoryContext volatile cxt = CurrentMemoryContext;
+	volatile bool done = false;
+
+	trap.rej = rej;
+	PG_TRY();
+	{
+		sigjmp_buf *volatile stack = PG_exception_stack;
+		ErrorContextCallback *volatile context = error_context_stack;
+
+		if (sigsetjmp(trap.jump, 0) == 0)
+		{
+			ParseTrap = &trap;
+			parse(arg);
+			done = true;
+		}
+		else
+		{
+			PG_exception_stack = stack;
+			error_context_stack = context;
+			MemoryContextSwitchTo(cxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		ParseTrap = outer;
+	}
+	PG_END_TRY();
+	return done;
+}
+
+/*
+ * A parser's rejection (see EsParseTrap): back to EsDecideTryParse as a
+ * value, or raised.
+ */
+void
+EsDecideReject(int sqlerrcode, char *message, char *detail)
+{
+	if (ParseTrap != NULL)
+	{
+		EsReject(ParseTrap->rej, sqlerrcode, message, detail, NULL);
+		siglongjmp(ParseTrap->jump, 1);
+	}
+	ereport(ERROR,
+			(errcode(sqlerrcode),
+			 errmsg_internal("%s", message),
+			 detail ? errdetail_internal("%s", detail) : 0));
+	pg_unreachable();
+}
+
 /*
  * Reject a command's shape with ES009.  ordinal is its 1-based position in
  * a batch, 0 for a single command.  Used by the parser too.
@@ -76,11 +183,9 @@ Where(int ordinal)
 void
 EsDecideInvalid(int ordinal, const char *msg, const char *detail)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_INVALID_COMMAND),
-			 errmsg("invalid command: %s%s", Where(ordinal), msg),
-			 detail ? errdetail("%s", detail) : 0));
-	pg_unreachable();
+	EsDecideReject(ERRCODE_ES_INVALID_COMMAND,
+				   psprintf("invalid command: %s%s", Where(ordinal), msg),
+				   detail ? pstrdup(detail) : NULL);
 }
 
 /* Fail with ES009 unless a required field was given. */
@@ -96,116 +201,119 @@ Require(const EsCommand *cmd, bool given, const char *field)
 
 /* ------------------------------------------------------------- rules */
 
-/* Raise ES003 for an unknown account. */
-static void
-pg_attribute_noreturn()
-NotFound(const char *account)
+/*
+ * Every check below returns true if the rule holds, else false with the
+ * rejection in *rej (EsReject); the decide functions return at the first.
+ */
+
+/* ES003 for an unknown account. */
+static bool
+NotFound(const char *account, EsRejection *rej)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
-			 errmsg("account \"%s\" not found", account),
-			 errdetail("No account of that name has been opened.")));
-	pg_unreachable();
+	return EsReject(rej, ERRCODE_ES_ACCOUNT_NOT_FOUND,
+					psprintf("account \"%s\" not found", account),
+					pstrdup("No account of that name has been opened."), NULL);
 }
 
 /*
- * Raise ES004 for a name that is taken; also used by es_apply.c when a
+ * ES004 for a name that is taken; also used by es_apply.c when a
  * concurrent open of the name wins the race to the unique index.
  */
-void
-EsDecideAccountExists(const char *account)
+bool
+EsDecideAccountExists(const char *account, EsRejection *rej)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_ACCOUNT_EXISTS),
-			 errmsg("account \"%s\" already exists", account),
-			 errdetail("Account names are unique ledger-wide, closed accounts included.")));
-	pg_unreachable();
+	return EsReject(rej, ERRCODE_ES_ACCOUNT_EXISTS,
+					psprintf("account \"%s\" already exists", account),
+					pstrdup("Account names are unique ledger-wide, closed accounts included."),
+					NULL);
 }
 
 /* ES007 unless the account is at the version the command expects. */
-static void
-CheckVersion(const EsCommand *cmd, const EsAccountState *state)
+static bool
+CheckVersion(const EsCommand *cmd, const EsAccountState *state,
+			 EsRejection *rej)
 {
 	if (cmd->has_expected_version && cmd->expected_version != state->version)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_VERSION_CONFLICT),
-				 errmsg("version conflict on account \"%s\"", state->account),
-				 errdetail("The command expected version %lld; the account is at version %lld.",
-						   (long long) cmd->expected_version,
-						   (long long) state->version),
-				 errhint("Read the account again and retry.")));
+		return EsReject(rej, ERRCODE_ES_VERSION_CONFLICT,
+						psprintf("version conflict on account \"%s\"", state->account),
+						psprintf("The command expected version %lld; the account is at version %lld.",
+								 (long long) cmd->expected_version,
+								 (long long) state->version),
+						pstrdup("Read the account again and retry."));
+	return true;
 }
 
 /* ES005 unless the account is open. */
-static void
-CheckOpen(const EsAccountState *state)
+static bool
+CheckOpen(const EsAccountState *state, EsRejection *rej)
 {
 	if (state->status != ES_ACCOUNT_OPEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_ACCOUNT_NOT_OPEN),
-				 errmsg("account \"%s\" is %s", state->account,
-						EsFoldStatusName(state->status)),
-				 errdetail("Only an open account accepts debits and credits.")));
+		return EsReject(rej, ERRCODE_ES_ACCOUNT_NOT_OPEN,
+						psprintf("account \"%s\" is %s", state->account,
+								 EsFoldStatusName(state->status)),
+						pstrdup("Only an open account accepts debits and credits."),
+						NULL);
+	return true;
 }
 
 /* ES005 if the account is closed (frozen accounts may be administered). */
-static void
-CheckNotClosed(const EsAccountState *state)
+static bool
+CheckNotClosed(const EsAccountState *state, EsRejection *rej)
 {
 	if (state->status == ES_ACCOUNT_CLOSED)
-		CheckOpen(state);
+		return CheckOpen(state, rej);
+	return true;
 }
 
 /* ES001 if debiting amount would take available below -overdraft_limit. */
-static void
-CheckDebit(const EsAccountState *state, int64 amount)
+static bool
+CheckDebit(const EsAccountState *state, int64 amount, EsRejection *rej)
 {
 	if ((int128) state->available - amount < -(int128) state->overdraft_limit)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_INSUFFICIENT_FUNDS),
-				 errmsg("insufficient funds in account \"%s\"", state->account),
-				 errdetail("Available %lld, overdraft limit %lld, debit %lld.",
-						   (long long) state->available,
-						   (long long) state->overdraft_limit,
-						   (long long) amount)));
+		return EsReject(rej, ERRCODE_ES_INSUFFICIENT_FUNDS,
+						psprintf("insufficient funds in account \"%s\"", state->account),
+						psprintf("Available %lld, overdraft limit %lld, debit %lld.",
+								 (long long) state->available,
+								 (long long) state->overdraft_limit,
+								 (long long) amount), NULL);
+	return true;
 }
 
 /*
  * ES002 if crediting amount would take balance + pending_in past
  * max_balance; 22003 if the balance would leave the range of bigint.
  */
-static void
-CheckCredit(const EsAccountState *state, int64 amount)
+static bool
+CheckCredit(const EsAccountState *state, int64 amount, EsRejection *rej)
 {
 	int128		after = (int128) state->balance + state->pending_in + amount;
 
 	if (state->has_max_balance && after > state->max_balance)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_BALANCE_LIMIT),
-				 errmsg("balance limit exceeded in account \"%s\"",
-						state->account),
-				 errdetail("Balance %lld, pending in %lld, credit %lld, max_balance %lld.",
-						   (long long) state->balance,
-						   (long long) state->pending_in,
-						   (long long) amount,
-						   (long long) state->max_balance)));
+		return EsReject(rej, ERRCODE_ES_BALANCE_LIMIT,
+						psprintf("balance limit exceeded in account \"%s\"",
+								 state->account),
+						psprintf("Balance %lld, pending in %lld, credit %lld, max_balance %lld.",
+								 (long long) state->balance,
+								 (long long) state->pending_in,
+								 (long long) amount,
+								 (long long) state->max_balance), NULL);
 	if ((int128) state->balance + amount > PG_INT64_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("balance of account \"%s\" out of range", state->account),
-				 errdetail("Crediting %lld to %lld would pass 9223372036854775807.",
-						   (long long) amount, (long long) state->balance)));
+		return EsReject(rej, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+						psprintf("balance of account \"%s\" out of range", state->account),
+						psprintf("Crediting %lld to %lld would pass 9223372036854775807.",
+								 (long long) amount, (long long) state->balance),
+						NULL);
+	return true;
 }
 
-/* Raise ES010 for a pending_id that names no pending transfer. */
-void
-EsDecidePendingNotFound(const char *pending_id)
+/* ES010 for a pending_id that names no pending transfer. */
+bool
+EsDecidePendingNotFound(const char *pending_id, EsRejection *rej)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_PENDING_NOT_FOUND),
-			 errmsg("pending transfer \"%s\" not found", pending_id),
-			 errdetail("No transfer with \"pending\": true was applied with that id.")));
-	pg_unreachable();
+	return EsReject(rej, ERRCODE_ES_PENDING_NOT_FOUND,
+					psprintf("pending transfer \"%s\" not found", pending_id),
+					pstrdup("No transfer with \"pending\": true was applied with that id."),
+					NULL);
 }
 
 /* Has transfer t's time run out at now?  (Never, without a timeout.) */
@@ -236,39 +344,30 @@ EsDecideClock(TimestampTz recorded_at)
 	return Max(clock, recorded_at);
 }
 
-/* ES013: posting transfer t, whose time ran out at its expires_at. */
-static void
-pg_attribute_noreturn()
-Expired(const EsTransfer *t)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_PENDING_EXPIRED),
-			 errmsg("pending transfer \"%s\" expired", t->transfer_id),
-			 errdetail("Its timeout ran out at %s; an expired reservation is released, never posted.",
-					   timestamptz_to_str(t->expires_at))));
-	pg_unreachable();
-}
-
 /*
  * ES010 unless transfer t is still pending; for a post, ES013 when it
  * expired (released by expiry, or with its time run out at now).
  */
-static void
-CheckPending(const EsTransfer *t, TimestampTz now, bool post)
+static bool
+CheckPending(const EsTransfer *t, TimestampTz now, bool post,
+			 EsRejection *rej)
 {
 	if (post && (t->status == ES_TRANSFER_EXPIRED || EsDecideExpired(t, now)))
-		Expired(t);
+		return EsReject(rej, ERRCODE_ES_PENDING_EXPIRED,
+						psprintf("pending transfer \"%s\" expired", t->transfer_id),
+						psprintf("Its timeout ran out at %s; an expired reservation is released, never posted.",
+								 timestamptz_to_str(t->expires_at)), NULL);
 	if (t->status != ES_TRANSFER_PENDING)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_PENDING_NOT_FOUND),
-				 errmsg("pending transfer \"%s\" is no longer pending", t->transfer_id),
-				 errdetail("Its status is %s.", EsFoldTransferStatusName(t->status))));
+		return EsReject(rej, ERRCODE_ES_PENDING_NOT_FOUND,
+						psprintf("pending transfer \"%s\" is no longer pending", t->transfer_id),
+						psprintf("Its status is %s.", EsFoldTransferStatusName(t->status)),
+						NULL);
 	if (EsDecideExpired(t, now))
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_PENDING_NOT_FOUND),
-				 errmsg("pending transfer \"%s\" is no longer pending", t->transfer_id),
-				 errdetail("Its timeout ran out at %s: it is released by expiry.",
-						   timestamptz_to_str(t->expires_at))));
+		return EsReject(rej, ERRCODE_ES_PENDING_NOT_FOUND,
+						psprintf("pending transfer \"%s\" is no longer pending", t->transfer_id),
+						psprintf("Its timeout ran out at %s: it is released by expiry.",
+								 timestamptz_to_str(t->expires_at)), NULL);
+	return true;
 }
 
 /* --------------------------------------------------------- event data */
@@ -455,13 +554,18 @@ DecideOpenAccount(const EsCommand *cmd, const EsAccountState *states,
 	EsData		d;
 
 	if (found[0])
-		EsDecideAccountExists(cmd->account);
+	{
+		EsDecideAccountExists(cmd->account, &out->rejection);
+		return;
+	}
 	if (cmd->has_expected_version && cmd->expected_version != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_VERSION_CONFLICT),
-				 errmsg("version conflict on account \"%s\"", cmd->account),
-				 errdetail("The command expected version %lld; a new account is at version 0.",
-						   (long long) cmd->expected_version)));
+	{
+		EsReject(&out->rejection, ERRCODE_ES_VERSION_CONFLICT,
+				 psprintf("version conflict on account \"%s\"", cmd->account),
+				 psprintf("The command expected version %lld; a new account is at version 0.",
+						  (long long) cmd->expected_version), NULL);
+		return;
+	}
 	DataStart(&d);
 	DataText(&d, "account", cmd->account);
 	DataText(&d, "currency", cmd->currency);
@@ -477,10 +581,16 @@ DecideDeposit(const EsCommand *cmd, const EsAccountState *states,
 			  const bool *found, EsDecision *out)
 {
 	if (!found[0])
-		NotFound(cmd->account);
-	CheckVersion(cmd, &states[0]);
-	CheckOpen(&states[0]);
-	CheckCredit(&states[0], cmd->amount);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
+	if (!CheckVersion(cmd, &states[0], &out->rejection))
+		return;
+	if (!CheckOpen(&states[0], &out->rejection))
+		return;
+	if (!CheckCredit(&states[0], cmd->amount, &out->rejection))
+		return;
 	AddPlainEvent(out, cmd, ES_EV_DEPOSITED, cmd->amount);
 }
 
@@ -490,10 +600,16 @@ DecideWithdraw(const EsCommand *cmd, const EsAccountState *states,
 			   const bool *found, EsDecision *out)
 {
 	if (!found[0])
-		NotFound(cmd->account);
-	CheckVersion(cmd, &states[0]);
-	CheckOpen(&states[0]);
-	CheckDebit(&states[0], cmd->amount);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
+	if (!CheckVersion(cmd, &states[0], &out->rejection))
+		return;
+	if (!CheckOpen(&states[0], &out->rejection))
+		return;
+	if (!CheckDebit(&states[0], cmd->amount, &out->rejection))
+		return;
 	AddPlainEvent(out, cmd, ES_EV_WITHDRAWN, -cmd->amount);
 }
 
@@ -513,19 +629,32 @@ DecideTransfer(const EsCommand *cmd, const EsAccountState *states,
 	EsData		d;
 
 	if (!found[0])
-		NotFound(cmd->account);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
 	if (!found[1])
-		NotFound(cmd->to_account);
-	CheckOpen(from);
-	CheckOpen(to);
+	{
+		NotFound(cmd->to_account, &out->rejection);
+		return;
+	}
+	if (!CheckOpen(from, &out->rejection))
+		return;
+	if (!CheckOpen(to, &out->rejection))
+		return;
 	if (strcmp(from->currency, to->currency) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_CURRENCY_MISMATCH),
-				 errmsg("currency mismatch between account \"%s\" (%s) and account \"%s\" (%s)",
-						from->account, from->currency, to->account, to->currency),
-				 errdetail("A transfer moves money between accounts of one currency.")));
-	CheckDebit(from, cmd->amount);
-	CheckCredit(to, cmd->amount);
+	{
+		EsReject(&out->rejection, ERRCODE_ES_CURRENCY_MISMATCH,
+				 psprintf("currency mismatch between account \"%s\" (%s) and account \"%s\" (%s)",
+						  from->account, from->currency, to->account, to->currency),
+				 pstrdup("A transfer moves money between accounts of one currency."),
+				 NULL);
+		return;
+	}
+	if (!CheckDebit(from, cmd->amount, &out->rejection))
+		return;
+	if (!CheckCredit(to, cmd->amount, &out->rejection))
+		return;
 	if (cmd->pending)
 	{
 		DecideReserve(cmd, from, to, out);
@@ -576,12 +705,14 @@ DecideReserve(const EsCommand *cmd, const EsAccountState *from,
 
 	if ((int128) from->pending_out + cmd->amount > PG_INT64_MAX ||
 		(int128) to->pending_in + cmd->amount > PG_INT64_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("pending amounts of account \"%s\" or \"%s\" out of range",
-						from->account, to->account),
-				 errdetail("Reserving %lld would pass 9223372036854775807.",
-						   (long long) cmd->amount)));
+	{
+		EsReject(&out->rejection, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+				 psprintf("pending amounts of account \"%s\" or \"%s\" out of range",
+						  from->account, to->account),
+				 psprintf("Reserving %lld would pass 9223372036854775807.",
+						  (long long) cmd->amount), NULL);
+		return;
+	}
 	for (int side = 0; side < 2; side++)
 	{
 		DataPendingStart(&d, side == 0, side == 0 ? to : from, cmd->id,
@@ -620,22 +751,32 @@ DecidePost(const EsCommand *cmd, const EsAccountState *states,
 	const EsTransfer *t = out->transfer;
 	int64		amount;
 
-	CheckPending(t, EsDecideClock(out->now), true);
+	if (!CheckPending(t, EsDecideClock(out->now), true, &out->rejection))
+		return;
 	amount = cmd->has_amount ? cmd->amount : t->amount;
 	if (amount > t->amount)
-		EsDecideInvalid(cmd->ordinal,
-						psprintf("post_pending of %lld is more than the %lld pending transfer \"%s\" reserved",
-								 (long long) amount, (long long) t->amount,
-								 t->transfer_id),
-						"A post moves at most the amount reserved; the rest is released.");
-	CheckOpen(&states[0]);
-	CheckOpen(&states[1]);
+	{
+		EsReject(&out->rejection, ERRCODE_ES_INVALID_COMMAND,
+				 psprintf("invalid command: %spost_pending of %lld is more than the %lld pending transfer \"%s\" reserved",
+						  Where(cmd->ordinal),
+						  (long long) amount, (long long) t->amount,
+						  t->transfer_id),
+				 pstrdup("A post moves at most the amount reserved; the rest is released."),
+				 NULL);
+		return;
+	}
+	if (!CheckOpen(&states[0], &out->rejection))
+		return;
+	if (!CheckOpen(&states[1], &out->rejection))
+		return;
 	if ((int128) states[1].balance + amount > PG_INT64_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("balance of account \"%s\" out of range", states[1].account),
-				 errdetail("Crediting %lld to %lld would pass 9223372036854775807.",
-						   (long long) amount, (long long) states[1].balance)));
+	{
+		EsReject(&out->rejection, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+				 psprintf("balance of account \"%s\" out of range", states[1].account),
+				 psprintf("Crediting %lld to %lld would pass 9223372036854775807.",
+						  (long long) amount, (long long) states[1].balance), NULL);
+		return;
+	}
 	AddRelease(out, cmd, t, states, ES_EV_TRANSFER_POSTED, amount);
 }
 
@@ -644,7 +785,8 @@ static void
 DecideVoid(const EsCommand *cmd, const EsAccountState *states,
 		   const bool *found, EsDecision *out)
 {
-	CheckPending(out->transfer, EsDecideClock(out->now), false);
+	if (!CheckPending(out->transfer, EsDecideClock(out->now), false, &out->rejection))
+		return;
 	AddRelease(out, cmd, out->transfer, states, ES_EV_TRANSFER_VOIDED, 0);
 }
 
@@ -669,9 +811,14 @@ DecideFreeze(const EsCommand *cmd, const EsAccountState *states,
 			 const bool *found, EsDecision *out)
 {
 	if (!found[0])
-		NotFound(cmd->account);
-	CheckVersion(cmd, &states[0]);
-	CheckOpen(&states[0]);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
+	if (!CheckVersion(cmd, &states[0], &out->rejection))
+		return;
+	if (!CheckOpen(&states[0], &out->rejection))
+		return;
 	AddPlainEvent(out, cmd, ES_EV_ACCOUNT_FROZEN, 0);
 }
 
@@ -681,14 +828,20 @@ DecideUnfreeze(const EsCommand *cmd, const EsAccountState *states,
 			   const bool *found, EsDecision *out)
 {
 	if (!found[0])
-		NotFound(cmd->account);
-	CheckVersion(cmd, &states[0]);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
+	if (!CheckVersion(cmd, &states[0], &out->rejection))
+		return;
 	if (states[0].status != ES_ACCOUNT_FROZEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_ACCOUNT_NOT_OPEN),
-				 errmsg("account \"%s\" is %s, not frozen", states[0].account,
-						EsFoldStatusName(states[0].status)),
-				 errdetail("Only a frozen account can be unfrozen.")));
+	{
+		EsReject(&out->rejection, ERRCODE_ES_ACCOUNT_NOT_OPEN,
+				 psprintf("account \"%s\" is %s, not frozen", states[0].account,
+						  EsFoldStatusName(states[0].status)),
+				 pstrdup("Only a frozen account can be unfrozen."), NULL);
+		return;
+	}
 	AddPlainEvent(out, cmd, ES_EV_ACCOUNT_UNFROZEN, 0);
 }
 
@@ -700,17 +853,24 @@ DecideClose(const EsCommand *cmd, const EsAccountState *states,
 	const EsAccountState *s = &states[0];
 
 	if (!found[0])
-		NotFound(cmd->account);
-	CheckVersion(cmd, s);
-	CheckNotClosed(s);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
+	if (!CheckVersion(cmd, s, &out->rejection))
+		return;
+	if (!CheckNotClosed(s, &out->rejection))
+		return;
 	if (s->balance != 0 || s->pending_in != 0 || s->pending_out != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_ACCOUNT_NOT_EMPTY),
-				 errmsg("account \"%s\" is not empty", s->account),
-				 errdetail("Balance %lld, pending out %lld, pending in %lld; an account closes only at zero.",
-						   (long long) s->balance,
-						   (long long) s->pending_out,
-						   (long long) s->pending_in)));
+	{
+		EsReject(&out->rejection, ERRCODE_ES_ACCOUNT_NOT_EMPTY,
+				 psprintf("account \"%s\" is not empty", s->account),
+				 psprintf("Balance %lld, pending out %lld, pending in %lld; an account closes only at zero.",
+						  (long long) s->balance,
+						  (long long) s->pending_out,
+						  (long long) s->pending_in), NULL);
+		return;
+	}
 	AddPlainEvent(out, cmd, ES_EV_ACCOUNT_CLOSED, 0);
 }
 
@@ -722,9 +882,14 @@ DecideSetLimits(const EsCommand *cmd, const EsAccountState *states,
 	EsData		d;
 
 	if (!found[0])
-		NotFound(cmd->account);
-	CheckVersion(cmd, &states[0]);
-	CheckNotClosed(&states[0]);
+	{
+		NotFound(cmd->account, &out->rejection);
+		return;
+	}
+	if (!CheckVersion(cmd, &states[0], &out->rejection))
+		return;
+	if (!CheckNotClosed(&states[0], &out->rejection))
+		return;
 	DataStart(&d);
 	if (cmd->has_overdraft_limit)
 		DataInt(&d, "overdraft_limit", true, cmd->overdraft_limit);

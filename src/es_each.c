@@ -9,68 +9,39 @@
  * ON_ERROR_ROLLBACK, pays) costs a subtransaction id for every command
  * that writes, a lock on it held to the end of the transaction, and
  * suboverflowed snapshots for everyone once a transaction has more than 64.
- * So this file validates each command before anything of it is written and
- * catches the rejections where that is safe without one.
+ * So this file uses one only where a command may be rejected after it
+ * wrote something.
  *
- * A rejection is an error with SQLSTATE ES001-ES010, ES013, ES014, 22003
- * or 42501 (IsRejection): the command breaks a rule of the ledger, is
- * malformed, or is not the caller's to send.  It becomes the command's row
- * (seq NULL, sqlstate, message) and the next command runs.  Every other
- * error (57014 cancel or statement_timeout, 53200 out of memory, 40P01
- * deadlock, 40001 serialization failure, 55P03 lock_timeout, 25006
- * read-only, ES011, ES012, XX000, ...) aborts the whole call like any
- * error of a statement: those are the transaction's troubles, not the
- * command's, and the call can be retried as a whole (ids make that safe).
+ * A rejection is a value (EsRejection: SQLSTATE, message, detail), never a
+ * caught error: the command breaks a rule of the ledger, is malformed, or
+ * is not the caller's to send.  It becomes the command's row (seq NULL,
+ * sqlstate, message, detail) and the next command runs.  Every error
+ * (57014 cancel or statement_timeout, 53200 out of memory, 40P01 deadlock,
+ * 40001 serialization failure, 55P03 lock_timeout, 25006 read-only, ES011,
+ * ES012, XX000, ...) aborts the whole call like any error of a statement:
+ * those are the transaction's troubles, not the command's, and the call can
+ * be retried as a whole (ids make that safe).
  *
- * How each step of a command is guarded (doc/design.md, "es_apply_each"):
+ * Each command goes through the one pipeline es_apply runs (es_apply.c):
  *
- *	1. Parse and role (first pass over the array, EachParse): pure code.
- *	   Caught by Soft, without a subtransaction.
- *	2. The whole call's write bracket, writer and LockBatch, as es_apply
- *	   opens a batch: not guarded (any error aborts the call).
- *	3. Lock and read the command's accounts, look its id up: index probes
- *	   and row locks, which hold buffer pins and may wait.  Not guarded:
- *	   they raise no rejection, only the whole-call errors above.
- *	4. A registered id's answer (EsApplyKnownCommand: compare, ES008) and
- *	   the decision (the handler's decide function): pure code.  Soft.
- *	5. Append (EsApplyAppendDecision): Soft, with one more condition: the
- *	   rejection must have come before the command wrote anything.  The
- *	   only rejections raised there are 22003 from EsFoldEvent (before any
- *	   write), ES008 when a concurrent command registered the id first (the
- *	   register row is the command's first write, and nothing was inserted)
- *	   and ES004 when a concurrent open took the name (the account row is
- *	   the first write of an open without an id).  Soft checks it: after a
- *	   rejection it calls CommandCounterIncrement, which moves the command
- *	   id on only if a row was written (or locked for update) with it; if
- *	   it moved, the rejection is raised again and aborts the call.
- *	6. Commands for which step 5 can reject after a write, and command
- *	   types this file does not know step by step (EachNeedsSubxact): an
- *	   open_account with an id (its register row is written before its
- *	   account row, whose insertion may lose a race for the name), and any
- *	   type added later until it is listed: the whole command (steps 3-6 of
- *	   es_apply.c, EsApplyCommand) runs in an internal subtransaction
- *	   (InSubxact), rolled back on any error, as plpgsql's exception blocks
- *	   do.
- *
- * Why Soft is safe where it is used: PG_TRY/PG_CATCH without a
- * subtransaction is safe only if, at every place inside the guarded code
- * that raises an error Soft keeps, nothing is held that only a
- * (sub)transaction abort would release: no buffer pin or content lock, no
- * LWLock, no relation, catalog cache or snapshot reference, no open scan,
- * no half-made change.  The guarded code is either pure (parsing, the role
- * check's answer, comparing two jsonb values, the decide functions: memory
- * allocation only) or, in step 5, raises its rejections only where its
- * scans, slots and speculative insertion lock are released; whatever they
- * allocated is in the command's memory context, reset after the command.
- * Soft keeps only rejections raised by es_ledger's own files
- * (IsSoftRejection): the same SQLSTATEs raised by PostgreSQL inside a step
- * (a setval out of bounds raises 22003 with a buffer locked) are not
- * covered by this reasoning and abort the call.
- * errfinish zeroes the interrupt holdoff counts before it jumps: Soft puts
- * back the values it found.  Any other error is rethrown at once
- * (PG_RE_THROW), and the transaction's abort cleans up as for any error.
- * This is the reasoning of PostgreSQL's soft errors and of jsonpath's
- * silent mode, except that those avoid the throw altogether.
+ *	1. Parse (first pass over the array): es_command.c's parser under
+ *	   EsDecideTryParse, which returns its ES009 or 22003 as a value (the
+ *	   parser is pure code; see es_decide.c).  Role: EsApplyAuthorize, whose
+ *	   42501 is a value too, checked once per role.
+ *	2. The whole call's write bracket, writer and EsApplyLockBatch, as
+ *	   es_apply opens a batch: any error aborts the call.
+ *	3. EsApplyCommand(cmd, &rejection, false): lock, idempotency (ES008),
+ *	   decision (the handler's rules, 22003 included), append (ES004 or
+ *	   ES008 when a concurrent command won the race to a unique index, at
+ *	   the command's first write).  Each rejection comes back before the
+ *	   command wrote anything.
+ *	4. Except where it could not: a command on an account holding
+ *	   reservations (it first expires those whose time ran out, a write)
+ *	   and an open_account with an id (its register row is written before
+ *	   its account row, which may lose the race for the name).  There
+ *	   EsApplyCommand writes nothing and answers ES_APPLY_ISOLATE, and the
+ *	   command runs again isolated in an internal subtransaction
+ *	   (InSubxact), rolled back if it is rejected.
  *
  * Order and visibility: commands run in array order; each sees what the
  * accepted ones before it wrote (EsWriteNextCommand, the account cache),
@@ -108,135 +79,64 @@
 typedef struct EsEachItem
 {
 	EsCommand  *cmd;			/* parsed and authorised, or NULL */
-	int			sqlerrcode;		/* the rejection, when cmd is NULL */
-	char	   *message;
+	EsRejection rejection;		/* when cmd is NULL */
 } EsEachItem;
 
-/* A step guarded by Soft or InSubxact. */
-typedef void (*EsEachStep) (void *arg);
-
 /*
- * Is an error a command's rejection (see the file header)?  ES011 (the log
- * is immutable) and ES012 (integrity) are not: they say the ledger itself
- * is in trouble.
+ * Run the command isolated (EsApplyCommand with isolated) in an internal
+ * subtransaction, rolled back if it is rejected (it may have written), as
+ * plpgsql's exception blocks do (exec_stmt_block).  An error is raised
+ * again after the rollback: it aborts the call.
  */
-static bool
-IsRejection(int sqlerrcode)
-{
-	if (sqlerrcode == ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE ||
-		sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
-		return true;
-	return ERRCODE_TO_CATEGORY(sqlerrcode) ==
-		ERRCODE_TO_CATEGORY(ERRCODE_ES_INVALID_COMMAND) &&
-		sqlerrcode != ERRCODE_ES_LOG_IMMUTABLE &&
-		sqlerrcode != ERRCODE_ES_INTEGRITY;
-}
-
-/*
- * May Soft keep this error without a subtransaction?  Only a rejection
- * raised by es_ledger's own code (a source file es_*.c), whose rejections
- * are raised where nothing is held (see the file header).  PostgreSQL
- * raises 22003 and 42501 too, and not always where it holds nothing: a
- * setval out of the sequence's bounds (es_write.c HealKey) raises 22003
- * holding the sequence's buffer locked.  Those go on up, and the abort
- * releases what they held.
- */
-static bool
-IsSoftRejection(const ErrorData *edata)
-{
-	return IsRejection(edata->sqlerrcode) && edata->filename != NULL &&
-		strncmp(edata->filename, "es_", 3) == 0;
-}
-
-/*
- * Run step(arg) and return NULL, or the rejection it raised, copied into
- * errcxt.  No subtransaction: only for steps that raise their rejections
- * where they hold nothing (see the file header); any other error goes on
- * up at once.  With check_written, a rejection after the step wrote a row
- * goes on up too (step 5 of the file header).
- */
-static ErrorData *
-Soft(EsEachStep step, void *arg, MemoryContext errcxt, bool check_written)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-	uint32		holdoff = InterruptHoldoffCount;
-	uint32		cancel_holdoff = QueryCancelHoldoffCount;
-	CommandId	cid = GetCurrentCommandId(false);
-	ErrorData  *volatile edata = NULL;
-
-	PG_TRY();
-	{
-		step(arg);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(errcxt);
-		edata = CopyErrorData();
-		if (!IsSoftRejection(edata))
-			PG_RE_THROW();
-		FlushErrorState();
-		InterruptHoldoffCount = holdoff;
-		QueryCancelHoldoffCount = cancel_holdoff;
-		MemoryContextSwitchTo(oldcontext);
-	}
-	PG_END_TRY();
-
-	if (edata != NULL && check_written)
-	{
-		/* Moves the command id on only if the step used it to write. */
-		CommandCounterIncrement();
-		if (GetCurrentCommandId(false) != cid)
-			ReThrowError(edata);
-	}
-	return edata;
-}
-
-/*
- * Run step(arg) in an internal subtransaction and return NULL, or the
- * rejection it raised, copied into errcxt, after rolling the
- * subtransaction back.  Any other error is raised again after the
- * rollback.  As plpgsql's exception blocks (exec_stmt_block) do.
- */
-static ErrorData *
-InSubxact(EsEachStep step, void *arg, MemoryContext errcxt)
+static int64
+InSubxact(const EsCommand *cmd, EsRejection *rej)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
+	volatile int64 seq = 0;
 
+	/*
+	 * What the writer opens on first use must outlive the subxact, and the
+	 * deferred account rows must be written before it begins.
+	 */
+	EsWriteOpenAll();
+	EsWriteFlushUpdates();
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		step(arg);
-		ReleaseCurrentSubTransaction();
+		seq = EsApplyCommand(cmd, rej, true);
+		if (rej->sqlerrcode == 0)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(errcxt);
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
-		if (!IsRejection(edata->sqlerrcode))
-			ReThrowError(edata);
+		ReThrowError(edata);
 	}
 	PG_END_TRY();
-	return edata;
+	return seq;
 }
 
 /* ------------------------------------------------------- first pass */
 
-/* Step 1 of one element: parse it, keep it, check the caller's role. */
+/* Step 1 of one element: parse it and keep it (under EsDecideTryParse). */
 typedef struct EsEachParse
 {
 	JsonbValue *value;			/* the element */
 	MemoryContext keep;			/* where the command is kept */
 	MemoryContext scratch;		/* parsing's garbage, reset by the caller */
-	bool	   *allowed;		/* per EsCommandRole: already authorised */
 	EsCommand  *cmd;			/* in: where to parse; kept on success */
 } EsEachParse;
 
@@ -244,178 +144,54 @@ static void
 ParseStep(void *arg)
 {
 	EsEachParse *p = arg;
-	EsCommandRole role;
 
 	MemoryContextSwitchTo(p->scratch);
 	/* Ordinal 0: the row's ord says which command; messages need not. */
 	EsCommandParseElement(p->value, 0, p->cmd);
 	MemoryContextSwitchTo(p->keep);
 	EsCommandKeep(p->cmd);
-
-	role = p->cmd->reverses ? ES_ROLE_ADMIN : EsDecideHandler(p->cmd->type)->role;
-	if (!p->allowed[role])
-	{
-		EsApplyAuthorize(list_make1(p->cmd));	/* 42501, or passes */
-		p->allowed[role] = true;
-	}
 }
 
 /* ------------------------------------------------------ second pass */
 
-/* The state of one command between its steps (steps 3 to 5). */
-typedef struct EsEachCommand
-{
-	const EsCommand *cmd;
-	EsAccountState states[ES_MAX_COMMAND_ACCOUNTS];
-	bool		found[ES_MAX_COMMAND_ACCOUNTS];
-	int			nstates;
-	EsDecision	decision;
-	Jsonb	   *canonical;
-	Jsonb	   *known;			/* the registered command with the id */
-	int64		seq;			/* the result */
-} EsEachCommand;
-
-/* Step 4: the answer to a registered id (its seq, or ES008). */
-static void
-KnownStep(void *arg)
-{
-	EsEachCommand *c = arg;
-
-	c->seq = EsApplyKnownCommand(c->cmd, c->canonical, c->known, c->seq);
-}
-
-/* Step 4: the decision (the handler's rules). */
-static void
-DecideStep(void *arg)
-{
-	EsEachCommand *c = arg;
-
-	EsDecideHandler(c->cmd->type)->decide(c->cmd, c->states, c->found,
-										  &c->decision);
-}
-
-/* Step 5: number, seal, fold and write the events. */
-static void
-AppendStep(void *arg)
-{
-	EsEachCommand *c = arg;
-
-	c->seq = EsApplyAppendDecision(c->cmd, &c->decision, c->states,
-								   c->nstates, c->canonical);
-}
-
-/* Step 6: the whole command, as es_apply applies it (in a subtransaction). */
-static void
-WholeStep(void *arg)
-{
-	EsEachCommand *c = arg;
-
-	c->seq = EsApplyCommand(c->cmd);
-}
-
 /*
- * Must this command run in a subtransaction (step 6 of the file header)?
- * The command types whose steps this file guards one by one are listed;
- * any other (a type added later) runs in one until it is.
+ * Apply one command of the call (steps 3 to 6 of es_apply.c, the same
+ * EsApplyCommand es_apply runs); its seq, or 0 and its rejection.  A
+ * command that could be rejected after a write runs again isolated in a
+ * subtransaction (see the file header).
  */
-static bool
-EachNeedsSubxact(const EsCommand *cmd)
+static int64
+EachCommand(const EsCommand *cmd, EsRejection *rej)
 {
-	if (cmd->reverses)
-		return true;			/* es_reverse's, never from JSON */
-	switch (cmd->type)
-	{
-		case ES_CMD_OPEN_ACCOUNT:
-			return cmd->id != NULL;
-		case ES_CMD_DEPOSIT:
-		case ES_CMD_WITHDRAW:
-		case ES_CMD_TRANSFER:
-		case ES_CMD_FREEZE_ACCOUNT:
-		case ES_CMD_UNFREEZE_ACCOUNT:
-		case ES_CMD_CLOSE_ACCOUNT:
-		case ES_CMD_SET_LIMITS:
-			return false;
-		case ES_CMD_POST_PENDING:	/* reads and locks its transfer first */
-		case ES_CMD_VOID_PENDING:
-		default:
-			return true;
-	}
+	int64		seq = EsApplyCommand(cmd, rej, false);
+
+	if (seq == ES_APPLY_ISOLATE)
+		seq = InSubxact(cmd, rej);
+	return seq;
 }
 
-/*
- * Apply one command of the call (steps 3 to 6 of the file header, in the
- * order of es_apply.c's ApplyCommand); NULL and the seq in c->seq, or its
- * rejection.
- */
-static ErrorData *
-EachCommand(EsEachCommand *c, MemoryContext errcxt)
-{
-	const EsCommand *cmd = c->cmd;
-	ErrorData  *edata;
-
-	if (EachNeedsSubxact(cmd))
-	{
-		/*
-		 * What the writer opens on first use must outlive the subxact, and
-		 * the deferred account rows must be written before it begins.
-		 */
-		EsWriteOpenAll();
-		EsWriteFlushUpdates();
-		return InSubxact(WholeStep, c, errcxt);
-	}
-
-	/* Lock first, then look the id up (see ApplyCommand). */
-	c->nstates = EsApplyLockAccounts(cmd, c->states, c->found);
-	if (EsApplyAnyPending(c->states, c->found, c->nstates))
-	{
-		/*
-		 * An account with reservations: the command may first expire some
-		 * (events written before its decision), so a rejection would come
-		 * after a write.  The whole command in a subtransaction; the locks
-		 * just taken are the transaction's and stay.
-		 */
-		EsWriteOpenAll();
-		EsWriteFlushUpdates();
-		return InSubxact(WholeStep, c, errcxt);
-	}
-	if (cmd->id)
-	{
-		c->canonical = EsCommandCanonical(cmd);
-		if (EsWriteFindCommand(cmd->id, &c->known, &c->seq))
-			return Soft(KnownStep, c, errcxt, false);
-	}
-	c->decision.now = EsApplyRecordedAt(c->states, c->nstates);
-	c->decision.transfer = NULL;
-	edata = Soft(DecideStep, c, errcxt, false);
-	if (edata == NULL)
-		edata = Soft(AppendStep, c, errcxt, true);
-	return edata;
-}
-
-/* Add a result row. */
+/* Add a result row: the seq, or the rejection. */
 static void
-PutRow(ReturnSetInfo *rsinfo, int ord, int64 seq, const ErrorData *edata,
-	   int sqlerrcode, const char *message)
+PutRow(ReturnSetInfo *rsinfo, int ord, int64 seq, const EsRejection *rej)
 {
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 
-	if (edata)
-	{
-		sqlerrcode = edata->sqlerrcode;
-		message = edata->message;
-	}
 	values[0] = Int32GetDatum(ord);
-	if (sqlerrcode == 0)
+	if (rej->sqlerrcode == 0)
 	{
 		values[1] = Int64GetDatum(seq);
-		nulls[2] = nulls[3] = true;
+		nulls[2] = nulls[3] = nulls[4] = true;
 	}
 	else
 	{
 		nulls[1] = true;
-		values[2] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
-		values[3] = CStringGetTextDatum(message ? message : "");
+		values[2] = CStringGetTextDatum(unpack_sql_state(rej->sqlerrcode));
+		values[3] = CStringGetTextDatum(rej->message ? rej->message : "");
+		if (rej->detail)
+			values[4] = CStringGetTextDatum(rej->detail);
+		else
+			nulls[4] = true;
 	}
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
@@ -429,11 +205,10 @@ typedef struct EsEachPass
 	List	   *cmds;			/* the well-formed, authorised commands */
 	MemoryContext callcxt;
 	MemoryContext cmdcxt;		/* reset after each command */
-	MemoryContext errcxt;		/* a rejection's error data */
 } EsEachPass;
 
 /*
- * The second pass (steps 2 to 6): lock the batch's accounts, apply each
+ * The second pass (steps 2 to 4 of the file header): lock the batch's accounts, apply each
  * command on its own and put its row; each account's projection row is
  * written once, at the end (EsWriteDeferUpdates).
  */
@@ -451,29 +226,25 @@ ApplyPass(void *arg)
 	for (int i = 0; i < pass->n; i++)
 	{
 		EsEachItem *item = &pass->items[i];
-		EsEachCommand *c;
-		ErrorData  *edata;
+		EsRejection rej;
+		int64		seq;
 		int			mark;
 
 		CHECK_FOR_INTERRUPTS();
 		if (item->cmd == NULL)
 		{
-			PutRow(pass->rsinfo, i + 1, 0, NULL, item->sqlerrcode,
-				   item->message);
+			PutRow(pass->rsinfo, i + 1, 0, &item->rejection);
 			continue;
 		}
 		EsWriteNextCommand();
 		MemoryContextSwitchTo(pass->cmdcxt);
-		c = palloc0(sizeof(EsEachCommand));
-		c->cmd = item->cmd;
 		mark = EsHandlerCollectMark();
-		edata = EachCommand(c, pass->errcxt);
-		if (edata)
-			EsHandlerCollectForget(mark);	/* rolled back: no handler */
+		seq = EachCommand(item->cmd, &rej);
+		if (rej.sqlerrcode != 0)
+			EsHandlerCollectForget(mark);	/* nothing kept: no handler */
 		MemoryContextSwitchTo(pass->callcxt);
-		PutRow(pass->rsinfo, i + 1, c->seq, edata, 0, NULL);
+		PutRow(pass->rsinfo, i + 1, seq, &rej);
 		MemoryContextReset(pass->cmdcxt);
-		MemoryContextReset(pass->errcxt);
 	}
 	/* Each account's projection row, once (see EsWriteDeferUpdates). */
 	EsWriteFlushUpdates();
@@ -506,7 +277,6 @@ es_apply_each(PG_FUNCTION_ARGS)
 	MemoryContext callcxt;
 	MemoryContext scratch;
 	MemoryContext cmdcxt;
-	MemoryContext errcxt;
 	bool		allowed[2] = {false, false};
 
 	if (PG_ARGISNULL(0))
@@ -530,8 +300,6 @@ es_apply_each(PG_FUNCTION_ARGS)
 									ALLOCSET_SMALL_SIZES);
 	cmdcxt = AllocSetContextCreate(callcxt, "es_apply_each command",
 								   ALLOCSET_DEFAULT_SIZES);
-	errcxt = AllocSetContextCreate(callcxt, "es_apply_each rejection",
-								   ALLOCSET_SMALL_SIZES);
 	items = palloc0(sizeof(EsEachItem) * Max(n, 1));
 
 	/* First pass: parse and authorise every command (step 1). */
@@ -546,7 +314,8 @@ es_apply_each(PG_FUNCTION_ARGS)
 		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		{
 			EsEachParse p;
-			ErrorData  *edata;
+			EsRejection *rej = &items[i].rejection;
+			bool		ok;
 
 			CHECK_FOR_INTERRUPTS();
 			if (tok != WJB_ELEM)
@@ -563,17 +332,30 @@ es_apply_each(PG_FUNCTION_ARGS)
 			p.value = &v;
 			p.keep = callcxt;
 			p.scratch = scratch;
-			p.allowed = allowed;
 			p.cmd = block;
-			edata = Soft(ParseStep, &p, errcxt, false);
+			ok = EsDecideTryParse(ParseStep, &p, rej);
 			MemoryContextSwitchTo(callcxt);
-			MemoryContextReset(scratch);
-			if (edata)
+			if (!ok)
 			{
-				items[i].sqlerrcode = edata->sqlerrcode;
-				items[i].message = pstrdup(edata->message ? edata->message : "");
-				MemoryContextReset(errcxt);
+				/* The rejection outlives the parse's scratch memory. */
+				rej->message = pstrdup(rej->message);
+				rej->detail = rej->detail ? pstrdup(rej->detail) : NULL;
 			}
+			else
+			{
+				/* Each role once: 42501 is the command's row. */
+				EsCommandRole role = block->reverses ? ES_ROLE_ADMIN :
+				EsDecideHandler(block->type)->role;
+
+				if (!allowed[role])
+				{
+					ok = EsApplyAuthorize(list_make1(block), rej);
+					allowed[role] = ok;
+				}
+			}
+			MemoryContextReset(scratch);
+			if (!ok)
+				;				/* the rejection is the item's row */
 			else
 			{
 				items[i].cmd = block++;
@@ -586,19 +368,18 @@ es_apply_each(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * Second pass: apply the commands in order (steps 2 to 6), in the write
+	 * Second pass: apply the commands in order (steps 2 to 4), in the write
 	 * bracket.  Inline user projections then get the accepted commands'
-	 * events in seq order; a handler's error is not a command's rejection:
-	 * it fails the whole call, as it fails es_apply.
+	 * events in seq order; a handler's error is not a command's rejection: it
+	 * fails the whole call, as it fails es_apply.
 	 */
 	{
-		EsEachPass pass = {rsinfo, items, n, cmds, callcxt, cmdcxt, errcxt};
+		EsEachPass	pass = {rsinfo, items, n, cmds, callcxt, cmdcxt};
 
 		EsApplyInBracket(ApplyPass, &pass);
 	}
 
 	MemoryContextDelete(scratch);
 	MemoryContextDelete(cmdcxt);
-	MemoryContextDelete(errcxt);
 	return (Datum) 0;
 }

@@ -53,7 +53,7 @@
  *	  es_dba.c		(none)		es_rebuild_projections, es_restore_to: the
  *								projections rebuilt from the log, or restored
  *								as of a time into a schema of its own
- *	  es_verify.c	(none)		es_verify
+ *	  es_verify.c	EsVerify	es_verify; es_ledger.verify_strategy
  *	  es_digest.c	(none)		es_digest, es_verify_digest
  *	  es_projection.c EsProjection	user projections: es_projection_create,
  *								pause, resume, rebuild, drop, run; async
@@ -605,6 +605,21 @@ typedef struct EsCommand
 #define ES_MAX_COMMAND_ACCOUNTS	2
 
 /*
+ * A command's rejection as a value: the error es_apply raises for it
+ * (EsRejectionRaise) and es_apply_each records as the command's row.  Made
+ * where the rule is found (EsReject), returned up the apply pipeline, never
+ * thrown and caught.  sqlerrcode 0: no rejection.
+ */
+typedef struct EsRejection
+{
+	int			sqlerrcode;
+	char	   *message;
+	char	   *detail;			/* or NULL */
+	char	   *hint;			/* or NULL */
+	char	   *context;		/* or NULL */
+} EsRejection;
+
+/*
  * What a command decided: its events, each on one of the command's
  * accounts (0: "account"/"from", 1: "to"), not yet numbered or sealed.
  */
@@ -614,7 +629,8 @@ typedef struct EsDecision
 	TimestampTz now;			/* the recorded_at its events will get */
 	const EsTransfer *transfer; /* post_pending, void_pending: the transfer
 								 * named (latest state, accounts locked) */
-	/* Filled in by decide(). */
+	/* Filled in by decide(): the events, or the rejection (no events). */
+	EsRejection rejection;
 	int			nevents;
 	struct
 	{
@@ -628,8 +644,9 @@ typedef struct EsDecision
 /*
  * A command type's handler: its shape (fields it takes and needs) and its
  * decision.  decide() gets the states of the accounts the command names
- * (found[i] false for a name with no account) and either raises the rule
- * the command breaks or fills in its events.  It reads nothing else.
+ * (found[i] false for a name with no account) and either returns the rule
+ * the command breaks (out->rejection, EsReject) or fills in its events.  It
+ * reads nothing else.
  */
 /* Who may send a command type: a member of which of the extension's roles. */
 typedef enum EsCommandRole
@@ -655,9 +672,16 @@ extern const EsCommandHandler *EsDecideHandler(EsCommandType type);
 extern bool EsDecideTypeFromName(const char *name, EsCommandType *type);
 extern const char *EsDecideTypeNames(void);
 extern const char *EsDecideRoleName(EsCommandRole role);
-extern void EsDecideAccountExists(const char *account) pg_attribute_noreturn();
+extern bool EsReject(EsRejection *rej, int sqlerrcode, char *message,
+					 char *detail, char *hint);
+extern void EsRejectionRaise(const EsRejection *rej) pg_attribute_noreturn();
+typedef void (*EsDecideParser) (void *arg);
+extern bool EsDecideTryParse(EsDecideParser parse, void *arg,
+							 EsRejection *rej);
+extern bool EsDecideAccountExists(const char *account, EsRejection *rej);
+extern void EsDecideReject(int sqlerrcode, char *message, char *detail) pg_attribute_noreturn();
 extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
-extern void EsDecidePendingNotFound(const char *pending_id) pg_attribute_noreturn();
+extern bool EsDecidePendingNotFound(const char *pending_id, EsRejection *rej);
 extern void EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
 						   EsDecision *out);
 extern bool EsDecideExpired(const EsTransfer *t, TimestampTz now);
@@ -757,21 +781,19 @@ extern int64 EsApplyCommands(List *cmds);
 typedef void (*EsApplyBody) (void *arg);
 extern void EsApplyInBracket(EsApplyBody body, void *arg);
 
-/* The steps of one command, for es_each.c (see the end of es_apply.c). */
-extern void EsApplyAuthorize(List *cmds);
+/*
+ * One command, the one pipeline es_apply and es_apply_each share: the role
+ * check, the batch's locks, and EsApplyCommand, which returns the seq or a
+ * rejection (rej->sqlerrcode set, nothing written).  Without isolated, a
+ * command that could be rejected after writing writes nothing and says so
+ * (ES_APPLY_ISOLATE): the caller runs it again isolated, in a
+ * subtransaction.
+ */
+#define ES_APPLY_ISOLATE	(-1)
+extern bool EsApplyAuthorize(List *cmds, EsRejection *rej);
 extern void EsApplyLockBatch(List *cmds);
-extern int64 EsApplyCommand(const EsCommand *cmd);
-extern int	EsApplyLockAccounts(const EsCommand *cmd, EsAccountState *states,
-								bool *found);
-extern bool EsApplyAnyPending(const EsAccountState *states, const bool *found,
-							  int n);
-extern TimestampTz EsApplyRecordedAt(const EsAccountState *states, int n);
-extern int64 EsApplyKnownCommand(const EsCommand *cmd, Jsonb *canonical,
-								 Jsonb *known, int64 seq);
-extern int64 EsApplyAppendDecision(const EsCommand *cmd,
-								   const EsDecision *decision,
-								   EsAccountState *states, int nstates,
-								   Jsonb *canonical);
+extern int64 EsApplyCommand(const EsCommand *cmd, EsRejection *rej,
+							bool isolated);
 
 /* ----------------------------------------------------------------- es_each.c */
 
@@ -804,6 +826,11 @@ extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
 extern char *EsReadFormatCursor(const EsReadCursor *cursor);
 extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
 						 EsReadCallback callback, void *arg);
+
+/* ---------------------------------------------------------------- es_verify.c */
+
+/* Defines es_ledger.verify_strategy (a developer setting). */
+extern void EsVerifyInit(void);
 
 /* ---------------------------------------------------------------- es_digest.c */
 

@@ -33,6 +33,7 @@ _PG_init(void)
 	EsProjectionInit();
 	EsWorkerInit();
 	EsSnapInit();
+	EsVerifyInit();
 	EsDigestInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

@@ -52,6 +52,7 @@
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -112,8 +113,44 @@ typedef struct EsVerify
 	MemoryContext accountcxt;	/* the current account's allocations */
 } EsVerify;
 
-/* Above this many accounts, es_verify() walks the index (flat memory). */
+/*
+ * Above this many accounts, es_verify() walks the index (flat memory),
+ * unless es_ledger.verify_strategy says which walk to take.
+ */
 #define ES_VERIFY_WALK_MAX_ACCOUNTS	1000000
+
+/* es_ledger.verify_strategy: a developer's setting (superuser). */
+typedef enum EsVerifyStrategyKind
+{
+	ES_VERIFY_AUTO,
+	ES_VERIFY_PHYSICAL,
+	ES_VERIFY_INDEX
+} EsVerifyStrategyKind;
+
+static const struct config_enum_entry EsVerifyStrategies[] = {
+	{"auto", ES_VERIFY_AUTO, false},
+	{"physical", ES_VERIFY_PHYSICAL, false},
+	{"index", ES_VERIFY_INDEX, false},
+	{NULL, 0, false}
+};
+
+static int	EsVerifyStrategy = ES_VERIFY_AUTO;
+
+/*
+ * Define es_ledger.verify_strategy: which walk es_verify() of the whole
+ * ledger takes (auto: physical up to ES_VERIFY_WALK_MAX_ACCOUNTS accounts,
+ * else index), so tests can run both on a small ledger.
+ */
+void
+EsVerifyInit(void)
+{
+	DefineCustomEnumVariable("es_ledger.verify_strategy",
+							 "Which walk es_verify() of the whole ledger takes: auto, physical or index.",
+							 "A developer setting: auto walks es_events in physical order up to 1,000,000 accounts and by index above.",
+							 &EsVerifyStrategy, ES_VERIFY_AUTO,
+							 EsVerifyStrategies, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+}
 
 /* The decimal text of a 128-bit sum. */
 static char *
@@ -258,23 +295,6 @@ ProjectionUpTo(EsVerify *v, EsScanIter *accts, bool *pending, int64 account_id,
 	}
 }
 
-/* The end of an account's events: compare with the projection. */
-static void
-FinishAccount(EsVerify *v, EsScanIter *accts, bool *pending,
-			  const EsAccountState *fold)
-{
-	EsAccountState proj;
-
-	if (fold->status == ES_ACCOUNT_NONE)
-		return;					/* never opened: reported as events */
-	if (ProjectionUpTo(v, accts, pending, fold->account_id, &proj))
-		CompareProjection(v, fold, &proj);
-	else
-		Fail(v, CHECK_PROJECTION, fold->last_seq,
-			 psprintf("account \"%s\" has events but no projection row",
-					  fold->account));
-}
-
 /* ---------------------------------------------- the physical-order walk */
 
 /*
@@ -308,6 +328,7 @@ typedef struct EsWalkAccount
 	int64		events;
 	int64		physical;		/* its rows met by the physical walk */
 	int128		external;		/* deposits and withdrawals folded */
+	int128		amounts;		/* every amount folded */
 	bool		deferred;		/* out of physical order: walk by index */
 	bool		finished;
 	EsLocalCheck local[LOCAL_COUNT];
@@ -358,6 +379,56 @@ WalkEvent(EsWalkAccount *a, const EsEvent *ev, const uint8 *hash,
 	MemoryContextSwitchTo(old);
 	if (ev->type == ES_EV_DEPOSITED || ev->type == ES_EV_WITHDRAWN)
 		a->external += ev->amount;
+	a->amounts += ev->amount;
+}
+
+/* Begin an account's checks: no event met yet. */
+static void
+AccountStart(EsWalkAccount *a, int64 account_id)
+{
+	memset(a, 0, sizeof(EsWalkAccount));
+	a->account_id = account_id;
+	EsFoldInit(&a->fold, account_id);
+	memcpy(a->prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+	a->expected_version = 1;
+}
+
+/*
+ * The per-account checker, fed by either walk: one event of account a, met
+ * in its version order, decoded (problem: why its row cannot be read, or
+ * NULL).  Checks its version, seal (the checksum too, with checksums: the
+ * physical walk checks those as it reads, WalkByIndex not again) and link,
+ * and folds it.
+ */
+static void
+AccountEvent(EsVerify *v, EsWalkAccount *a, EsEvent *ev, const char *problem,
+			 EsEventSealer *sealer, bool checksums, MemoryContext foldcxt)
+{
+	uint32		checksum;
+	uint8		hash[ES_HASH_LEN];
+
+	if (problem || ev->type == ES_EV_INVALID)
+	{
+		if (checksums)
+			Fail(v, CHECK_CHECKSUM, ev->seq,
+				 problem ? psprintf("the row cannot be read: %s", problem) :
+				 "its type is unknown, so it has no encoding");
+		/* The chain breaks here. */
+		LocalFail(a, LOCAL_HASH_CHAIN, ev->seq, "the row cannot be read");
+		LocalFail(a, LOCAL_EVENTS, ev->seq, "the row cannot be read");
+		a->expected_version = ev->version + 1;
+		return;
+	}
+	if (ev->version != a->expected_version)
+		LocalFail(a, LOCAL_VERSIONS, ev->seq,
+				  psprintf("account %lld: version %lld where %lld was due",
+						   (long long) ev->account_id, (long long) ev->version,
+						   (long long) a->expected_version));
+	EsEventComputeSeal(sealer, ev, a->prev_hash, &checksum, hash);
+	if (checksums && checksum != ev->checksum)
+		Fail(v, CHECK_CHECKSUM, ev->seq,
+			 "the stored checksum differs from the one of its content");
+	WalkEvent(a, ev, hash, foldcxt);
 }
 
 /*
@@ -405,35 +476,19 @@ WalkByIndex(EsVerify *v, EsWalkAccount *a, EsEventSealer *sealer,
 	EsAccountState proj;
 	bool		has_proj = false;
 	int64		indexed = 0;
+	int64		physical = a->physical;
 
-	memset(a->local, 0, sizeof(a->local));
-	EsFoldInit(&a->fold, a->account_id);
-	memcpy(a->prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
-	a->expected_version = 1;
-	a->events = 0;
-	a->external = 0;
+	AccountStart(a, a->account_id);
+	a->physical = physical;
+	a->deferred = true;
 	while (EsScanNext(it))
 	{
 		EsEvent		ev;
-		uint32		checksum;
-		uint8		hash[ES_HASH_LEN];
+		const char *problem = EsScanDecodeEvent(it, &ev);
 
 		indexed++;
-		if (EsScanDecodeEvent(it, &ev) != NULL || ev.type == ES_EV_INVALID)
-		{
-			/* Reported by the checksum check; the chain breaks here. */
-			LocalFail(a, LOCAL_HASH_CHAIN, ev.seq, "the row cannot be read");
-			LocalFail(a, LOCAL_EVENTS, ev.seq, "the row cannot be read");
-			a->expected_version = ev.version + 1;
-			continue;
-		}
-		if (ev.version != a->expected_version)
-			LocalFail(a, LOCAL_VERSIONS, ev.seq,
-					  psprintf("account %lld: version %lld where %lld was due",
-							   (long long) ev.account_id, (long long) ev.version,
-							   (long long) a->expected_version));
-		EsEventComputeSeal(sealer, &ev, a->prev_hash, &checksum, hash);
-		WalkEvent(a, &ev, hash, foldcxt);
+		/* The checksums were counted by the physical walk. */
+		AccountEvent(v, a, &ev, problem, sealer, false, foldcxt);
 	}
 	EsScanEnd(it);
 	if (indexed != a->physical)
@@ -596,6 +651,86 @@ VerifyPhysical(EsVerify *v)
 		}
 	EsEventSealerFree(&sealer);
 	MemoryContextDelete(foldcxt);
+}
+
+/* ------------------------------------------------------ the index walk */
+
+/*
+ * The end of an account's events in the index walk: its projection row,
+ * found by merging es_accounts' primary key (rows passed on the way have
+ * no event), then WalkFinish as the physical walk does.
+ */
+static void
+IndexFinish(EsVerify *v, EsScanIter *accts, bool *pending, EsWalkAccount *a)
+{
+	EsAccountState proj;
+	bool		has_proj = false;
+
+	if (a->fold.status != ES_ACCOUNT_NONE)
+		has_proj = ProjectionUpTo(v, accts, pending, a->account_id, &proj);
+	WalkFinish(v, a, has_proj ? &proj : NULL);
+}
+
+/*
+ * The index walk: es_events_account_version_key, so each account's events
+ * come in version order, account after account (with one, only
+ * account_id's), each fed to the same per-account checker as the physical
+ * walk (AccountEvent, WalkFinish), merged with es_accounts' primary key by
+ * account_id: memory stays flat whatever the number of accounts.  *a is
+ * left holding the last account walked; returns whether there was one.
+ */
+static bool
+VerifyByIndex(EsVerify *v, bool one, int64 account_id, EsWalkAccount *a)
+{
+	EsEventSealer sealer;
+	EsScanIter *events;
+	EsScanIter *accts;
+	EsAccountState proj;
+	bool		pending = false;
+	bool		have = false;
+
+	EsEventSealerInit(&sealer);
+	events = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, one,
+						 account_id, GetActiveSnapshot());
+	accts = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, one,
+						account_id, GetActiveSnapshot());
+	while (EsScanNext(events))
+	{
+		EsEvent		ev;
+		const char *problem = EsScanDecodeEvent(events, &ev);
+
+		CHECK_FOR_INTERRUPTS();
+		v->events++;
+		if (v->events % ES_VERIFY_PROGRESS == 0)
+			EsScanReportProgress("es_verify", v->events);
+		v->checks[CHECK_CHECKSUM].checked++;
+		v->checks[CHECK_HASH_CHAIN].checked++;
+		v->checks[CHECK_EVENTS].checked++;
+		if (!one && problem == NULL && ev.command_id != NULL)
+			v->events_with_id++;
+		if (!have || ev.account_id != a->account_id)
+		{
+			/* The next account's events begin. */
+			if (have)
+				IndexFinish(v, accts, &pending, a);
+			MemoryContextReset(v->accountcxt);
+			AccountStart(a, ev.account_id);
+			have = true;
+		}
+		AccountEvent(v, a, &ev, problem, &sealer, true, v->accountcxt);
+	}
+	if (have)
+		IndexFinish(v, accts, &pending, a);
+	/* Projection rows past the last account with events. */
+	if (!one)
+		ProjectionUpTo(v, accts, &pending, PG_INT64_MAX, &proj);
+	else if (!have && ProjectionUpTo(v, accts, &pending, account_id, &proj))
+		Fail(v, CHECK_PROJECTION, proj.last_seq,
+			 "the account has a projection row but no event in the log");
+	EsScanEnd(events);
+	EsScanEnd(accts);
+	EsEventSealerFree(&sealer);
+	return have;
 }
 
 /*
@@ -991,17 +1126,10 @@ es_verify(PG_FUNCTION_ARGS)
 	int64		account_id = 0;
 	EsVerify	v;
 	HASHCTL		ctl;
-	EsScanIter *events;
-	EsScanIter *accts;
-	bool		pending = false;
-	EsAccountState fold;
-	uint8		prev_hash[ES_HASH_LEN];
-	int64		expected_version = 1;
-	int64		own_amounts = 0;
+	EsWalkAccount walk;
+	const EsAccountState *fold = &walk.fold;
 	bool		have_account = false;
-	EsAccountState proj;
 	const char *saved_activity = debug_query_string;
-	EsEventSealer sealer;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (one)
@@ -1023,114 +1151,17 @@ es_verify(PG_FUNCTION_ARGS)
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	v.accountcxt = AllocSetContextCreate(CurrentMemoryContext, "es_verify account",
 										 ALLOCSET_DEFAULT_SIZES);
-	EsFoldInit(&fold, 0);
-	memcpy(prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
+	AccountStart(&walk, 0);
 
-	if (!one && AccountsEstimate() <= ES_VERIFY_WALK_MAX_ACCOUNTS)
-	{
+	if (!one &&
+		(EsVerifyStrategy == ES_VERIFY_PHYSICAL ||
+		 (EsVerifyStrategy == ES_VERIFY_AUTO &&
+		  AccountsEstimate() <= ES_VERIFY_WALK_MAX_ACCOUNTS)))
 		VerifyPhysical(&v);
-		goto conservation;
-	}
 
-	EsEventSealerInit(&sealer);
-	events = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, one,
-						 account_id, GetActiveSnapshot());
-	accts = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, one,
-						account_id, GetActiveSnapshot());
-	while (EsScanNext(events))
-	{
-		EsEvent		ev;
-		const char *problem = EsScanDecodeEvent(events, &ev);
-		uint32		checksum;
-		uint8		hash[ES_HASH_LEN];
-		MemoryContext old;
+	else
+		have_account = VerifyByIndex(&v, one, account_id, &walk);
 
-		v.events++;
-		if (v.events % ES_VERIFY_PROGRESS == 0)
-			EsScanReportProgress("es_verify", v.events);
-		v.checks[CHECK_CHECKSUM].checked++;
-		v.checks[CHECK_HASH_CHAIN].checked++;
-		v.checks[CHECK_EVENTS].checked++;
-
-		if (!one && problem == NULL && ev.command_id != NULL)
-			v.events_with_id++;
-		if (!have_account || ev.account_id != fold.account_id)
-		{
-			/* The next account's events begin. */
-			if (have_account)
-				FinishAccount(&v, accts, &pending, &fold);
-			MemoryContextReset(v.accountcxt);
-			EsFoldInit(&fold, ev.account_id);
-			memcpy(prev_hash, EsEventGenesisHash(), ES_HASH_LEN);
-			expected_version = 1;
-			have_account = true;
-			v.checks[CHECK_VERSIONS].checked++;
-		}
-		if (problem)
-		{
-			Fail(&v, CHECK_CHECKSUM, ev.seq,
-				 psprintf("the row cannot be read: %s", problem));
-			Fail(&v, CHECK_HASH_CHAIN, ev.seq, "the row cannot be read");
-			Fail(&v, CHECK_EVENTS, ev.seq, "the row cannot be read");
-			expected_version = ev.version + 1;
-			continue;
-		}
-
-		/* checksum and hash_chain */
-		if (ev.type == ES_EV_INVALID)
-		{
-			Fail(&v, CHECK_CHECKSUM, ev.seq, "its type is unknown, so it has no encoding");
-			Fail(&v, CHECK_HASH_CHAIN, ev.seq, "its type is unknown, so it has no encoding");
-		}
-		else
-		{
-			EsEventComputeSeal(&sealer, &ev, prev_hash, &checksum, hash);
-			if (checksum != ev.checksum)
-				Fail(&v, CHECK_CHECKSUM, ev.seq,
-					 "the stored checksum differs from the one of its content");
-			if (memcmp(hash, ev.hash, ES_HASH_LEN) != 0)
-				Fail(&v, CHECK_HASH_CHAIN, ev.seq,
-					 ev.version == 1 ?
-					 "the stored hash is not SHA-256 of the genesis hash and its content" :
-					 "the stored hash is not SHA-256 of the previous event's hash and its content");
-		}
-		memcpy(prev_hash, ev.hash, ES_HASH_LEN);
-
-		/* versions */
-		if (ev.version != expected_version)
-			Fail(&v, CHECK_VERSIONS, ev.seq,
-				 psprintf("account %lld: version %lld where %lld was due",
-						  (long long) ev.account_id, (long long) ev.version,
-						  (long long) expected_version));
-		expected_version = ev.version + 1;
-
-		/* events, and the fold for the projection check */
-		problem = EsFoldProblem(&fold, &ev);
-		if (problem)
-		{
-			Fail(&v, CHECK_EVENTS, ev.seq, psprintf("it cannot be folded: %s", problem));
-			continue;
-		}
-		old = MemoryContextSwitchTo(v.accountcxt);
-		EsFoldEvent(&fold, &ev);
-		MemoryContextSwitchTo(old);
-		if (ev.type == ES_EV_DEPOSITED || ev.type == ES_EV_WITHDRAWN)
-			Currency(&v, fold.currency)->external += ev.amount;
-		own_amounts += ev.amount;
-	}
-	if (have_account)
-		FinishAccount(&v, accts, &pending, &fold);
-	/* Projection rows past the last account with events. */
-	if (!one)
-		ProjectionUpTo(&v, accts, &pending, PG_INT64_MAX, &proj);
-	else if (!have_account && ProjectionUpTo(&v, accts, &pending, account_id, &proj))
-		Fail(&v, CHECK_PROJECTION, proj.last_seq,
-			 "the account has a projection row but no event in the log");
-	EsScanEnd(events);
-	EsScanEnd(accts);
-	EsEventSealerFree(&sealer);
-
-conservation:
 	VerifyTransfers(&v, one, account_id);
 	if (!one)
 		VerifyCommands(&v);
@@ -1139,12 +1170,12 @@ conservation:
 	if (one)
 	{
 		v.checks[CHECK_CONSERVATION].checked = have_account ? 1 : 0;
-		if (have_account && fold.status != ES_ACCOUNT_NONE &&
-			Currency(&v, fold.currency)->balances != own_amounts)
-			Fail(&v, CHECK_CONSERVATION, fold.last_seq,
-				 psprintf("account \"%s\": the balance %s is not the sum of its amounts, %lld",
-						  fold.account, Int128Text(Currency(&v, fold.currency)->balances),
-						  (long long) own_amounts));
+		if (have_account && fold->status != ES_ACCOUNT_NONE &&
+			Currency(&v, fold->currency)->balances != walk.amounts)
+			Fail(&v, CHECK_CONSERVATION, fold->last_seq,
+				 psprintf("account \"%s\": the balance %s is not the sum of its amounts, %s",
+						  fold->account, Int128Text(Currency(&v, fold->currency)->balances),
+						  Int128Text(walk.amounts)));
 	}
 	else
 	{
