@@ -29,7 +29,8 @@ install_deps() {
 build_install() {
 	log "building and installing es_ledger"
 	make -C "$ES_ROOT" -s clean >/dev/null
-	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config
+	# -Werror in CI only (the Makefile users build with leaves it out)
+	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config COPT="-Werror ${ES_COPT:-}"
 	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config install >/dev/null
 }
 
