@@ -3,6 +3,9 @@
 -- and each column of a member table or view, that has no COMMENT: the
 -- lists must be empty.  A new object added without its COMMENT ON (in both
 -- es_ledger--X.sql and the update script) fails here.
+-- (schema.sql, before, drops the extension; upgrade.sql, after, starts
+-- without one)
+CREATE EXTENSION es_ledger;
 CREATE TEMP VIEW c_members AS
 SELECT d.classid, d.objid
   FROM pg_depend d
@@ -49,3 +52,4 @@ SELECT m.classid::regclass AS catalog, m.objid AS member_without_comment
 SELECT p.oid::regprocedure, obj_description(p.oid, 'pg_proc')
   FROM pg_proc p WHERE p.proname = 'es_deposit';
 DROP VIEW c_members;
+DROP EXTENSION es_ledger;
