@@ -59,3 +59,9 @@ indent:
 	tools/indent.sh $(sort $(wildcard src/*.c src/*.h))
 typedefs:
 	tools/indent.sh --typedefs
+
+# The suites with the extension built under AddressSanitizer and
+# UndefinedBehaviorSanitizer (as root, like .ci/test; see tools/sanitize.sh).
+.PHONY: sanitize
+sanitize:
+	ES_PGBIN=$(shell $(PG_CONFIG) --bindir) bash tools/sanitize.sh

@@ -70,7 +70,9 @@ unix_socket_directories = '$ES_TMP'
 fsync = off
 max_connections = 40
 CONF
-	as_pg pg_ctl -D "$ES_TMP/data" -l "$ES_TMP/server.log" -w start >/dev/null
+	# ES_SERVER_ENV: extra environment for the server only (tools/sanitize.sh
+	# preloads the sanitizers' runtime with it)
+	as_pg env ${ES_SERVER_ENV:-} pg_ctl -D "$ES_TMP/data" -l "$ES_TMP/server.log" -w start >/dev/null
 	trap stop_cluster EXIT
 }
 
