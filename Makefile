@@ -42,9 +42,26 @@ REGRESS = setup commands errors idempotency batches shorthands limits cancel sha
 # newer compiler's new warning does not break a user's build.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
+# `make installcheck ES_ALL=1` runs the Perl TAP suite (test/t/, clusters of
+# its own, as pgvector's prove_installcheck) and the pgTAP suite (test/pgtap/,
+# in a database es_tap of the running server; needs pgtap) after pg_regress.
+ifdef ES_ALL
+TAP_TESTS = 1
+PROVE_TESTS ?= test/t/*.pl
+endif
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+ifdef ES_ALL
+installcheck: installcheck-pgtap
+endif
+.PHONY: installcheck-pgtap
+installcheck-pgtap:
+	$(bindir)/psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS es_tap' -c 'CREATE DATABASE es_tap'
+	$(bindir)/psql -X -q -d es_tap -c 'CREATE EXTENSION pgtap'
+	pg_prove -d es_tap test/pgtap/*.sql
 
 # Every object depends on the shared header (PGXS tracks no header deps).
 # After the include, so that `all` stays the default target.
