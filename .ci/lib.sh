@@ -29,8 +29,9 @@ install_deps() {
 build_install() {
 	log "building and installing es_ledger"
 	make -C "$ES_ROOT" -s clean >/dev/null
-	# -Werror in CI only (the Makefile users build with leaves it out)
-	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config COPT="-Werror ${ES_COPT:-}"
+	# -Werror in CI only (the Makefile users build with leaves it out);
+	# ES_WERROR= (empty) turns it off, e.g. for tools/sanitize.sh
+	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config COPT="${ES_WERROR--Werror} ${ES_COPT:-}"
 	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config install >/dev/null
 }
 
