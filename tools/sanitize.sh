@@ -79,7 +79,9 @@ else
 	echo "none"
 fi
 # the library was really instrumented and loaded
-if ! nm -D "$(${PGBIN}/pg_config --pkglibdir)/es_ledger.so" | grep -q "__asan_\|__ubsan_"; then
+# (nm's output read whole: grep -q would close the pipe under pipefail)
+syms=$(nm -D "$(${PGBIN}/pg_config --pkglibdir)/es_ledger.so")
+if ! grep -q "__asan_\|__ubsan_" <<<"$syms"; then
 	echo "es_ledger.so is not instrumented"; status=1
 fi
 if [ $status -ne 0 ]; then
