@@ -36,13 +36,32 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read snapshots schema upgrade lookalikes
+	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read snapshots schema comments upgrade lookalikes
 
-PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+# Warnings on; CI adds -Werror (`make COPT=-Werror`, .ci/lib.sh), so that a
+# newer compiler's new warning does not break a user's build.
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
+# `make installcheck ES_ALL=1` runs the Perl TAP suite (test/t/, clusters of
+# its own, as pgvector's prove_installcheck) and the pgTAP suite (test/pgtap/,
+# in a database es_tap of the running server; needs pgtap) after pg_regress.
+ifdef ES_ALL
+TAP_TESTS = 1
+PROVE_TESTS ?= test/t/*.pl
+endif
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+ifdef ES_ALL
+installcheck: installcheck-pgtap
+endif
+.PHONY: installcheck-pgtap
+installcheck-pgtap:
+	$(bindir)/psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS es_tap' -c 'CREATE DATABASE es_tap'
+	$(bindir)/psql -X -q -d es_tap -c 'CREATE EXTENSION pgtap'
+	pg_prove -d es_tap test/pgtap/*.sql
 
 # Every object depends on the shared header (PGXS tracks no header deps).
 # After the include, so that `all` stays the default target.
@@ -57,3 +76,9 @@ indent:
 	tools/indent.sh $(sort $(wildcard src/*.c src/*.h))
 typedefs:
 	tools/indent.sh --typedefs
+
+# The suites with the extension built under AddressSanitizer and
+# UndefinedBehaviorSanitizer (as root, like .ci/test; see tools/sanitize.sh).
+.PHONY: sanitize
+sanitize:
+	ES_PGBIN=$(shell $(PG_CONFIG) --bindir) bash tools/sanitize.sh

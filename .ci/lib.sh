@@ -29,7 +29,9 @@ install_deps() {
 build_install() {
 	log "building and installing es_ledger"
 	make -C "$ES_ROOT" -s clean >/dev/null
-	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config
+	# -Werror in CI only (the Makefile users build with leaves it out);
+	# ES_WERROR= (empty) turns it off, e.g. for tools/sanitize.sh
+	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config COPT="${ES_WERROR--Werror} ${ES_COPT:-}"
 	make -C "$ES_ROOT" -s PG_CONFIG=$PGBIN/pg_config install >/dev/null
 }
 
@@ -69,7 +71,9 @@ unix_socket_directories = '$ES_TMP'
 fsync = off
 max_connections = 40
 CONF
-	as_pg pg_ctl -D "$ES_TMP/data" -l "$ES_TMP/server.log" -w start >/dev/null
+	# ES_SERVER_ENV: extra environment for the server only (tools/sanitize.sh
+	# preloads the sanitizers' runtime with it)
+	as_pg env ${ES_SERVER_ENV:-} pg_ctl -D "$ES_TMP/data" -l "$ES_TMP/server.log" -w start >/dev/null
 	trap stop_cluster EXIT
 }
 

@@ -220,3 +220,194 @@ CREATE FUNCTION es_apply_each(commands jsonb)
 	AS 'MODULE_PATHNAME', 'es_apply_each' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION es_apply_each(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_admin;
+
+-- Comments (issue 16, section 5): every function and every column of the
+-- extension explained in the catalog, for \df+, \d+ and \dd.  Kept last so
+-- that the sections of other topics stay apart; the regression test
+-- sql/comments.sql fails when a member function, table or view, column or
+-- sequence lacks a comment.  The same section ends es_ledger--0.4.0.sql.
+-------------------------------------------------------------------------------
+COMMENT ON SEQUENCE es_events_seq_seq IS 'numbers events: es_events.seq (gaps where a transaction rolled back)';
+COMMENT ON SEQUENCE es_accounts_account_id_seq IS 'numbers accounts: es_accounts.account_id';
+
+-- Functions: the commands
+COMMENT ON FUNCTION es_apply(jsonb) IS
+	'applies one command object, or an array of them as an atomic batch; returns the seq of the last event written (the original one for a repeated id); ES001-ES014 refusals, 42501 outside the caller''s role';
+COMMENT ON FUNCTION es_apply_each(jsonb) IS
+	'applies each command of an array on its own, in order; one row per command: its seq, or the sqlstate and message of its refusal (which wrote nothing)';
+COMMENT ON FUNCTION es_open_account(text, text, bigint, bigint, text) IS
+	'es_apply of an open_account command: account, currency, overdraft_limit (default 0), max_balance (default none), id; returns the seq';
+COMMENT ON FUNCTION es_deposit(text, bigint, text) IS
+	'es_apply of a deposit command: account, amount (minor units), id; returns the seq';
+COMMENT ON FUNCTION es_withdraw(text, bigint, text) IS
+	'es_apply of a withdraw command: account, amount (minor units), id; returns the seq (ES001 past the overdraft limit)';
+COMMENT ON FUNCTION es_transfer(text, text, bigint, text) IS
+	'es_apply of an immediate transfer command: from_account, to_account, amount, id; returns the seq of its last event';
+COMMENT ON FUNCTION es_expire_pending() IS
+	'releases every pending transfer past its timeout (TransferExpired on both accounts) and returns how many; never waits for a row lock';
+
+-- Functions: reading the log
+COMMENT ON FUNCTION es_replay(text, timestamptz, timestamptz) IS
+	'the account folded from es_events alone (from its newest usable snapshot): all events, or those recorded by as_of and/or effective by effective_until; ES003 if not open by then';
+COMMENT ON FUNCTION es_history(text, timestamptz, timestamptz) IS
+	'the account''s events in version order, each with the balance after it; only those recorded within [since, until]';
+COMMENT ON FUNCTION es_balance_at(text, timestamptz) IS
+	'the account''s balance folded from the events recorded at or before as_of (NULL: now); NULL if it was opened later';
+COMMENT ON FUNCTION es_accounts_at(timestamptz) IS
+	'the whole ledger as of as_of: one es_accounts row per account opened by then, folded from the log; NULL: now';
+COMMENT ON FUNCTION es_read(text, integer) IS
+	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with the cursor continuing after it; nothing skipped, nothing repeated';
+
+-- Functions: snapshots, undo, administration
+COMMENT ON FUNCTION es_snapshot(text) IS
+	'stores a snapshot of the account at its current version, folded from the log, and returns the version';
+COMMENT ON FUNCTION es_drop_snapshots(text) IS
+	'deletes the account''s snapshots (NULL: all) and returns how many; replay is only slower';
+COMMENT ON FUNCTION es_reverse(text, text) IS
+	'undoes the command applied under command_id by applying its compensating command under the id id; returns its seq; a command is reversed at most once';
+COMMENT ON FUNCTION es_rebuild_projections() IS
+	'rewrites es_accounts and es_transfers from the log in place and returns the events read; superusers and the extension owner only';
+COMMENT ON FUNCTION es_restore_to(timestamptz, text) IS
+	'creates schema target_schema with tables accounts and transfers as they stood at as_of, folded from the log; returns the rows written';
+
+-- Functions: integrity
+COMMENT ON FUNCTION es_verify(text) IS
+	'recomputes checksums, hash chains, versions, folds, projections, conservation, the idempotency register and snapshots from the log (whole ledger or one account); one row per check with the first bad seq';
+COMMENT ON FUNCTION es_digest() IS
+	'a digest of the log at the largest seq drawn, recomputed from the events; keep it outside the database for es_verify_digest';
+COMMENT ON FUNCTION es_verify_digest(bigint, bytea) IS
+	'true if no event at or before seq changed, vanished or was inserted since es_digest returned digest';
+
+-- Functions: user projections
+COMMENT ON FUNCTION es_projection_create(text, regprocedure, text, regprocedure) IS
+	'registers a user projection owned by the caller: handler(es_events) called with every event, inline (in es_apply) or async (by a worker); reset() empties its tables first';
+COMMENT ON FUNCTION es_projection_pause(text) IS
+	'stops applying events to the projection; its position is kept';
+COMMENT ON FUNCTION es_projection_resume(text) IS
+	'applies events again from where the projection stopped and clears its error; an inline one catches up now (returns the count)';
+COMMENT ON FUNCTION es_projection_rebuild(text) IS
+	'calls the projection''s reset function and applies the whole log again (inline: now, async: by the worker)';
+COMMENT ON FUNCTION es_projection_drop(text) IS
+	'unregisters the projection; its tables stay';
+COMMENT ON FUNCTION es_projection_run(text, bigint) IS
+	'applies what a running async projection (NULL: each the caller owns) has not seen yet, in the caller''s transaction; returns the events applied';
+
+-- Functions: internal
+COMMENT ON FUNCTION es_log_handler(internal) IS
+	'internal: handler of the es_log table access method (append-only heap)';
+COMMENT ON FUNCTION es_guard_projection() IS
+	'internal: statement trigger es_guard; refuses writes to the ledger''s tables from outside es_apply (ES011)';
+COMMENT ON FUNCTION es_guard_ddl() IS
+	'internal: event triggers es_guard_ddl and es_guard_rewrite; refuse DDL that would change or bypass the ledger (ES011)';
+COMMENT ON FUNCTION es_guard_drop() IS
+	'internal: event trigger es_guard_drop; refuses DROP TRIGGER of a guard trigger (ES011)';
+
+-- es_events
+COMMENT ON COLUMN es_events.seq IS 'global position, from es_events_seq_seq; primary key; within an account it increases with version';
+COMMENT ON COLUMN es_events.account_id IS 'the account (stream) the event belongs to: es_accounts.account_id';
+COMMENT ON COLUMN es_events.version IS 'position in the account''s stream: 1, 2, 3, ... without gaps';
+COMMENT ON COLUMN es_events.type IS 'event type: AccountOpened, Deposited, Withdrawn, TransferSent, TransferReceived, TransferReserved, TransferPosted, ...';
+COMMENT ON COLUMN es_events.amount IS 'money moved on this account in minor units: + credit, - debit, 0 where none';
+COMMENT ON COLUMN es_events.data IS 'a JSON object: the event''s other fields (counterparty, limits, ...) and the command''s metadata';
+COMMENT ON COLUMN es_events.command_id IS 'the id of the command that wrote the event, or NULL';
+COMMENT ON COLUMN es_events.recorded_at IS 'transaction time: when the ledger learned of the event';
+COMMENT ON COLUMN es_events.effective_at IS 'valid time: the command''s effective_at, else recorded_at';
+COMMENT ON COLUMN es_events.checksum IS 'CRC-32C of the event''s canonical encoding';
+COMMENT ON COLUMN es_events.hash IS 'SHA-256 of the account''s previous hash (32 zero bytes at version 1) and the encoding: the hash chain';
+COMMENT ON COLUMN es_events.format IS 'version of the canonical encoding the event was sealed with';
+COMMENT ON COLUMN es_events.tx IS 'full id of the transaction that wrote the event (es_read''s order); not covered by checksum or hash';
+
+-- es_accounts
+COMMENT ON COLUMN es_accounts.account_id IS 'primary key, from es_accounts_account_id_seq';
+COMMENT ON COLUMN es_accounts.account IS 'the account''s name; unique';
+COMMENT ON COLUMN es_accounts.currency IS 'the account''s currency; every transfer is between accounts of one currency';
+COMMENT ON COLUMN es_accounts.status IS 'open, frozen or closed';
+COMMENT ON COLUMN es_accounts.balance IS 'sum of the account''s event amounts, in minor units';
+COMMENT ON COLUMN es_accounts.pending_out IS 'reserved by pending transfers out of the account';
+COMMENT ON COLUMN es_accounts.pending_in IS 'reserved by pending transfers into the account';
+COMMENT ON COLUMN es_accounts.available IS 'balance - pending_out';
+COMMENT ON COLUMN es_accounts.overdraft_limit IS 'how far below zero available may go';
+COMMENT ON COLUMN es_accounts.max_balance IS 'the cap on balance + pending_in; NULL: none';
+COMMENT ON COLUMN es_accounts.version IS 'the version of the account''s last event';
+COMMENT ON COLUMN es_accounts.last_seq IS 'the seq of the account''s last event';
+COMMENT ON COLUMN es_accounts.opened_at IS 'recorded_at of the account''s AccountOpened event';
+COMMENT ON COLUMN es_accounts.updated_at IS 'recorded_at of the account''s last event';
+COMMENT ON COLUMN es_accounts.last_hash IS 'hash of the account''s last event: the head of its hash chain';
+
+-- es_commands
+COMMENT ON COLUMN es_commands.command_id IS 'the command''s id; primary key';
+COMMENT ON COLUMN es_commands.command IS 'the command''s canonical form: the same id with another command fails with ES008';
+COMMENT ON COLUMN es_commands.seq IS 'the seq es_apply returned for the command, returned again on a retry';
+
+-- es_transfers
+COMMENT ON COLUMN es_transfers.transfer_id IS 'the command''s id, or # followed by seq for a transfer applied without one';
+COMMENT ON COLUMN es_transfers.from_account IS 'the debited account''s name';
+COMMENT ON COLUMN es_transfers.to_account IS 'the credited account''s name';
+COMMENT ON COLUMN es_transfers.amount IS 'the amount moved (immediate) or reserved (pending)';
+COMMENT ON COLUMN es_transfers.posted_amount IS 'the amount moved: amount for an immediate transfer, what a post moved, 0 while pending or once voided or expired';
+COMMENT ON COLUMN es_transfers.status IS 'posted, pending, voided or expired';
+COMMENT ON COLUMN es_transfers.created_at IS 'recorded_at of the transfer''s first event';
+COMMENT ON COLUMN es_transfers.expires_at IS 'created_at + timeout of a pending transfer; NULL without a timeout';
+COMMENT ON COLUMN es_transfers.updated_at IS 'recorded_at of the transfer''s last event';
+COMMENT ON COLUMN es_transfers.seq IS 'the seq of the transfer''s first event; primary key';
+COMMENT ON COLUMN es_transfers.from_account_id IS 'the debited account''s id';
+COMMENT ON COLUMN es_transfers.to_account_id IS 'the credited account''s id';
+COMMENT ON COLUMN es_transfers.command_id IS 'the creating command''s id, or NULL';
+
+-- es_snapshots
+COMMENT ON COLUMN es_snapshots.account_id IS 'the account: es_accounts.account_id';
+COMMENT ON COLUMN es_snapshots.account IS 'as es_accounts.account, at version';
+COMMENT ON COLUMN es_snapshots.currency IS 'as es_accounts.currency, at version';
+COMMENT ON COLUMN es_snapshots.status IS 'as es_accounts.status, at version';
+COMMENT ON COLUMN es_snapshots.balance IS 'as es_accounts.balance, at version';
+COMMENT ON COLUMN es_snapshots.pending_out IS 'as es_accounts.pending_out, at version';
+COMMENT ON COLUMN es_snapshots.pending_in IS 'as es_accounts.pending_in, at version';
+COMMENT ON COLUMN es_snapshots.available IS 'as es_accounts.available, at version';
+COMMENT ON COLUMN es_snapshots.overdraft_limit IS 'as es_accounts.overdraft_limit, at version';
+COMMENT ON COLUMN es_snapshots.max_balance IS 'as es_accounts.max_balance, at version';
+COMMENT ON COLUMN es_snapshots.version IS 'the version of the account the snapshot holds; with account_id the primary key';
+COMMENT ON COLUMN es_snapshots.last_seq IS 'the seq of the event at version';
+COMMENT ON COLUMN es_snapshots.opened_at IS 'as es_accounts.opened_at';
+COMMENT ON COLUMN es_snapshots.updated_at IS 'recorded_at of the event at version';
+COMMENT ON COLUMN es_snapshots.last_hash IS 'the log''s hash at version';
+COMMENT ON COLUMN es_snapshots.max_recorded_at IS 'greatest recorded_at of events 1..version: usable for as_of >= it';
+COMMENT ON COLUMN es_snapshots.max_effective_at IS 'greatest effective_at of events 1..version: usable for effective_until >= it (or none)';
+COMMENT ON COLUMN es_snapshots.format IS 'format version of the row';
+COMMENT ON COLUMN es_snapshots.magic IS 'magic number 0x4553534E (ESSN)';
+COMMENT ON COLUMN es_snapshots.checksum IS 'SHA-256 over all the other columns';
+
+-- es_projection_registry
+COMMENT ON COLUMN es_projection_registry.name IS 'the projection''s name; primary key';
+COMMENT ON COLUMN es_projection_registry.owner IS 'the role that created it; its handlers run as this role';
+COMMENT ON COLUMN es_projection_registry.mode IS 'inline or async';
+COMMENT ON COLUMN es_projection_registry.state IS 'running, paused or failed';
+COMMENT ON COLUMN es_projection_registry.handler IS 'the handler function, called with each event';
+COMMENT ON COLUMN es_projection_registry.reset IS 'the reset function, called before the first event; NULL: none';
+COMMENT ON COLUMN es_projection_registry.search_path IS 'the creator''s search_path, set for the handlers';
+COMMENT ON COLUMN es_projection_registry.cursor IS 'async: the es_read cursor of the last event applied; NULL: from the start';
+COMMENT ON COLUMN es_projection_registry.last_seq IS 'async: the seq of the last event applied; inline: the position of a pause';
+COMMENT ON COLUMN es_projection_registry.high_seq IS 'async: the largest seq applied; inline: the position of a pause';
+COMMENT ON COLUMN es_projection_registry.applied IS 'async: events applied since creation or the last rebuild';
+COMMENT ON COLUMN es_projection_registry.applied_at IS 'async: when the last batch was applied';
+COMMENT ON COLUMN es_projection_registry.last_error IS 'why it failed: SQLSTATE: message (context)';
+COMMENT ON COLUMN es_projection_registry.error_seq IS 'the event its handler failed on';
+COMMENT ON COLUMN es_projection_registry.error_at IS 'when it failed';
+COMMENT ON COLUMN es_projection_registry.created_at IS 'when it was created';
+
+-- es_projections (view)
+COMMENT ON COLUMN es_projections.name IS 'the projection''s name';
+COMMENT ON COLUMN es_projections.owner IS 'the role that created it; its handlers run as this role';
+COMMENT ON COLUMN es_projections.mode IS 'inline or async';
+COMMENT ON COLUMN es_projections.state IS 'running, paused or failed';
+COMMENT ON COLUMN es_projections.handler IS 'the handler function';
+COMMENT ON COLUMN es_projections.reset IS 'the reset function, or NULL';
+COMMENT ON COLUMN es_projections.last_seq IS 'seq of the last event applied (a running inline projection: the head of the log)';
+COMMENT ON COLUMN es_projections.cursor IS 'async: the es_read cursor of the last event applied';
+COMMENT ON COLUMN es_projections.applied IS 'async: events applied since creation or the last rebuild';
+COMMENT ON COLUMN es_projections.lag_events IS 'committed events with a seq above the largest applied (0 for a running inline projection)';
+COMMENT ON COLUMN es_projections.lag_time IS 'age of the oldest event counted in lag_events; 0 if none';
+COMMENT ON COLUMN es_projections.applied_at IS 'async: when the last batch was applied';
+COMMENT ON COLUMN es_projections.last_error IS 'why it failed: SQLSTATE: message (context)';
+COMMENT ON COLUMN es_projections.error_seq IS 'the event its handler failed on';
+COMMENT ON COLUMN es_projections.error_at IS 'when it failed';
+COMMENT ON COLUMN es_projections.created_at IS 'when it was created';

@@ -26,7 +26,11 @@ SELECT transfer_id, from_account, to_account, amount, posted_amount, status, exp
 SELECT check_name, ok FROM es_verify() WHERE check_name = 'projection';
 SELECT try($$SELECT es_check_shape('es_events', 'es_events')::text$$);
 -- the extension's catalog state, as facts that must be equal after an update
--- and after a fresh install
+-- and after a fresh install: members, functions (source, ACL, volatility),
+-- tables (ACL, access method, options, view text), triggers, event triggers,
+-- dumped tables, roles, index definitions (partial predicates included),
+-- columns (type, nullability, default, collation), constraints, sequence
+-- parameters and comments (objects and columns)
 CREATE FUNCTION pg_temp.u_facts() RETURNS SETOF text LANGUAGE sql AS $$
 SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' ' || d.deptype::text
   FROM pg_depend d
@@ -52,6 +56,43 @@ SELECT 'dumped ' || c.relname || ' ' || x.cond
   FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(rel, cond)
   JOIN pg_class c ON c.oid = x.rel
  WHERE e.extname = 'es_ledger'
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid) || ' primary=' || i.indisprimary || ' valid=' || i.indisvalid
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%'
+UNION ALL
+SELECT 'column ' || c.relname || '.' || a.attname || ' #' || a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || ' default=' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '-')
+       || ' collation=' || a.attcollation::regcollation::text || ' storage=' || a.attstorage::text
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%' AND c.relkind IN ('r', 'v')
+UNION ALL
+SELECT 'relation ' || c.relname || ' kind=' || c.relkind::text || ' persistence=' || c.relpersistence::text
+       || ' options=' || coalesce(c.reloptions::text, '-')
+       || ' view=' || coalesce(md5(pg_get_viewdef(c.oid)), '-')
+  FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%'
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass || '.' || conname || ' ' || contype::text || ' ' || pg_get_constraintdef(oid)
+       || ' deferrable=' || condeferrable || ' validated=' || convalidated
+  FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text LIKE 'es\_%'
+UNION ALL
+SELECT 'sequence ' || s.seqrelid::regclass || ' ' || format_type(s.seqtypid, NULL) || ' start=' || s.seqstart
+       || ' inc=' || s.seqincrement || ' min=' || s.seqmin || ' max=' || s.seqmax || ' cache=' || s.seqcache
+       || ' cycle=' || s.seqcycle || ' owned by=' || coalesce((SELECT d.refobjid::regclass || '.' || a.attname
+			FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+			WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid AND d.deptype = 'a'), '-')
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'es\_%'
+UNION ALL
+SELECT 'comment ' || pg_describe_object(ds.classoid, ds.objoid, ds.objsubid) || ': ' || ds.description
+  FROM pg_depend d
+  JOIN pg_description ds ON ds.classoid = d.classid AND ds.objoid = d.objid
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'es_ledger')
+   AND d.deptype = 'e'
 UNION ALL
 SELECT 'role ' || r.rolname || ' member of ' || coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '-')
   FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
@@ -95,6 +136,9 @@ DROP FUNCTION u_jj(jsonb, jsonb), u_tj(text, jsonb);
 CREATE TEMP TABLE u_fresh AS SELECT f AS fact FROM pg_temp.u_facts() f;
 -- the two must not differ (no rows), and must not be empty
 SELECT count(*) > 20 AS facts FROM u_fresh;
+-- each kind of fact is there (a kind that found nothing compares nothing)
+SELECT split_part(fact, ' ', 1) AS kind, count(*) > 0 AS found
+  FROM u_fresh GROUP BY 1 ORDER BY 1;
 (SELECT 'only updated: ' || fact FROM u_updated EXCEPT SELECT 'only updated: ' || fact FROM u_fresh)
 UNION ALL
 (SELECT 'only fresh: ' || fact FROM u_fresh EXCEPT SELECT 'only fresh: ' || fact FROM u_updated)

@@ -20,15 +20,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('concurrency');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
+my $node = es_node('concurrency', conf => qq{
 max_connections = 40
 deadlock_timeout = 100ms
 log_lock_waits = on
 });
-$node->start;
 
 my $nacc = 20;
 

@@ -15,18 +15,18 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 use IPC::Run;
 
 my $nacc = 12;
 
-my $node = PostgreSQL::Test::Cluster->new('restart');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
+my $node = es_node('restart', conf => qq{
 max_connections = 40
 checkpoint_timeout = '1h'
 max_wal_size = '1GB'
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', shift); }
 

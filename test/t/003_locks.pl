@@ -18,11 +18,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('locks');
-$node->init;
-$node->append_conf('postgresql.conf', "deadlock_timeout = '100ms'");
-$node->start;
+my $node = es_node('locks', conf => "deadlock_timeout = '100ms'");
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION es_ledger;
 	SELECT es_open_account('x', 'USD'), es_open_account('y', 'USD');

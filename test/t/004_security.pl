@@ -19,11 +19,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('security');
-$node->init;
-$node->append_conf('postgresql.conf', "deadlock_timeout = '100ms'");
-$node->start;
+my $node = es_node('security', conf => "deadlock_timeout = '100ms'");
 
 # --------------------------------------------------------- the database owner
 $node->safe_psql('postgres', q{

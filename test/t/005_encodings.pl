@@ -15,10 +15,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('encodings');
-$node->init;
-$node->start;
+my $node = es_node('encodings');
 
 # Outcome of one statement: "ok", or the SQLSTATE and message of its error.
 sub outcome

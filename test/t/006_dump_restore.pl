@@ -23,10 +23,11 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->start;
+my $node = es_node('dump');
 my $dir = PostgreSQL::Test::Utils::tempdir;
 # set below, with the digest of the original: a restore of the log must match it
 my $restore;

@@ -22,10 +22,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('corruption');
-$node->init;
-$node->start;
+my $node = es_node('corruption');
 
 sub sql { return $node->safe_psql('postgres', shift); }
 

@@ -20,11 +20,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 use IPC::Run;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->start;
+my $primary = es_node('primary', init => { allows_streaming => 1 });
 
 sub pr { return $primary->safe_psql('postgres', shift); }
 

@@ -23,19 +23,19 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 use IPC::Run;
 
 my $nclients = 4;
 my $nsteps = 8000;    # per client; far more than run before the crash
 my $nacc = 8;
 
-my $node = PostgreSQL::Test::Cluster->new('crash_verify');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
+my $node = es_node('crash_verify', conf => qq{
 checkpoint_timeout = '1h'
 max_wal_size = '1GB'
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', shift); }
 

@@ -24,10 +24,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('apply_each');
-$node->init;
-$node->start;
+my $node = es_node('apply_each');
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION es_ledger;
 	SELECT es_open_account('x', 'USD'), es_open_account('y', 'USD');

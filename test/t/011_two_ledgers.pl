@@ -25,16 +25,15 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
 my $coordinator = "$ENV{TESTDIR}/doc/two_ledgers.sh";
 ok(-f $coordinator, 'the coordinator doc/two_ledgers.sh is shipped');
 
-my $la = PostgreSQL::Test::Cluster->new('ledger_a');
-$la->init;
-$la->start;
-my $lb = PostgreSQL::Test::Cluster->new('ledger_b');
-$lb->init;
-$lb->start;
+my $la = es_node('ledger_a');
+my $lb = es_node('ledger_b');
 
 # Ledger A: alice has 100000; clearing-B holds what A owes B.
 $la->safe_psql('postgres', q{

@@ -40,6 +40,9 @@ use List::Util qw(shuffle sum0);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
 my $seed = $ENV{ES_TEST_SEED} // 4242;
 srand($seed);
@@ -49,10 +52,7 @@ my $json = JSON::PP->new->canonical;
 my $NS = 4;      # sessions
 my $PER = 200;   # commands per session
 
-my $node = PostgreSQL::Test::Cluster->new('pending_model');
-$node->init;
-$node->append_conf('postgresql.conf', "max_connections = 30\n");
-$node->start;
+my $node = es_node('pending_model', conf => "max_connections = 30\n");
 my $dir = PostgreSQL::Test::Utils::tempdir;
 
 sub sql { return $node->safe_psql('postgres', shift); }

@@ -21,13 +21,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 use IPC::Run;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('follow');
-$node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf', "max_connections = 40\n");
-$node->start;
+my $node = es_node('follow', init => { allows_streaming => 1 }, conf => "max_connections = 40\n");
 
 sub q1 { return $node->safe_psql('postgres', shift); }
 

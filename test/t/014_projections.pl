@@ -22,17 +22,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('projections');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
+my $node = es_node('projections', conf => qq{
 shared_preload_libraries = 'es_ledger'
 es_ledger.projection_naptime = 50
 es_ledger.projection_batch = 7
 max_connections = 30
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', shift); }
 
@@ -243,10 +243,7 @@ $node->stop;
 
 # 4. Without shared_preload_libraries there is no launcher, and creating an
 #    async projection starts the database's worker (projection_autostart).
-my $plain = PostgreSQL::Test::Cluster->new('no_preload');
-$plain->init;
-$plain->append_conf('postgresql.conf', "es_ledger.projection_naptime = 50\n");
-$plain->start;
+my $plain = es_node('no_preload', conf => "es_ledger.projection_naptime = 50\n");
 $plain->safe_psql('postgres', q{
 CREATE EXTENSION es_ledger;
 SELECT es_open_account('a', 'USD'), es_deposit('a', 5);

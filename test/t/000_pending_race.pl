@@ -1,4 +1,4 @@
-# test/t/010_pending_race.pl
+# test/t/000_pending_race.pl
 #
 # Two-phase transfers under concurrency (pgbench, 8 clients, 2 threads):
 # many sessions posting and voiding the same pending transfers at once.
@@ -24,15 +24,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
 
-my $node = PostgreSQL::Test::Cluster->new('pending_race');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
+my $node = es_node('pending_race', conf => qq{
 max_connections = 40
 deadlock_timeout = 100ms
 log_lock_waits = on
 });
-$node->start;
 
 my $n = 40;
 my $reserved = 1000;
