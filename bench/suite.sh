@@ -105,6 +105,7 @@ BUILD="$(git -C "$ES_ROOT" log -1 --format='%h %s' 2>/dev/null | cut -c1-70 || e
 if [ -n "$(git -C "$ES_ROOT" status --porcelain -- src sql Makefile 2>/dev/null)" ]; then
 	BUILD="$BUILD (+ uncommitted changes)"
 fi
+BUILD="$BUILD; es_ledger.so md5 $(md5sum "$($PGBIN/pg_config --pkglibdir)/es_ledger.so" | cut -c1-12)"
 
 log "creating $DB: es_ledger, bench/reference.sql, $BENCH_ACCOUNTS funded accounts a side"
 as_pg createdb "$DB"
