@@ -57,6 +57,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "es_ledger.h"
@@ -372,54 +373,81 @@ CheckPending(const EsTransfer *t, TimestampTz now, bool post,
 
 /* --------------------------------------------------------- event data */
 
-/* An event's data under construction: a JSON object's text. */
+/*
+ * An event's data under construction: a jsonb object built value by value
+ * (never printed as JSON text and parsed back).  jsonb sorts its keys and
+ * stores numbers as numeric, so the result is the same jsonb jsonb_in would
+ * make of the same object's text: the canonical encoding (es_event.c) and
+ * with it every hash stay what they were.
+ */
 typedef struct EsData
 {
-	StringInfoData buf;
+	JsonbParseState *state;
 } EsData;
 
 /* Start an event's data. */
 static void
 DataStart(EsData *d)
 {
-	initStringInfo(&d->buf);
-	appendStringInfoChar(&d->buf, '{');
+	d->state = NULL;
+	pushJsonbValue(&d->state, WJB_BEGIN_OBJECT, NULL);
 }
 
-/* Add "key": before a value. */
+/* Add a key before its value. */
 static void
 DataKey(EsData *d, const char *key)
 {
-	if (d->buf.len > 1)
-		appendStringInfoChar(&d->buf, ',');
-	escape_json(&d->buf, key);
-	appendStringInfoChar(&d->buf, ':');
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&d->state, WJB_KEY, &k);
 }
 
 /* Add a text field. */
 static void
 DataText(EsData *d, const char *key, const char *value)
 {
+	JsonbValue	v;
+
 	DataKey(d, key);
-	escape_json(&d->buf, value);
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	pushJsonbValue(&d->state, WJB_VALUE, &v);
 }
 
 /* Add an integer field, or null when !present. */
 static void
 DataInt(EsData *d, const char *key, bool present, int64 value)
 {
+	JsonbValue	v;
+
 	DataKey(d, key);
 	if (present)
-		appendStringInfo(&d->buf, INT64_FORMAT, value);
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(value);
+	}
 	else
-		appendStringInfoString(&d->buf, "null");
+		v.type = jbvNull;
+	pushJsonbValue(&d->state, WJB_VALUE, &v);
+}
+
+/* Finish data that carries no command's metadata (expiry). */
+static Jsonb *
+DataFinishPlain(EsData *d)
+{
+	return JsonbValueToJsonb(pushJsonbValue(&d->state, WJB_END_OBJECT, NULL));
 }
 
 /*
- * Finish the data, adding the command's metadata, and make it jsonb.  The
- * events of a compensating command (es_reverse) carry "reverses": the
- * command id it reverses, at the top level, beside the metadata: a writer's
- * metadata cannot reach the top level, so that link is es_reverse's only.
+ * Finish the data, adding the command's metadata (an object, checked by
+ * es_command.c), and make it jsonb.  The events of a compensating command
+ * (es_reverse) carry "reverses": the command id it reverses, at the top
+ * level, beside the metadata: a writer's metadata cannot reach the top
+ * level, so that link is es_reverse's only.
  */
 static Jsonb *
 DataFinish(EsData *d, const EsCommand *cmd)
@@ -428,23 +456,15 @@ DataFinish(EsData *d, const EsCommand *cmd)
 		DataText(d, "reverses", cmd->reverses);
 	if (cmd->metadata)
 	{
-		DataKey(d, "metadata");
-		appendStringInfoString(&d->buf,
-							   JsonbToCString(NULL, &cmd->metadata->root,
-											  VARSIZE(cmd->metadata)));
-	}
-	appendStringInfoChar(&d->buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(d->buf.data)));
-}
+		JsonbValue	v;
 
-/* Finish data that carries no command's metadata (expiry). */
-static Jsonb *
-DataFinishPlain(EsData *d)
-{
-	appendStringInfoChar(&d->buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(d->buf.data)));
+		DataKey(d, "metadata");
+		v.type = jbvBinary;
+		v.val.binary.data = &cmd->metadata->root;
+		v.val.binary.len = VARSIZE(cmd->metadata) - VARHDRSZ;
+		pushJsonbValue(&d->state, WJB_VALUE, &v);
+	}
+	return DataFinishPlain(d);
 }
 
 /* Add an event to a decision. */

@@ -92,12 +92,14 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -305,6 +307,183 @@ EsWriteInit(void)
 	RegisterSubXactCallback(EsWriteSubXactCallback, NULL);
 }
 
+/*
+ * IndexInfo per index of our tables, built once per backend.  Every
+ * es_apply call opens the indexes of the tables it writes; building their
+ * IndexInfo each time (ExecOpenIndices: BuildIndexInfo copies the
+ * expressions and predicates of es_events' partial and expression indexes
+ * out of the relcache, BuildSpeculativeIndexInfo looks up operators) is a
+ * few percent of a command.  Entries live in IndexInfoCxt and are all
+ * dropped on any relcache invalidation of a cached index or of any
+ * relation at all (IndexInfoRelcacheCallback), so a changed index
+ * definition is rebuilt; the index list itself is read from the relcache
+ * on every call.  Callers get a shallow copy with the per-query parts
+ * (expression states, AM cache, memory context) reset, except the
+ * expression states of es_events' own partial indexes, prepared once.
+ */
+#define ES_INDEXINFO_CACHE 32
+typedef struct EsIndexInfoEntry
+{
+	Oid			indexoid;
+	bool		speculative;	/* with BuildSpeculativeIndexInfo */
+	bool		prepared;		/* info's expression states are shared */
+	IndexInfo  *info;
+} EsIndexInfoEntry;
+
+static MemoryContext IndexInfoCxt = NULL;
+static MemoryContext IndexInfoRetired = NULL;	/* old IndexInfoCxts */
+static EsIndexInfoEntry IndexInfoCache[ES_INDEXINFO_CACHE];
+static int	IndexInfoCount = 0;
+
+/*
+ * Forget every cached IndexInfo when a cached index (or everything)
+ * changes.  This may run in the middle of an es_apply call (on any lock
+ * taken), whose IndexInfo copies still point into the cache, so the old
+ * context is only set aside (under IndexInfoRetired) and deleted by the
+ * next outermost EsWriteBegin (RetireIndexInfos).
+ */
+static void
+IndexInfoRelcacheCallback(Datum arg, Oid relid)
+{
+	bool		hit = !OidIsValid(relid);
+
+	for (int i = 0; i < IndexInfoCount && !hit; i++)
+		hit = IndexInfoCache[i].indexoid == relid;
+	if (hit && IndexInfoCount > 0)
+	{
+		IndexInfoCount = 0;
+		MemoryContextSetParent(IndexInfoCxt, IndexInfoRetired);
+		IndexInfoCxt = NULL;
+	}
+}
+
+/* Delete the cache contexts set aside; only when no es_apply call is open. */
+static void
+RetireIndexInfos(void)
+{
+	if (IndexInfoRetired != NULL && Writer == NULL)
+		MemoryContextDeleteChildren(IndexInfoRetired);
+}
+
+/* A fresh IndexInfo of an open index, from the cache where possible. */
+static IndexInfo *
+CachedIndexInfo(Relation index, bool speculative)
+{
+	Oid			indexoid = RelationGetRelid(index);
+	EsIndexInfoEntry *e = NULL;
+	IndexInfo  *ii;
+
+	for (int i = 0; i < IndexInfoCount; i++)
+		if (IndexInfoCache[i].indexoid == indexoid &&
+			IndexInfoCache[i].speculative == speculative)
+		{
+			e = &IndexInfoCache[i];
+			break;
+		}
+	if (e == NULL)
+	{
+		MemoryContext old;
+
+		if (IndexInfoRetired == NULL)
+		{
+			IndexInfoRetired = AllocSetContextCreate(CacheMemoryContext,
+													 "es_ledger retired IndexInfo caches",
+													 ALLOCSET_SMALL_SIZES);
+			CacheRegisterRelcacheCallback(IndexInfoRelcacheCallback, (Datum) 0);
+		}
+		if (IndexInfoCount == ES_INDEXINFO_CACHE && IndexInfoCxt != NULL)
+		{
+			IndexInfoCount = 0;
+			MemoryContextSetParent(IndexInfoCxt, IndexInfoRetired);
+			IndexInfoCxt = NULL;
+		}
+		if (IndexInfoCxt == NULL)
+			IndexInfoCxt = AllocSetContextCreate(CacheMemoryContext,
+												 "es_ledger IndexInfo cache",
+												 ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(IndexInfoCxt);
+		ii = BuildIndexInfo(index);
+		if (speculative && ii->ii_Unique)
+			BuildSpeculativeIndexInfo(index, ii);
+		e = &IndexInfoCache[IndexInfoCount];
+		e->prepared = false;
+		if (indexoid == EsRowRelid(ES_REL_EVENTS_OPENED_IDX) ||
+			indexoid == EsRowRelid(ES_REL_EVENTS_COMMAND_ID_IDX))
+		{
+			/*
+			 * Our own partial indexes of es_events: their predicate and
+			 * expression call built-in functions only (text =, jsonb ->>,
+			 * IS NOT NULL), which keep nothing between calls and never
+			 * reach es_apply again, so their states are prepared once
+			 * (ExecPrepareQual / ExecPrepareExpr do the same per EState)
+			 * and shared by every call: no JIT (no parent plan), evaluated
+			 * in the caller's per-tuple context.
+			 */
+			ListCell   *lc;
+
+			if (ii->ii_Predicate != NIL)
+				ii->ii_PredicateState =
+					ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate),
+								 NULL);
+			foreach(lc, ii->ii_Expressions)
+				ii->ii_ExpressionsState =
+					lappend(ii->ii_ExpressionsState,
+							ExecInitExpr(expression_planner((Expr *) lfirst(lc)),
+										 NULL));
+			e->prepared = true;
+		}
+		MemoryContextSwitchTo(old);
+		IndexInfoCount++;
+		e->indexoid = indexoid;
+		e->speculative = speculative;
+		e->info = ii;
+	}
+	ii = makeNode(IndexInfo);
+	memcpy(ii, e->info, sizeof(IndexInfo));
+	if (!e->prepared)
+	{
+		ii->ii_ExpressionsState = NIL;
+		ii->ii_PredicateState = NULL;
+	}
+	ii->ii_AmCache = NULL;
+	ii->ii_Context = CurrentMemoryContext;
+	return ii;
+}
+
+/*
+ * ExecOpenIndices with the IndexInfo cache: open the indexes of rri's
+ * relation (RowExclusiveLock, closed by ExecCloseIndices) and give each its
+ * IndexInfo, with the speculative-insertion fields for unique ones when
+ * speculative.
+ */
+static void
+OpenIndices(ResultRelInfo *rri, bool speculative)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *oids;
+	ListCell   *lc;
+	int			i = 0;
+
+	rri->ri_NumIndices = 0;
+	if (!RelationGetForm(rel)->relhasindex)
+		return;
+	oids = RelationGetIndexList(rel);
+	if (oids == NIL)
+		return;
+	rri->ri_IndexRelationDescs = palloc(list_length(oids) * sizeof(Relation));
+	rri->ri_IndexRelationInfo = palloc(list_length(oids) * sizeof(IndexInfo *));
+	foreach(lc, oids)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		rri->ri_IndexRelationDescs[i] = index;
+		rri->ri_IndexRelationInfo[i] = CachedIndexInfo(index, speculative);
+		i++;
+	}
+	rri->ri_NumIndices = i;
+	list_free(oids);
+}
+
 /* Open a table of ours as a result relation with its indexes. */
 static ResultRelInfo *
 OpenResultRel(EState *estate, EsRel which, Index rti)
@@ -314,7 +493,7 @@ OpenResultRel(EState *estate, EsRel which, Index rti)
 
 	InitResultRelInfo(rri, rel, rti, NULL, 0);
 	/* Speculative: InsertUnique checks unique indexes before inserting. */
-	ExecOpenIndices(rri, which != ES_REL_EVENTS);
+	OpenIndices(rri, which != ES_REL_EVENTS);
 	/* So that AFTER triggers find it, and ExecCloseResultRelations closes it. */
 	estate->es_opened_result_relations =
 		lappend(estate->es_opened_result_relations, rri);
@@ -350,6 +529,7 @@ EsWriteBegin(void)
 	/* What the executor checks for INSERT and UPDATE statements. */
 	PreventCommandIfReadOnly("es_apply()");
 	PreventCommandIfParallelMode("es_apply()");
+	RetireIndexInfos();
 
 	estate = CreateExecutorState();
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
@@ -1097,7 +1277,7 @@ TransferFastPath(void)
 	{
 		w->tr_pkey = index_open(EsRowRelid(ES_REL_TRANSFERS_SEQ_IDX),
 								RowExclusiveLock);
-		w->tr_pkey_info = BuildIndexInfo(w->tr_pkey);
+		w->tr_pkey_info = CachedIndexInfo(w->tr_pkey, false);
 		w->tr_fast_slot = ExecInitExtraTupleSlot(w->estate,
 												 RelationGetDescr(w->tr_rel),
 												 &TTSOpsVirtual);
