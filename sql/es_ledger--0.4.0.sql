@@ -851,3 +851,4 @@ COMMENT ON COLUMN es_projections.last_error IS 'why it failed: SQLSTATE: message
 COMMENT ON COLUMN es_projections.error_seq IS 'the event its handler failed on';
 COMMENT ON COLUMN es_projections.error_at IS 'when it failed';
 COMMENT ON COLUMN es_projections.created_at IS 'when it was created';
+COMMENT ON COLUMN es_projections.waiting_for IS 'the prepared transaction of this database an async projection''s lag waits for, if any (es_read''s horizon)';
