@@ -93,6 +93,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "es_ledger.h"
 
@@ -459,8 +460,7 @@ Authorize(List *cmds)
 	foreach(lc, cmds)
 	{
 		const EsCommand *cmd = lfirst(lc);
-		EsCommandRole role = cmd->reverses ? ES_ROLE_ADMIN :
-		EsDecideHandler(cmd->type)->role;
+		EsCommandRole role = EsDecideCommandRole(cmd);
 		const char *rolename = EsDecideRoleName(role);
 		Oid			roleid;
 
@@ -480,6 +480,8 @@ Authorize(List *cmds)
 							   rolename,
 							   role == ES_ROLE_ADMIN ? "account administration" :
 							   "money movement"),
+					 cmd->type == ES_CMD_OPEN_ACCOUNT ?
+					 errhint("Members of es_ledger_writer may open an account without credit: overdraft_limit 0 and no max_balance.") : 0,
 					 cmd->ordinal > 0 ?
 					 errcontext("command %d of the batch", cmd->ordinal) : 0));
 		checked[role] = true;
@@ -699,6 +701,20 @@ ArgId(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
 		EsCommandSetText(cmd, "id", text_to_cstring(PG_GETARG_TEXT_PP(argno)));
 }
 
+/*
+ * Store a shorthand's optional metadata (jsonb, argument argno) and
+ * effective_at (timestamptz, argument argno + 1).  Scripts before 0.4.0
+ * declare the shorthands without them: PG_NARGS tells.
+ */
+static void
+ArgExtras(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+		EsCommandSetMetadata(cmd, PG_GETARG_JSONB_P(argno));
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+		EsCommandSetEffectiveAt(cmd, PG_GETARG_TIMESTAMPTZ(argno + 1));
+}
+
 /* Check a shorthand's command like es_apply's and apply it. */
 static Datum
 ApplyShorthand(EsCommand *cmd)
@@ -710,7 +726,8 @@ ApplyShorthand(EsCommand *cmd)
 /*
  * es_open_account(account text, currency text, overdraft_limit bigint
  *				   DEFAULT 0, max_balance bigint DEFAULT NULL,
- *				   id text DEFAULT NULL) RETURNS bigint
+ *				   id text DEFAULT NULL, metadata jsonb DEFAULT NULL,
+ *				   effective_at timestamptz DEFAULT NULL) RETURNS bigint
  *
  * Same as es_apply of an open_account command, with the same checks and
  * locks.
@@ -728,12 +745,17 @@ es_open_account(PG_FUNCTION_ARGS)
 	EsCommandSetInt(&cmd, "max_balance", PG_ARGISNULL(3),
 					PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3));
 	ArgId(&cmd, fcinfo, 4);
+	ArgExtras(&cmd, fcinfo, 5);
 	return ApplyShorthand(&cmd);
 }
 
 /*
- * es_deposit(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
- * es_withdraw(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
+ * es_deposit(account text, amount bigint, id text DEFAULT NULL,
+ *			  metadata jsonb DEFAULT NULL, effective_at timestamptz DEFAULT NULL)
+ *			  RETURNS bigint
+ * es_withdraw(account text, amount bigint, id text DEFAULT NULL,
+ *			   metadata jsonb DEFAULT NULL, effective_at timestamptz DEFAULT NULL)
+ *			   RETURNS bigint
  *
  * Same as es_apply of a deposit or withdraw command, with the same checks
  * and locks.
@@ -747,6 +769,7 @@ DepositWithdraw(FunctionCallInfo fcinfo, EsCommandType type)
 	ArgText(&cmd, fcinfo, 0, "account");
 	ArgInt(&cmd, fcinfo, 1, "amount");
 	ArgId(&cmd, fcinfo, 2);
+	ArgExtras(&cmd, fcinfo, 3);
 	return ApplyShorthand(&cmd);
 }
 
@@ -766,7 +789,8 @@ es_withdraw(PG_FUNCTION_ARGS)
 
 /*
  * es_transfer(from_account text, to_account text, amount bigint,
- *			   id text DEFAULT NULL) RETURNS bigint
+ *			   id text DEFAULT NULL, metadata jsonb DEFAULT NULL,
+ *			   effective_at timestamptz DEFAULT NULL) RETURNS bigint
  *
  * Same as es_apply of a transfer command, with the same checks and locks.
  */
@@ -781,6 +805,7 @@ es_transfer(PG_FUNCTION_ARGS)
 	ArgText(&cmd, fcinfo, 1, "to");
 	ArgInt(&cmd, fcinfo, 2, "amount");
 	ArgId(&cmd, fcinfo, 3);
+	ArgExtras(&cmd, fcinfo, 4);
 	return ApplyShorthand(&cmd);
 }
 

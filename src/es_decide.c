@@ -764,6 +764,24 @@ EsDecideRoleName(EsCommandRole role)
 	return role == ES_ROLE_ADMIN ? "es_ledger_admin" : "es_ledger_writer";
 }
 
+/*
+ * The role a command needs: its type's, except that es_ledger_writer may
+ * open an account without credit (overdraft_limit 0 and max_balance absent
+ * or null, CONTRACT.md section 9), and a reversal always needs
+ * es_ledger_admin.
+ */
+EsCommandRole
+EsDecideCommandRole(const EsCommand *cmd)
+{
+	if (cmd->reverses)
+		return ES_ROLE_ADMIN;
+	if (cmd->type == ES_CMD_OPEN_ACCOUNT &&
+		(!cmd->has_overdraft_limit || cmd->overdraft_limit == 0) &&
+		(!cmd->has_max_balance || cmd->max_balance_null))
+		return ES_ROLE_WRITER;
+	return EsHandlers[cmd->type].role;
+}
+
 /* "Known types: open_account, deposit, ...", for messages. */
 const char *
 EsDecideTypeNames(void)

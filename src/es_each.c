@@ -252,7 +252,7 @@ ParseStep(void *arg)
 	MemoryContextSwitchTo(p->keep);
 	EsCommandKeep(p->cmd);
 
-	role = p->cmd->reverses ? ES_ROLE_ADMIN : EsDecideHandler(p->cmd->type)->role;
+	role = EsDecideCommandRole(p->cmd);
 	if (!p->allowed[role])
 	{
 		EsApplyAuthorize(list_make1(p->cmd));	/* 42501, or passes */

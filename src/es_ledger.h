@@ -652,6 +652,7 @@ extern const EsCommandHandler *EsDecideHandler(EsCommandType type);
 extern bool EsDecideTypeFromName(const char *name, EsCommandType *type);
 extern const char *EsDecideTypeNames(void);
 extern const char *EsDecideRoleName(EsCommandRole role);
+extern EsCommandRole EsDecideCommandRole(const EsCommand *cmd);
 extern void EsDecideAccountExists(const char *account) pg_attribute_noreturn();
 extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
 extern void EsDecidePendingNotFound(const char *pending_id) pg_attribute_noreturn();
@@ -680,6 +681,8 @@ extern void EsCommandStart(EsCommand *cmd, EsCommandType type, int ordinal);
 extern void EsCommandSetText(EsCommand *cmd, const char *key, const char *value);
 extern void EsCommandSetInt(EsCommand *cmd, const char *key, bool isnull,
 							int64 value);
+extern void EsCommandSetMetadata(EsCommand *cmd, Jsonb *metadata);
+extern void EsCommandSetEffectiveAt(EsCommand *cmd, TimestampTz effective_at);
 extern void EsCommandFinish(EsCommand *cmd);
 extern Jsonb *EsCommandCanonical(const EsCommand *cmd);
 extern void EsCommandKeep(EsCommand *cmd);
