@@ -36,7 +36,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	projections input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify apply_each read snapshots schema upgrade lookalikes
+	projections input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify apply_each read snapshots first_app schema upgrade lookalikes
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type

@@ -445,30 +445,39 @@ ApplyCommand(const EsCommand *cmd)
 	return AppendDecision(cmd, &decision, states, n, canonical);
 }
 
+/* Does the current user have the privileges of the role named? */
+static bool
+MemberOf(const char *rolename)
+{
+	Oid			roleid = get_role_oid(rolename, true);
+
+	return OidIsValid(roleid) && has_privs_of_role(GetUserId(), roleid);
+}
+
 /*
  * Step 2: refuse, with 42501 and before anything is written, a call that
  * holds a command the current user may not send: money movements need
  * es_ledger_writer, account administration es_ledger_admin (membership
- * with inherited privileges; superusers have both).
+ * with inherited privileges; superusers have both); opening an account
+ * without credit either.
  */
 static void
 Authorize(List *cmds)
 {
-	bool		checked[2] = {false, false};
+	bool		checked[ES_ROLE_COUNT] = {false};
 	ListCell   *lc;
 
 	foreach(lc, cmds)
 	{
 		const EsCommand *cmd = lfirst(lc);
 		EsCommandRole role = EsDecideCommandRole(cmd);
-		const char *rolename = EsDecideRoleName(role);
-		Oid			roleid;
+		EsCommandRole need = role == ES_ROLE_OPENER ? ES_ROLE_ADMIN : role;
+		const char *rolename = EsDecideRoleName(need);
 
 		if (checked[role])
 			continue;
-		roleid = get_role_oid(rolename, true);
-		if (!superuser() &&
-			(!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid)))
+		if (!superuser() && !MemberOf(rolename) &&
+			!(role == ES_ROLE_OPENER && MemberOf(EsDecideRoleName(ES_ROLE_WRITER))))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for command type %s",
@@ -476,11 +485,13 @@ Authorize(List *cmds)
 					 cmd->reverses ?
 					 errdetail("Only members of %s may reverse commands.",
 							   rolename) :
+					 role == ES_ROLE_OPENER ?
+					 errdetail("Only members of es_ledger_writer or es_ledger_admin may open accounts.") :
 					 errdetail("Only members of %s may send %s commands.",
 							   rolename,
 							   role == ES_ROLE_ADMIN ? "account administration" :
 							   "money movement"),
-					 cmd->type == ES_CMD_OPEN_ACCOUNT ?
+					 cmd->type == ES_CMD_OPEN_ACCOUNT && role == ES_ROLE_ADMIN ?
 					 errhint("Members of es_ledger_writer may open an account without credit: overdraft_limit 0 and no max_balance.") : 0,
 					 cmd->ordinal > 0 ?
 					 errcontext("command %d of the batch", cmd->ordinal) : 0));

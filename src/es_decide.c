@@ -767,7 +767,8 @@ EsDecideRoleName(EsCommandRole role)
 /*
  * The role a command needs: its type's, except that es_ledger_writer may
  * open an account without credit (overdraft_limit 0 and max_balance absent
- * or null, CONTRACT.md section 9), and a reversal always needs
+ * or null, CONTRACT.md section 9), as es_ledger_admin may (ES_ROLE_OPENER:
+ * a member of either), and a reversal always needs
  * es_ledger_admin.
  */
 EsCommandRole
@@ -778,7 +779,7 @@ EsDecideCommandRole(const EsCommand *cmd)
 	if (cmd->type == ES_CMD_OPEN_ACCOUNT &&
 		(!cmd->has_overdraft_limit || cmd->overdraft_limit == 0) &&
 		(!cmd->has_max_balance || cmd->max_balance_null))
-		return ES_ROLE_WRITER;
+		return ES_ROLE_OPENER;
 	return EsHandlers[cmd->type].role;
 }
 

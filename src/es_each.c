@@ -507,7 +507,7 @@ es_apply_each(PG_FUNCTION_ARGS)
 	MemoryContext scratch;
 	MemoryContext cmdcxt;
 	MemoryContext errcxt;
-	bool		allowed[2] = {false, false};
+	bool		allowed[ES_ROLE_COUNT] = {false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,

@@ -632,7 +632,9 @@ typedef struct EsDecision
 typedef enum EsCommandRole
 {
 	ES_ROLE_WRITER,				/* es_ledger_writer: money movements */
-	ES_ROLE_ADMIN				/* es_ledger_admin: account administration */
+	ES_ROLE_ADMIN,				/* es_ledger_admin: account administration */
+	ES_ROLE_OPENER,				/* either: open_account without credit */
+	ES_ROLE_COUNT
 } EsCommandRole;
 
 typedef struct EsCommandHandler
