@@ -57,3 +57,13 @@ indent:
 	tools/indent.sh $(sort $(wildcard src/*.c src/*.h))
 typedefs:
 	tools/indent.sh --typedefs
+
+# PGXN: `make dist` writes es_ledger-<version>.zip (the committed tree at
+# HEAD, under es_ledger-<version>/) after checking META.json against the
+# control file (tools/check_meta.py, also run by .ci/test).
+DIST_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" es_ledger.control)
+.PHONY: dist
+dist:
+	python3 tools/check_meta.py
+	git archive --format zip --prefix=es_ledger-$(DIST_VERSION)/ -o es_ledger-$(DIST_VERSION).zip HEAD
+	@echo "es_ledger-$(DIST_VERSION).zip"
