@@ -142,7 +142,8 @@ $fn$;
 -- The es_transfers row of a transfer one of whose events is seq: what
 -- es_transfer, a pending transfer, post_pending or void_pending returned.
 -- A transfer with an id is found by its id (every event of it carries
--- data->>'transfer_id'); one without is keyed by its TransferSent event,
+-- data->>'transfer_id'): its key is the first event of the command of that
+-- id (es_events_command_id_idx), ids being unique for ever; one without is keyed by its TransferSent event,
 -- which its TransferReceived event follows in the same transaction: the
 -- nearest earlier TransferSent of that transaction between the same
 -- accounts is its own (a command writes its two events in that order).
@@ -150,9 +151,11 @@ CREATE FUNCTION es_transfer_of(seq bigint) RETURNS SETOF es_transfers
 	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
 	AS $fn$
 	WITH e AS (SELECT * FROM es_events e WHERE e.seq OPERATOR(pg_catalog.=) $1)
-	SELECT t.* FROM es_transfers t, e
-	 WHERE e.data OPERATOR(pg_catalog.?) 'transfer_id'
-	   AND t.transfer_id OPERATOR(pg_catalog.=) (e.data OPERATOR(pg_catalog.->>) 'transfer_id'::text)
+	SELECT t.* FROM es_transfers t
+	 WHERE t.seq OPERATOR(pg_catalog.=)
+		   (SELECT pg_catalog.min(s.seq) FROM e, es_events s
+			 WHERE e.data OPERATOR(pg_catalog.?) 'transfer_id'
+			   AND s.command_id OPERATOR(pg_catalog.=) (e.data OPERATOR(pg_catalog.->>) 'transfer_id'::text))
 	UNION ALL
 	SELECT t.* FROM es_transfers t, e
 	 WHERE NOT e.data OPERATOR(pg_catalog.?) 'transfer_id' AND e.type OPERATOR(pg_catalog.=) 'TransferSent'::text
@@ -199,3 +202,14 @@ GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text, json
 	TO es_ledger_writer, es_ledger_admin;
 GRANT EXECUTE ON FUNCTION es_account_of(bigint), es_transfer_of(bigint),
 	es_balance_effective_at(text, timestamptz) TO es_ledger_reader;
+
+-- es_history pages: after_version and max_count (es_history.c).
+DROP FUNCTION es_history(text, timestamptz, timestamptz);
+CREATE FUNCTION es_history(account text, since timestamptz DEFAULT NULL,
+		until timestamptz DEFAULT NULL, after_version bigint DEFAULT NULL,
+		max_count integer DEFAULT NULL)
+	RETURNS TABLE(seq bigint, version bigint, type text, amount bigint, balance_after bigint,
+		recorded_at timestamptz, effective_at timestamptz, command_id text, data jsonb)
+	AS 'MODULE_PATHNAME', 'es_history' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION es_history(text, timestamptz, timestamptz, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_history(text, timestamptz, timestamptz, bigint, integer) TO es_ledger_reader;

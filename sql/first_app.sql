@@ -97,4 +97,21 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 
 RESET ROLE;
+
+
+-- 6. es_history pages with after_version and max_count
+SELECT version, type, balance_after FROM es_history('fa-1', max_count => 3);
+SELECT version, type, balance_after FROM es_history('fa-1', after_version => 3, max_count => 2);
+-- paging through gives exactly the whole history, balances included
+WITH RECURSIVE pages(n, last, rows) AS (
+	SELECT 1, (SELECT max(version) FROM es_history('fa-1', max_count => 2)),
+		   (SELECT array_agg(row(version, balance_after)::text ORDER BY version) FROM es_history('fa-1', max_count => 2))
+	UNION ALL
+	SELECT n + 1, (SELECT max(version) FROM es_history('fa-1', after_version => last, max_count => 2)),
+		   (SELECT array_agg(row(version, balance_after)::text ORDER BY version) FROM es_history('fa-1', after_version => last, max_count => 2))
+	  FROM pages WHERE last IS NOT NULL)
+SELECT (SELECT array_agg(r ORDER BY n, o) FROM pages, unnest(rows) WITH ORDINALITY u(r, o))
+	 = (SELECT array_agg(row(version, balance_after)::text ORDER BY version) FROM es_history('fa-1')) AS pages_equal_whole;
+SELECT count(*) FROM es_history('fa-1', after_version => 1000000);
+SELECT try($$SELECT count(*) FROM es_history('fa-1', max_count => 0)$$);
 DROP ROLE fa_writer, fa_reader, fa_admin;
