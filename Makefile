@@ -36,7 +36,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read snapshots schema comments upgrade lookalikes
+	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read snapshots first_app schema comments upgrade lookalikes
 
 # Warnings on; CI adds -Werror (`make COPT=-Werror`, .ci/lib.sh), so that a
 # newer compiler's new warning does not break a user's build.
@@ -82,3 +82,13 @@ typedefs:
 .PHONY: sanitize
 sanitize:
 	ES_PGBIN=$(shell $(PG_CONFIG) --bindir) bash tools/sanitize.sh
+
+# PGXN: `make dist` writes es_ledger-<version>.zip (the committed tree at
+# HEAD, under es_ledger-<version>/) after checking META.json against the
+# control file (tools/check_meta.py, also run by .ci/test).
+DIST_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" es_ledger.control)
+.PHONY: dist
+dist:
+	python3 tools/check_meta.py
+	git archive --format zip --prefix=es_ledger-$(DIST_VERSION)/ -o es_ledger-$(DIST_VERSION).zip HEAD
+	@echo "es_ledger-$(DIST_VERSION).zip"

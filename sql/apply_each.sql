@@ -210,7 +210,7 @@ SELECT count(*) AS n FROM es_events \gset
 SET ROLE ae_writer;
 SELECT ord, seq IS NOT NULL AS applied, sqlstate, message FROM es_apply_each('[
   {"type": "deposit", "account": "ae-a", "amount": 1},
-  {"type": "open_account", "account": "ae-w", "currency": "USD"},
+  {"type": "open_account", "account": "ae-w", "currency": "USD", "overdraft_limit": 5},
   {"type": "freeze_account", "account": "ae-a"},
   {"type": "withdraw", "account": "ae-a", "amount": 1}
 ]') ORDER BY ord;

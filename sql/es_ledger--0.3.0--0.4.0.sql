@@ -18,23 +18,26 @@
 -------------------------------------------------------------------------------
 DO $lookalikes$
 DECLARE
-	functions CONSTANT pg_catalog.text[] := '{es_accounts_at,es_apply,es_apply_each,es_balance_at,es_check_shape,
+	functions CONSTANT pg_catalog.text[] := '{es_account_of,es_accounts_at,es_apply,es_apply_each,
+		es_balance_at,es_balance_effective_at,es_check_shape,
 		es_deposit,es_digest,es_drop_snapshots,es_expire_pending,
 		es_guard_ddl,es_guard_drop,es_guard_projection,es_history,
 		es_log_handler,es_open_account,es_projection_create,
 		es_projection_drop,es_projection_pause,es_projection_rebuild,
 		es_projection_resume,es_projection_run,es_read,
 		es_rebuild_projections,es_replay,es_restore_to,es_reverse,
-		es_snapshot,es_transfer,es_verify,es_verify_digest,es_withdraw}';
-	relations CONSTANT pg_catalog.text[] := '{es_accounts,es_accounts_account_id_seq,es_accounts_account_key,
-		es_accounts_pkey,es_commands,es_commands_pkey,es_commands_reverses_idx,es_events,
-		es_events_account_version_key,es_events_command_id_idx,
-		es_events_opened_idx,es_events_pkey,es_events_seq_seq,
-		es_events_tx_seq_idx,es_projection_registry,
-		es_projection_registry_pkey,es_projections,es_snapshots,
-		es_snapshots_pkey,es_transfers,es_transfers_expires_idx,
+		es_snapshot,es_transfer,es_transfer_of,es_verify,
+		es_verify_digest,es_withdraw}';
+	relations CONSTANT pg_catalog.text[] := '{es_accounts,es_accounts_account_id_seq,
+		es_accounts_account_key,es_accounts_pkey,es_commands,
+		es_commands_pkey,es_commands_reverses_idx,es_events,es_events_account_version_key,
+		es_events_command_id_idx,es_events_opened_idx,es_events_pkey,
+		es_events_seq_seq,es_events_tx_seq_idx,
+		es_projection_registry,es_projection_registry_pkey,
+		es_projections,es_snapshots,es_snapshots_pkey,es_transfers,
+		es_transfers_expires_idx,es_transfers_from_created_idx,
 		es_transfers_from_pending_idx,es_transfers_pkey,
-		es_transfers_to_pending_idx}';
+		es_transfers_to_created_idx,es_transfers_to_pending_idx}';
 	ext CONSTANT pg_catalog.oid := (SELECT e.oid FROM pg_catalog.pg_extension e
 									 WHERE e.extname OPERATOR(pg_catalog.=) 'es_ledger'::pg_catalog.name);
 	found pg_catalog.text;
@@ -214,6 +217,122 @@ SELECT p.name,
 -- rejected command carries its DETAIL in a last column, detail.  A result
 -- type cannot change in place: drop and create again, same grants.
 -------------------------------------------------------------------------------
+
+-- First-app frictions (issue 18, helper eco): shorthands with metadata and
+-- effective_at; es_ledger_writer opens accounts without credit (the role
+-- check is in C, EsDecideCommandRole); what a call returns finds its rows
+-- (es_account_of, es_transfer_of); the balance at a valid time
+-- (es_balance_effective_at); transfers by account and time indexed out of
+-- the box.  Plain SQL functions, SECURITY INVOKER: they read what their
+-- caller may read, with search_path pinned to the extension's schema.
+-------------------------------------------------------------------------------
+DROP FUNCTION es_open_account(text, text, bigint, bigint, text);
+DROP FUNCTION es_deposit(text, bigint, text);
+DROP FUNCTION es_withdraw(text, bigint, text);
+DROP FUNCTION es_transfer(text, text, bigint, text);
+
+CREATE FUNCTION es_open_account(account text, currency text,
+		overdraft_limit bigint DEFAULT 0, max_balance bigint DEFAULT NULL,
+		id text DEFAULT NULL, metadata jsonb DEFAULT NULL,
+		effective_at timestamptz DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_open_account' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_deposit(account text, amount bigint, id text DEFAULT NULL,
+		metadata jsonb DEFAULT NULL, effective_at timestamptz DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_deposit' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_withdraw(account text, amount bigint, id text DEFAULT NULL,
+		metadata jsonb DEFAULT NULL, effective_at timestamptz DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_withdraw' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_transfer(from_account text, to_account text, amount bigint,
+		id text DEFAULT NULL, metadata jsonb DEFAULT NULL,
+		effective_at timestamptz DEFAULT NULL) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'es_transfer' LANGUAGE C VOLATILE;
+
+-- The account an event is on: es_account_of(es_open_account(...)) is the
+-- account just opened; any seq a command returned names its last event.
+CREATE FUNCTION es_account_of(seq bigint) RETURNS SETOF es_accounts
+	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	AS $fn$
+	SELECT a.* FROM es_accounts a
+	 WHERE a.account_id OPERATOR(pg_catalog.=)
+		   (SELECT e.account_id FROM es_events e WHERE e.seq OPERATOR(pg_catalog.=) $1)
+$fn$;
+
+-- The es_transfers row of a transfer one of whose events is seq: what
+-- es_transfer, a pending transfer, post_pending or void_pending returned.
+-- A transfer with an id is found by its id (every event of it carries
+-- data->>'transfer_id'): its key is the first event of the command of that
+-- id (es_events_command_id_idx), ids being unique for ever; one without is keyed by its TransferSent event,
+-- which its TransferReceived event follows in the same transaction: the
+-- nearest earlier TransferSent of that transaction between the same
+-- accounts is its own (a command writes its two events in that order).
+CREATE FUNCTION es_transfer_of(seq bigint) RETURNS SETOF es_transfers
+	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	AS $fn$
+	WITH e AS (SELECT * FROM es_events e WHERE e.seq OPERATOR(pg_catalog.=) $1)
+	SELECT t.* FROM es_transfers t
+	 WHERE t.seq OPERATOR(pg_catalog.=)
+		   (SELECT pg_catalog.min(s.seq) FROM e, es_events s
+			 WHERE e.data OPERATOR(pg_catalog.?) 'transfer_id'
+			   AND s.command_id OPERATOR(pg_catalog.=) (e.data OPERATOR(pg_catalog.->>) 'transfer_id'::text))
+	UNION ALL
+	SELECT t.* FROM es_transfers t, e
+	 WHERE NOT e.data OPERATOR(pg_catalog.?) 'transfer_id' AND e.type OPERATOR(pg_catalog.=) 'TransferSent'::text
+	   AND t.seq OPERATOR(pg_catalog.=) e.seq
+	UNION ALL
+	SELECT t.* FROM es_transfers t
+	 WHERE t.seq OPERATOR(pg_catalog.=)
+		   (SELECT s.seq FROM e, es_events s
+			 WHERE NOT e.data OPERATOR(pg_catalog.?) 'transfer_id' AND e.type OPERATOR(pg_catalog.=) 'TransferReceived'::text
+			   AND s.account_id OPERATOR(pg_catalog.=) ((e.data OPERATOR(pg_catalog.->>) 'from_account_id'::text)::bigint)
+			   AND s.tx OPERATOR(pg_catalog.=) e.tx
+			   AND s.seq OPERATOR(pg_catalog.<) e.seq
+			   AND s.type OPERATOR(pg_catalog.=) 'TransferSent'::text
+			   AND (s.data OPERATOR(pg_catalog.->>) 'to_account_id'::text)::bigint OPERATOR(pg_catalog.=) e.account_id
+			 ORDER BY s.seq DESC LIMIT 1)
+$fn$;
+
+-- The balance at a valid time: the events effective by effective_at,
+-- whenever they were recorded (a top-up back-dated to yesterday counts
+-- for yesterday).  es_balance_at is transaction time.
+CREATE FUNCTION es_balance_effective_at(account text, effective_at timestamptz) RETURNS bigint
+	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	AS $fn$ SELECT (es_replay($1, NULL, $2)).balance $fn$;
+
+-- Statements by account and time, out of the box (indexes a user adds to
+-- the extension's tables are not in a dump: see README "Indexes").
+CREATE INDEX es_transfers_from_created_idx ON es_transfers (from_account_id, created_at);
+CREATE INDEX es_transfers_to_created_idx ON es_transfers (to_account_id, created_at);
+ALTER INDEX es_transfers_from_created_idx DEPENDS ON EXTENSION es_ledger;
+ALTER INDEX es_transfers_to_created_idx DEPENDS ON EXTENSION es_ledger;
+
+REVOKE ALL ON FUNCTION es_open_account(text, text, bigint, bigint, text, jsonb, timestamptz),
+	es_deposit(text, bigint, text, jsonb, timestamptz),
+	es_withdraw(text, bigint, text, jsonb, timestamptz),
+	es_transfer(text, text, bigint, text, jsonb, timestamptz),
+	es_account_of(bigint), es_transfer_of(bigint),
+	es_balance_effective_at(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_deposit(text, bigint, text, jsonb, timestamptz),
+	es_withdraw(text, bigint, text, jsonb, timestamptz),
+	es_transfer(text, text, bigint, text, jsonb, timestamptz)
+	TO es_ledger_writer;
+-- Writers open accounts without credit; es_apply checks the limits (42501).
+GRANT EXECUTE ON FUNCTION es_open_account(text, text, bigint, bigint, text, jsonb, timestamptz)
+	TO es_ledger_writer, es_ledger_admin;
+GRANT EXECUTE ON FUNCTION es_account_of(bigint), es_transfer_of(bigint),
+	es_balance_effective_at(text, timestamptz) TO es_ledger_reader;
+
+-- es_history pages: after_version and max_count (es_history.c).
+DROP FUNCTION es_history(text, timestamptz, timestamptz);
+CREATE FUNCTION es_history(account text, since timestamptz DEFAULT NULL,
+		until timestamptz DEFAULT NULL, after_version bigint DEFAULT NULL,
+		max_count integer DEFAULT NULL)
+	RETURNS TABLE(seq bigint, version bigint, type text, amount bigint, balance_after bigint,
+		recorded_at timestamptz, effective_at timestamptz, command_id text, data jsonb)
+	AS 'MODULE_PATHNAME', 'es_history' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION es_history(text, timestamptz, timestamptz, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_history(text, timestamptz, timestamptz, bigint, integer) TO es_ledger_reader;
+
+-------------------------------------------------------------------------------
 DROP FUNCTION es_apply_each(jsonb);
 CREATE FUNCTION es_apply_each(commands jsonb)
 	RETURNS TABLE(ord int, seq bigint, sqlstate text, message text, detail text)
@@ -221,12 +340,14 @@ CREATE FUNCTION es_apply_each(commands jsonb)
 REVOKE ALL ON FUNCTION es_apply_each(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_admin;
 
+-------------------------------------------------------------------------------
 -- Comments (issue 16, section 5): every function and every column of the
 -- extension explained in the catalog, for \df+, \d+ and \dd.  Kept last so
 -- that the sections of other topics stay apart; the regression test
 -- sql/comments.sql fails when a member function, table or view, column or
 -- sequence lacks a comment.  The same section ends es_ledger--0.4.0.sql.
 -------------------------------------------------------------------------------
+
 COMMENT ON SEQUENCE es_events_seq_seq IS 'numbers events: es_events.seq (gaps where a transaction rolled back)';
 COMMENT ON SEQUENCE es_accounts_account_id_seq IS 'numbers accounts: es_accounts.account_id';
 
@@ -235,13 +356,13 @@ COMMENT ON FUNCTION es_apply(jsonb) IS
 	'applies one command object, or an array of them as an atomic batch; returns the seq of the last event written (the original one for a repeated id); ES001-ES014 refusals, 42501 outside the caller''s role';
 COMMENT ON FUNCTION es_apply_each(jsonb) IS
 	'applies each command of an array on its own, in order; one row per command: its seq, or the sqlstate and message of its refusal (which wrote nothing)';
-COMMENT ON FUNCTION es_open_account(text, text, bigint, bigint, text) IS
+COMMENT ON FUNCTION es_open_account(text, text, bigint, bigint, text, jsonb, timestamptz) IS
 	'es_apply of an open_account command: account, currency, overdraft_limit (default 0), max_balance (default none), id; returns the seq';
-COMMENT ON FUNCTION es_deposit(text, bigint, text) IS
+COMMENT ON FUNCTION es_deposit(text, bigint, text, jsonb, timestamptz) IS
 	'es_apply of a deposit command: account, amount (minor units), id; returns the seq';
-COMMENT ON FUNCTION es_withdraw(text, bigint, text) IS
+COMMENT ON FUNCTION es_withdraw(text, bigint, text, jsonb, timestamptz) IS
 	'es_apply of a withdraw command: account, amount (minor units), id; returns the seq (ES001 past the overdraft limit)';
-COMMENT ON FUNCTION es_transfer(text, text, bigint, text) IS
+COMMENT ON FUNCTION es_transfer(text, text, bigint, text, jsonb, timestamptz) IS
 	'es_apply of an immediate transfer command: from_account, to_account, amount, id; returns the seq of its last event';
 COMMENT ON FUNCTION es_expire_pending() IS
 	'releases every pending transfer past its timeout (TransferExpired on both accounts) and returns how many; never waits for a row lock';
@@ -249,7 +370,7 @@ COMMENT ON FUNCTION es_expire_pending() IS
 -- Functions: reading the log
 COMMENT ON FUNCTION es_replay(text, timestamptz, timestamptz) IS
 	'the account folded from es_events alone (from its newest usable snapshot): all events, or those recorded by as_of and/or effective by effective_until; ES003 if not open by then';
-COMMENT ON FUNCTION es_history(text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION es_history(text, timestamptz, timestamptz, bigint, int) IS
 	'the account''s events in version order, each with the balance after it; only those recorded within [since, until]';
 COMMENT ON FUNCTION es_balance_at(text, timestamptz) IS
 	'the account''s balance folded from the events recorded at or before as_of (NULL: now); NULL if it was opened later';
@@ -412,3 +533,9 @@ COMMENT ON COLUMN es_projections.error_seq IS 'the event its handler failed on';
 COMMENT ON COLUMN es_projections.error_at IS 'when it failed';
 COMMENT ON COLUMN es_projections.created_at IS 'when it was created';
 COMMENT ON COLUMN es_projections.waiting_for IS 'the prepared transaction of this database an async projection''s lag waits for, if any (es_read''s horizon)';
+COMMENT ON FUNCTION es_account_of(bigint) IS
+	'the es_accounts row of the account whose event is seq: es_account_of(es_open_account(...)) is the account just opened';
+COMMENT ON FUNCTION es_transfer_of(bigint) IS
+	'the es_transfers row of the transfer one of whose events is seq (what es_transfer, a pending transfer, a post or a void returned)';
+COMMENT ON FUNCTION es_balance_effective_at(text, timestamptz) IS
+	'an account''s balance at a valid time: the events that had happened by effective_at, from the log alone';

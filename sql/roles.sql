@@ -82,8 +82,8 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 CREATE TABLE r_cmds (ord int, name text, sql text);
 INSERT INTO r_cmds VALUES
- (1, 'open_account', $$SELECT es_apply('{"type": "open_account", "account": "r-m", "currency": "USD"}')$$),
- (2, 'es_open_account', $$SELECT es_open_account('r-n', 'USD')$$),
+ (1, 'open_account', $$SELECT es_apply('{"type": "open_account", "account": "r-m", "currency": "USD", "overdraft_limit": 5}')$$),
+ (2, 'es_open_account', $$SELECT es_open_account('r-n', 'USD', 5)$$),
  (3, 'deposit', $$SELECT es_apply('{"type": "deposit", "account": "r-a", "amount": 1}')$$),
  (4, 'es_deposit', $$SELECT es_deposit('r-a', 1)$$),
  (5, 'withdraw', $$SELECT es_apply('{"type": "withdraw", "account": "r-a", "amount": 1}')$$),

@@ -71,7 +71,7 @@ SELECT try($$DROP SEQUENCE es_accounts_account_id_seq CASCADE$$);
 SELECT try($$ALTER FUNCTION es_apply(jsonb) OWNER TO sg_other$$);
 SELECT try($$ALTER FUNCTION es_apply(jsonb) SECURITY INVOKER$$);
 SELECT try($$ALTER FUNCTION es_apply(jsonb) RESET ALL$$);
-SELECT try($$ALTER FUNCTION es_deposit(text, bigint, text) RENAME TO sg$$);
+SELECT try($$ALTER FUNCTION es_deposit(text, bigint, text, jsonb, timestamptz) RENAME TO sg$$);
 SELECT try($$ALTER FUNCTION es_replay(text, timestamptz, timestamptz) SET SCHEMA sg_elsewhere$$);
 SELECT try($$CREATE OR REPLACE FUNCTION es_guard_projection() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'$$);
 SELECT try($$CREATE OR REPLACE FUNCTION public.es_guard_ddl() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END'$$);

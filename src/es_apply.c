@@ -98,6 +98,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "es_ledger.h"
 
@@ -491,32 +492,39 @@ EsApplyCommand(const EsCommand *cmd, EsRejection *rej, bool isolated)
 	return AppendDecision(cmd, &decision, states, n, canonical, rej);
 }
 
+/* Does the current user have the privileges of the role named? */
+static bool
+MemberOf(const char *rolename)
+{
+	Oid			roleid = get_role_oid(rolename, true);
+
+	return OidIsValid(roleid) && has_privs_of_role(GetUserId(), roleid);
+}
+
 /*
  * Step 2: refuse, with 42501 in *rej (false) and before anything is
  * written, a call that holds a command the current user may not send:
  * money movements need es_ledger_writer, account administration
  * es_ledger_admin (membership with inherited privileges; superusers have
- * both).
+ * both); opening an account without credit either.
  */
 bool
 EsApplyAuthorize(List *cmds, EsRejection *rej)
 {
-	bool		checked[2] = {false, false};
+	bool		checked[ES_ROLE_COUNT] = {false};
 	ListCell   *lc;
 
 	foreach(lc, cmds)
 	{
 		const EsCommand *cmd = lfirst(lc);
-		EsCommandRole role = cmd->reverses ? ES_ROLE_ADMIN :
-		EsDecideHandler(cmd->type)->role;
-		const char *rolename = EsDecideRoleName(role);
-		Oid			roleid;
+		EsCommandRole role = EsDecideCommandRole(cmd);
+		EsCommandRole need = role == ES_ROLE_OPENER ? ES_ROLE_ADMIN : role;
+		const char *rolename = EsDecideRoleName(need);
 
 		if (checked[role])
 			continue;
-		roleid = get_role_oid(rolename, true);
-		if (!superuser() &&
-			(!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid)))
+		if (!superuser() && !MemberOf(rolename) &&
+			!(role == ES_ROLE_OPENER && MemberOf(EsDecideRoleName(ES_ROLE_WRITER))))
 		{
 			EsReject(rej, ERRCODE_INSUFFICIENT_PRIVILEGE,
 					 psprintf("permission denied for command type %s",
@@ -524,11 +532,14 @@ EsApplyAuthorize(List *cmds, EsRejection *rej)
 					 cmd->reverses ?
 					 psprintf("Only members of %s may reverse commands.",
 							  rolename) :
+					 role == ES_ROLE_OPENER ?
+					 pstrdup("Only members of es_ledger_writer or es_ledger_admin may open accounts.") :
 					 psprintf("Only members of %s may send %s commands.",
 							  rolename,
 							  role == ES_ROLE_ADMIN ? "account administration" :
 							  "money movement"),
-					 NULL);
+					 cmd->type == ES_CMD_OPEN_ACCOUNT && role == ES_ROLE_ADMIN ?
+					 pstrdup("Members of es_ledger_writer may open an account without credit: overdraft_limit 0 and no max_balance.") : NULL);
 			if (cmd->ordinal > 0)
 				rej->context = psprintf("command %d of the batch", cmd->ordinal);
 			return false;
@@ -758,6 +769,20 @@ ArgId(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
 		EsCommandSetText(cmd, "id", text_to_cstring(PG_GETARG_TEXT_PP(argno)));
 }
 
+/*
+ * Store a shorthand's optional metadata (jsonb, argument argno) and
+ * effective_at (timestamptz, argument argno + 1).  Scripts before 0.4.0
+ * declare the shorthands without them: PG_NARGS tells.
+ */
+static void
+ArgExtras(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+		EsCommandSetMetadata(cmd, PG_GETARG_JSONB_P(argno));
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+		EsCommandSetEffectiveAt(cmd, PG_GETARG_TIMESTAMPTZ(argno + 1));
+}
+
 /* Check a shorthand's command like es_apply's and apply it. */
 static Datum
 ApplyShorthand(EsCommand *cmd)
@@ -769,7 +794,8 @@ ApplyShorthand(EsCommand *cmd)
 /*
  * es_open_account(account text, currency text, overdraft_limit bigint
  *				   DEFAULT 0, max_balance bigint DEFAULT NULL,
- *				   id text DEFAULT NULL) RETURNS bigint
+ *				   id text DEFAULT NULL, metadata jsonb DEFAULT NULL,
+ *				   effective_at timestamptz DEFAULT NULL) RETURNS bigint
  *
  * Same as es_apply of an open_account command, with the same checks and
  * locks.
@@ -787,12 +813,17 @@ es_open_account(PG_FUNCTION_ARGS)
 	EsCommandSetInt(&cmd, "max_balance", PG_ARGISNULL(3),
 					PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3));
 	ArgId(&cmd, fcinfo, 4);
+	ArgExtras(&cmd, fcinfo, 5);
 	return ApplyShorthand(&cmd);
 }
 
 /*
- * es_deposit(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
- * es_withdraw(account text, amount bigint, id text DEFAULT NULL) RETURNS bigint
+ * es_deposit(account text, amount bigint, id text DEFAULT NULL,
+ *			  metadata jsonb DEFAULT NULL, effective_at timestamptz DEFAULT NULL)
+ *			  RETURNS bigint
+ * es_withdraw(account text, amount bigint, id text DEFAULT NULL,
+ *			   metadata jsonb DEFAULT NULL, effective_at timestamptz DEFAULT NULL)
+ *			   RETURNS bigint
  *
  * Same as es_apply of a deposit or withdraw command, with the same checks
  * and locks.
@@ -806,6 +837,7 @@ DepositWithdraw(FunctionCallInfo fcinfo, EsCommandType type)
 	ArgText(&cmd, fcinfo, 0, "account");
 	ArgInt(&cmd, fcinfo, 1, "amount");
 	ArgId(&cmd, fcinfo, 2);
+	ArgExtras(&cmd, fcinfo, 3);
 	return ApplyShorthand(&cmd);
 }
 
@@ -825,7 +857,8 @@ es_withdraw(PG_FUNCTION_ARGS)
 
 /*
  * es_transfer(from_account text, to_account text, amount bigint,
- *			   id text DEFAULT NULL) RETURNS bigint
+ *			   id text DEFAULT NULL, metadata jsonb DEFAULT NULL,
+ *			   effective_at timestamptz DEFAULT NULL) RETURNS bigint
  *
  * Same as es_apply of a transfer command, with the same checks and locks.
  */
@@ -840,6 +873,7 @@ es_transfer(PG_FUNCTION_ARGS)
 	ArgText(&cmd, fcinfo, 1, "to");
 	ArgInt(&cmd, fcinfo, 2, "amount");
 	ArgId(&cmd, fcinfo, 3);
+	ArgExtras(&cmd, fcinfo, 4);
 	return ApplyShorthand(&cmd);
 }
 

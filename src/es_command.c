@@ -358,8 +358,12 @@ StoreField(EsCommand *cmd, const char *key, JsonbValue *v)
 		cmd->metadata = JsonbValueToJsonb(v);
 	}
 	else if (!FieldAllowed(cmd->type, key))
-		Invalid(o, psprintf("unknown field \"%s\" for a command of type %s",
-							key, EsDecideHandler(cmd->type)->name), NULL);
+		EsDecideRejectHint(ERRCODE_ES_INVALID_COMMAND,
+						   psprintf("invalid command: %sunknown field \"%s\" for a command of type %s",
+									o > 0 ? psprintf("command %d of the batch: ", o) : "",
+									key, EsDecideHandler(cmd->type)->name),
+						   NULL,
+						   pstrdup("Put data of your own in \"metadata\", a JSON object kept with the events; a command takes type, id, effective_at, expected_version, metadata and its type's fields."));
 	else if (strcmp(key, "account") == 0 || strcmp(key, "from") == 0)
 		cmd->account = ParseName(v, key, o, false);
 	else if (strcmp(key, "to") == 0)
@@ -444,6 +448,36 @@ EsCommandSetInt(EsCommand *cmd, const char *key, bool isnull, int64 value)
 		v.val.string.len = strlen(v.val.string.val);
 	}
 	StoreField(cmd, key, &v);
+}
+
+/*
+ * Store a shorthand's metadata argument, checked like es_apply's "metadata"
+ * (a JSON object within es_ledger.max_metadata_bytes and _depth).
+ */
+void
+EsCommandSetMetadata(EsCommand *cmd, Jsonb *metadata)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &metadata->root;
+	v.val.binary.len = VARSIZE(metadata) - VARHDRSZ;
+	StoreField(cmd, "metadata", &v);
+}
+
+/*
+ * Store a shorthand's effective_at argument (valid time).  A timestamptz is
+ * already checked, so it is stored as is; infinite values are refused like
+ * es_apply refuses them in JSON.
+ */
+void
+EsCommandSetEffectiveAt(EsCommand *cmd, TimestampTz effective_at)
+{
+	if (TIMESTAMP_NOT_FINITE(effective_at))
+		Invalid(cmd->ordinal, "\"effective_at\" must be a finite timestamp",
+				NULL);
+	cmd->has_effective_at = true;
+	cmd->effective_at = effective_at;
 }
 
 /* Check that the command has what its type requires. */

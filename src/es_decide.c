@@ -165,15 +165,23 @@ EsDecideTryParse(EsDecideParser parse, void *arg, EsRejection *rej)
 void
 EsDecideReject(int sqlerrcode, char *message, char *detail)
 {
+	EsDecideRejectHint(sqlerrcode, message, detail, NULL);
+}
+
+/* EsDecideReject with a hint (NULL for none). */
+void
+EsDecideRejectHint(int sqlerrcode, char *message, char *detail, char *hint)
+{
 	if (ParseTrap != NULL)
 	{
-		EsReject(ParseTrap->rej, sqlerrcode, message, detail, NULL);
+		EsReject(ParseTrap->rej, sqlerrcode, message, detail, hint);
 		siglongjmp(ParseTrap->jump, 1);
 	}
 	ereport(ERROR,
 			(errcode(sqlerrcode),
 			 errmsg_internal("%s", message),
-			 detail ? errdetail_internal("%s", detail) : 0));
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0));
 	pg_unreachable();
 }
 
@@ -975,6 +983,25 @@ const char *
 EsDecideRoleName(EsCommandRole role)
 {
 	return role == ES_ROLE_ADMIN ? "es_ledger_admin" : "es_ledger_writer";
+}
+
+/*
+ * The role a command needs: its type's, except that es_ledger_writer may
+ * open an account without credit (overdraft_limit 0 and max_balance absent
+ * or null, CONTRACT.md section 9), as es_ledger_admin may (ES_ROLE_OPENER:
+ * a member of either), and a reversal always needs
+ * es_ledger_admin.
+ */
+EsCommandRole
+EsDecideCommandRole(const EsCommand *cmd)
+{
+	if (cmd->reverses)
+		return ES_ROLE_ADMIN;
+	if (cmd->type == ES_CMD_OPEN_ACCOUNT &&
+		(!cmd->has_overdraft_limit || cmd->overdraft_limit == 0) &&
+		(!cmd->has_max_balance || cmd->max_balance_null))
+		return ES_ROLE_OPENER;
+	return EsHandlers[cmd->type].role;
 }
 
 /* "Known types: open_account, deposit, ...", for messages. */

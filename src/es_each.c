@@ -277,7 +277,7 @@ es_apply_each(PG_FUNCTION_ARGS)
 	MemoryContext callcxt;
 	MemoryContext scratch;
 	MemoryContext cmdcxt;
-	bool		allowed[2] = {false, false};
+	bool		allowed[ES_ROLE_COUNT] = {false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -344,8 +344,7 @@ es_apply_each(PG_FUNCTION_ARGS)
 			else
 			{
 				/* Each role once: 42501 is the command's row. */
-				EsCommandRole role = block->reverses ? ES_ROLE_ADMIN :
-				EsDecideHandler(block->type)->role;
+				EsCommandRole role = EsDecideCommandRole(block);
 
 				if (!allowed[role])
 				{

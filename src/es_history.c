@@ -136,7 +136,8 @@ AccountArg(FunctionCallInfo fcinfo)
 
 /*
  * es_history(account text, since timestamptz DEFAULT NULL,
- *			  until timestamptz DEFAULT NULL)
+ *			  until timestamptz DEFAULT NULL, after_version bigint DEFAULT NULL,
+ *			  max_count int DEFAULT NULL)
  *	   RETURNS TABLE(seq bigint, version bigint, type text, amount bigint,
  *					 balance_after bigint, recorded_at timestamptz,
  *					 effective_at timestamptz, command_id text, data jsonb)
@@ -147,8 +148,13 @@ AccountArg(FunctionCallInfo fcinfo)
  * since, es_snap.c: the same fold, stored), so balance_after is the fold's
  * balance whatever the window;
  * only events recorded within [since, until] (inclusive; NULL: unbounded)
- * are returned.  effective_at is shown, never filtered on.
+ * are returned.  effective_at is shown, never filtered on.  Paging: only
+ * events after version after_version, at most max_count of them (NULL: no
+ * bound); the next page starts after the last version returned.  The
+ * events before a page are still folded (balance_after stays the fold's).
+ * Scripts before 0.4.0 declare three arguments: PG_NARGS tells.
  *
+ * 22023 for a max_count below 1.
  * Errors: ES009 for a NULL account, ES003 for an account the log holds no
  * AccountOpened event for, ES012 for a damaged row or an event that cannot
  * be folded, 22003 for a balance out of the bigint range.
@@ -166,6 +172,11 @@ es_history(PG_FUNCTION_ARGS)
 	bool		has_until = !PG_ARGISNULL(2);
 	TimestampTz since = has_since ? PG_GETARG_TIMESTAMPTZ(1) : 0;
 	TimestampTz until = has_until ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+	bool		has_after = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+	int64		after_version = has_after ? PG_GETARG_INT64(3) : 0;
+	bool		has_max = PG_NARGS() > 4 && !PG_ARGISNULL(4);
+	int32		max_count = has_max ? PG_GETARG_INT32(4) : 0;
+	int64		returned = 0;
 	int64		account_id;
 	MemoryContext keepcxt;
 	EsScanIter *it;
@@ -175,6 +186,10 @@ es_history(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (rsinfo->setDesc->natts != HISTORY_NATTS)
 		elog(ERROR, "es_history must return %d columns", HISTORY_NATTS);
+	if (has_max && max_count < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be at least 1, not %d", max_count)));
 	account_id = AccountArg(fcinfo);
 
 	keepcxt = AllocSetContextCreate(CurrentMemoryContext, "es_history account",
@@ -201,8 +216,12 @@ es_history(PG_FUNCTION_ARGS)
 
 		Fold(it, &state, &ev, keepcxt);
 		if ((has_since && ev.recorded_at < since) ||
-			(has_until && ev.recorded_at > until))
+			(has_until && ev.recorded_at > until) ||
+			(has_after && ev.version <= after_version))
 			continue;
+		if (has_max && returned >= max_count)
+			break;
+		returned++;
 
 		old = MemoryContextSwitchTo(it->rowcxt);
 		values[0] = Int64GetDatum(ev.seq);

@@ -652,7 +652,9 @@ typedef struct EsDecision
 typedef enum EsCommandRole
 {
 	ES_ROLE_WRITER,				/* es_ledger_writer: money movements */
-	ES_ROLE_ADMIN				/* es_ledger_admin: account administration */
+	ES_ROLE_ADMIN,				/* es_ledger_admin: account administration */
+	ES_ROLE_OPENER,				/* either: open_account without credit */
+	ES_ROLE_COUNT
 } EsCommandRole;
 
 typedef struct EsCommandHandler
@@ -680,6 +682,9 @@ extern bool EsDecideTryParse(EsDecideParser parse, void *arg,
 							 EsRejection *rej);
 extern bool EsDecideAccountExists(const char *account, EsRejection *rej);
 extern void EsDecideReject(int sqlerrcode, char *message, char *detail) pg_attribute_noreturn();
+extern void EsDecideRejectHint(int sqlerrcode, char *message, char *detail,
+							   char *hint) pg_attribute_noreturn();
+extern EsCommandRole EsDecideCommandRole(const EsCommand *cmd);
 extern void EsDecideInvalid(int ordinal, const char *msg, const char *detail) pg_attribute_noreturn();
 extern bool EsDecidePendingNotFound(const char *pending_id, EsRejection *rej);
 extern void EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
@@ -708,6 +713,8 @@ extern void EsCommandStart(EsCommand *cmd, EsCommandType type, int ordinal);
 extern void EsCommandSetText(EsCommand *cmd, const char *key, const char *value);
 extern void EsCommandSetInt(EsCommand *cmd, const char *key, bool isnull,
 							int64 value);
+extern void EsCommandSetMetadata(EsCommand *cmd, Jsonb *metadata);
+extern void EsCommandSetEffectiveAt(EsCommand *cmd, TimestampTz effective_at);
 extern void EsCommandFinish(EsCommand *cmd);
 extern Jsonb *EsCommandCanonical(const EsCommand *cmd);
 extern void EsCommandKeep(EsCommand *cmd);
