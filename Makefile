@@ -2,34 +2,34 @@
 EXTENSION = es_ledger
 MODULE_big = es_ledger
 OBJS = \
-	src/es_event.o \
-	src/es_fold.o \
-	src/es_row.o \
-	src/es_catalog.o \
-	src/es_guard.o \
-	src/es_hooks.o \
-	src/es_ddl.o \
-	src/es_restore.o \
-	src/es_am.o \
-	src/es_cache.o \
-	src/es_scan.o \
-	src/es_write.o \
-	src/es_snap.o \
-	src/es_decide.o \
-	src/es_name.o \
-	src/es_command.o \
-	src/es_handler.o \
-	src/es_apply.o \
-	src/es_each.o \
-	src/es_reverse.o \
-	src/es_replay.o \
-	src/es_history.o \
-	src/es_read.o \
-	src/es_dba.o \
-	src/es_verify.o \
-	src/es_digest.o \
-	src/es_projection.o \
-	src/es_worker.o \
+	src/model/es_event.o \
+	src/model/es_fold.o \
+	src/model/es_decide.o \
+	src/model/es_name.o \
+	src/store/es_row.o \
+	src/store/es_catalog.o \
+	src/store/es_guard.o \
+	src/store/es_cache.o \
+	src/store/es_scan.o \
+	src/store/es_write.o \
+	src/store/es_snap.o \
+	src/protect/es_hooks.o \
+	src/protect/es_ddl.o \
+	src/protect/es_restore.o \
+	src/protect/es_am.o \
+	src/apply/es_command.o \
+	src/apply/es_handler.o \
+	src/apply/es_apply.o \
+	src/apply/es_each.o \
+	src/apply/es_reverse.o \
+	src/apply/es_dba.o \
+	src/query/es_replay.o \
+	src/query/es_history.o \
+	src/query/es_read.o \
+	src/query/es_verify.o \
+	src/query/es_digest.o \
+	src/projection/es_projection.o \
+	src/projection/es_worker.o \
 	src/es_module.o
 
 DATA = $(wildcard sql/es_ledger--*.sql)
@@ -65,7 +65,7 @@ installcheck-pgtap:
 
 # Every object depends on the shared header (PGXS tracks no header deps).
 # After the include, so that `all` stays the default target.
-$(OBJS): src/es_ledger.h
+$(OBJS): $(wildcard src/*/*.h)
 
 # PostgreSQL's code layout, as its pgindent makes it: `make indent` rewrites
 # src/*.c and src/*.h (needs pg_bsd_indent: apt-get install pg-bsd-indent).
@@ -73,7 +73,7 @@ $(OBJS): src/es_ledger.h
 # after adding a typedef, before `make indent`.
 .PHONY: indent typedefs
 indent:
-	tools/indent.sh $(sort $(wildcard src/*.c src/*.h))
+	tools/indent.sh $(sort $(wildcard src/*.c src/*/*.c src/*/*.h))
 typedefs:
 	tools/indent.sh --typedefs
 

@@ -16,7 +16,7 @@
 
 #include "fmgr.h"
 
-#include "es_ledger.h"
+#include "projection/projection.h"
 
 PG_MODULE_MAGIC;
 
