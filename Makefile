@@ -67,6 +67,13 @@ installcheck-pgtap:
 # After the include, so that `all` stays the default target.
 $(OBJS): $(wildcard src/*/*.h)
 
+# The layer rule: no #include and no call between files runs up the folders
+# of src/ (model < store < protect < apply < query < projection < src/).
+# Reads the built objects; LAYERS_MATRIX=1 also prints calls by folder.
+.PHONY: check-layers
+check-layers: all
+	perl tools/check_layers.pl
+
 # PostgreSQL's code layout, as its pgindent makes it: `make indent` rewrites
 # src/*.c and src/*.h (needs pg_bsd_indent: apt-get install pg-bsd-indent).
 # `make typedefs` refreshes our type names in tools/typedefs.list; run it

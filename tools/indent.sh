@@ -6,7 +6,7 @@
 #   tools/indent.sh --diff FILE...   print what would change, touch nothing;
 #                                    exit 2 if anything would change
 #   tools/indent.sh --typedefs       refresh es_ledger's names at the end of
-#                                    tools/typedefs.list from src/*.[ch]
+#                                    tools/typedefs.list from src/*.c, src/*/*.[ch]
 #
 # `make indent` and `make typedefs` call this.  Needs pg_bsd_indent 2.1.1,
 # the version PostgreSQL 15 uses: apt-get install pg-bsd-indent (Debian 12).
@@ -58,7 +58,7 @@ if [ "${1:-}" = "--typedefs" ]; then
 	# the latter.  (A type of ours named otherwise is added as well, but
 	# would stay in the list once removed from the code: harmless.)
 	grep -v '^Es[A-Z]' "$TYPEDEFS" >"$work/pg"
-	typedef_names "$root"/src/*.c "$root"/src/*.h | LC_ALL=C sort -u |
+	typedef_names "$root"/src/*.c "$root"/src/*/*.c "$root"/src/*/*.h | LC_ALL=C sort -u |
 		grep -vxF -f "$work/pg" >"$work/ours" || true
 	cat "$work/pg" "$work/ours" >"$work/new"
 	if cmp -s "$work/new" "$TYPEDEFS"; then
