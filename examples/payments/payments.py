@@ -126,7 +126,7 @@ class Ledger:
         self.application_name = application_name
         self.conn = None
         self.attempts = 0           # attempts of the last call
-        self.reconnects = 0         # connections opened after a loss, in all
+        self.reconnects = 0         # connections lost (and opened again), in all
 
     # -- plumbing --------------------------------------------------------
 
@@ -146,6 +146,14 @@ class Ledger:
 
     def close(self):
         self._drop()
+
+    def _rollback(self):
+        """Ends the failed transaction; a connection that cannot is dropped
+        (the next attempt opens another)."""
+        try:
+            self.conn.rollback()
+        except psycopg2.Error:
+            self._drop()
 
     def _transaction(self, work, command_id=None):
         """Runs work(cursor) in a transaction of its own and commits; returns
@@ -168,10 +176,9 @@ class Ledger:
                     self._drop()
                     self.reconnects += 1
                 elif err.pgcode in RETRY_SQLSTATES:
-                    conn.rollback()
+                    self._rollback()
                 else:
-                    if not conn.closed:
-                        conn.rollback()
+                    self._rollback()
                     raise error_for(err, command_id) from None
             # back off, with jitter, before the next attempt
             time.sleep(self.backoff * (2 ** min(attempt - 1, 6)) * (0.5 + random.random()))
