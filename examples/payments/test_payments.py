@@ -13,6 +13,7 @@ payments_follower (es_ledger_reader).  Exits non-zero on a failure and prints
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -334,6 +335,7 @@ class FollowerResumes(unittest.TestCase):
             proc.terminate()
             proc.wait(10)
             app.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _applied(path):
