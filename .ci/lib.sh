@@ -8,7 +8,7 @@ ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # PostgreSQL 15 tree (so that two checkouts can install and test side by side).
 PGBIN=${ES_PGBIN:-/usr/lib/postgresql/15/bin}
 ES_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
-	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl pg-bsd-indent"
+	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl pg-bsd-indent python3-psycopg2"
 
 log() { printf '\n==> %s\n' "$*"; }
 
