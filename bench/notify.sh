@@ -93,7 +93,8 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
 			printf 'round %d  -c %d  notify=%-3s  %6d tps\n' "$round" "$c" "$n" "$t"
 		done
 		# a listener that never reads: LISTEN, then idle in a transaction
-		{ echo "LISTEN es_events; BEGIN; SELECT txid_current();"; sleep $((BENCH_SECONDS + 30)); } |
+		# (psql ends when its input does, shortly after the pgbench run)
+		{ echo "LISTEN es_events; BEGIN; SELECT txid_current();"; sleep $((BENCH_SECONDS + 5)); } |
 			as_pg psql -X -q -d "$DB" >/dev/null &
 		LISTENER_PID=$!
 		sleep 1
@@ -101,8 +102,6 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
 		R[$c.stuck]="${R[$c.stuck]:-} $t"
 		U=$(bpsql -At -c "SELECT round(pg_notification_queue_usage()::numeric, 6)")
 		printf 'round %d  -c %d  notify=on, idle listener  %6d tps  (queue usage %s)\n' "$round" "$c" "$t" "$U"
-		pkill -P "$LISTENER_PID" sleep 2>/dev/null || true
-		kill "$LISTENER_PID" 2>/dev/null || true
 		wait "$LISTENER_PID" 2>/dev/null || true
 		LISTENER_PID=
 		bpsql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state LIKE 'idle in%' AND pid <> pg_backend_pid()" >/dev/null
