@@ -202,7 +202,8 @@ EsProjectionWorkerSpec(BackgroundWorker *worker, Oid dboid, const char *dbname)
 /*
  * An async projection was created, resumed or rebuilt: start this
  * database's worker if none runs (its session lock is free) and
- * es_ledger.projection_autostart allows it.  So async projections are
+ * es_ledger.projection_autostart allows it (else wake the launcher, with
+ * the library preloaded, which starts it at once).  So async projections are
  * applied without shared_preload_libraries too, until the server stops.
  * A worker that cannot be started (max_worker_processes) is a NOTICE: the
  * projection waits for the launcher or es_projection_run.
@@ -215,9 +216,14 @@ StartWorker(void)
 	BackgroundWorkerHandle *handle;
 	char	   *dbname = get_database_name(MyDatabaseId);
 
-	if (!EsProjectionAutostart || RecoveryInProgress() || dbname == NULL ||
+	if (RecoveryInProgress() || dbname == NULL ||
 		!EsProjectionDatabaseWanted(dbname))
 		return;
+	if (!EsProjectionAutostart)
+	{
+		EsWorkerWakeLauncher(MyDatabaseId);	/* if preloaded: starts it now */
+		return;
+	}
 	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
 		return;					/* a worker runs */

@@ -64,7 +64,10 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -85,6 +88,28 @@
 /* Refused starts in a row for a database before the launcher warns. */
 #define ES_LAUNCHER_WARN_FAILURES 3
 
+/*
+ * The launcher's wake-up call, in shared memory (only with the library
+ * preloaded): es_projection_create/resume/rebuild name their database in
+ * wake[] and set the launcher's latch, so that its next round starts at
+ * once and forgets its back-off for those databases.  The latch alone is
+ * not enough: it is also set by every start and stop of a worker the
+ * launcher started (bgw_notify_pid), which must not start a round.
+ * Protected by mutex.  nwake > ES_WAKE_MAX means "every database".
+ */
+#define ES_WAKE_MAX 16
+typedef struct EsLauncherShared
+{
+	slock_t		mutex;
+	Latch	   *latch;			/* the running launcher's, or NULL */
+	int			nwake;			/* databases named in wake[] */
+	Oid			wake[ES_WAKE_MAX];
+} EsLauncherShared;
+
+static EsLauncherShared *LauncherShared = NULL;
+static shmem_request_hook_type PrevShmemRequest = NULL;
+static shmem_startup_hook_type PrevShmemStartup = NULL;
+
 /* GUC es_ledger.worker_expire_pending */
 static bool EsWorkerExpire = true;
 
@@ -93,6 +118,87 @@ static int	EsWorkerNaptime = 200;
 
 PGDLLEXPORT void es_projection_launcher_main(Datum arg);
 PGDLLEXPORT void es_projection_worker_main(Datum arg);
+
+/* shmem_request_hook: reserve the launcher's shared state. */
+static void
+WorkerShmemRequest(void)
+{
+	if (PrevShmemRequest)
+		PrevShmemRequest();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(EsLauncherShared)));
+}
+
+/* shmem_startup_hook: find or make the launcher's shared state. */
+static void
+WorkerShmemStartup(void)
+{
+	bool		found;
+
+	if (PrevShmemStartup)
+		PrevShmemStartup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	LauncherShared = ShmemInitStruct("es_ledger launcher", sizeof(EsLauncherShared),
+									 &found);
+	if (!found)
+	{
+		memset(LauncherShared, 0, sizeof(EsLauncherShared));
+		SpinLockInit(&LauncherShared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Ask the launcher to start a worker in database dboid at once, whatever
+ * its back-off (an async projection was created, resumed or rebuilt there).
+ * Does nothing without the library preloaded or while no launcher runs.
+ * The worker it starts waits ES_WORKER_IDLE_EXIT_MS for a running async
+ * projection, so calling this before the creating transaction commits is
+ * fine.
+ */
+void
+EsWorkerWakeLauncher(Oid dboid)
+{
+	Latch	   *latch;
+	bool		named = false;
+
+	if (LauncherShared == NULL)
+		return;
+	SpinLockAcquire(&LauncherShared->mutex);
+	for (int i = 0; i < Min(LauncherShared->nwake, ES_WAKE_MAX); i++)
+		if (LauncherShared->wake[i] == dboid)
+			named = true;
+	if (!named && LauncherShared->nwake < ES_WAKE_MAX)
+		LauncherShared->wake[LauncherShared->nwake++] = dboid;
+	else if (!named)
+		LauncherShared->nwake = ES_WAKE_MAX + 1;	/* full: every database */
+	latch = LauncherShared->latch;
+	SpinLockRelease(&LauncherShared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/* before_shmem_exit callback of the launcher: no latch to set any more. */
+static void
+LauncherForget(int code, Datum arg)
+{
+	SpinLockAcquire(&LauncherShared->mutex);
+	LauncherShared->latch = NULL;
+	SpinLockRelease(&LauncherShared->mutex);
+}
+
+/* Whether a wake-up call waits for the launcher. */
+static bool
+LauncherWakeAsked(void)
+{
+	bool		asked;
+
+	if (LauncherShared == NULL)
+		return false;
+	SpinLockAcquire(&LauncherShared->mutex);
+	asked = LauncherShared->nwake > 0;
+	SpinLockRelease(&LauncherShared->mutex);
+	return asked;
+}
 
 /*
  * Define the workers' GUCs, and register the launcher when the library is
@@ -124,6 +230,11 @@ EsWorkerInit(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	PrevShmemRequest = shmem_request_hook;
+	shmem_request_hook = WorkerShmemRequest;
+	PrevShmemStartup = shmem_startup_hook;
+	shmem_startup_hook = WorkerShmemStartup;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
@@ -199,7 +310,8 @@ LaunchFor(Oid dboid, const char *dbname)
 		 * projection for a while.  Back off (doubling, up to
 		 * ES_LAUNCHER_MAX_BACKOFF_MS) rather than start it again every
 		 * round; es_projection_create/resume/rebuild start a worker at
-		 * once themselves (es_ledger.projection_autostart).
+		 * once themselves (es_ledger.projection_autostart), or else wake
+		 * the launcher, which then forgets the back-off of the database.
 		 */
 		pfree(l->handle);
 		l->handle = NULL;
@@ -254,6 +366,26 @@ LaunchWorkers(void)
 	TableScanDesc scan;
 	HeapTuple	tup;
 
+	/* Databases named by wake-up calls: forget their back-off. */
+	if (LauncherShared != NULL)
+	{
+		Oid			wake[ES_WAKE_MAX];
+		int			nwake;
+
+		SpinLockAcquire(&LauncherShared->mutex);
+		nwake = LauncherShared->nwake;
+		memcpy(wake, LauncherShared->wake, sizeof(wake));
+		LauncherShared->nwake = 0;
+		SpinLockRelease(&LauncherShared->mutex);
+		for (int i = 0; i < (nwake > ES_WAKE_MAX ? NLaunched : nwake); i++)
+		{
+			EsLaunched *l = nwake > ES_WAKE_MAX ? &Launched[i] : LaunchedFor(wake[i]);
+
+			l->started_at = 0;
+			l->backoff_ms = 0;
+		}
+	}
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -287,6 +419,13 @@ es_projection_launcher_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	if (LauncherShared != NULL)
+	{
+		before_shmem_exit(LauncherForget, (Datum) 0);
+		SpinLockAcquire(&LauncherShared->mutex);
+		LauncherShared->latch = &MyProc->procLatch;
+		SpinLockRelease(&LauncherShared->mutex);
+	}
 
 	for (;;)
 	{
@@ -300,7 +439,8 @@ es_projection_launcher_main(Datum arg)
 		/*
 		 * One round per ES_LAUNCHER_NAPTIME_MS: the latch is also set each
 		 * time a worker it started starts or stops (bgw_notify_pid), which
-		 * must not start a new round (no retry storm).
+		 * must not start a new round (no retry storm); a wake-up call
+		 * (EsWorkerWakeLauncher) does.
 		 */
 		round_at = GetCurrentTimestamp();
 		for (;;)
@@ -314,7 +454,8 @@ es_projection_launcher_main(Datum arg)
 							 left, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
-			if (ConfigReloadPending)
+			/* a reload, or es_projection_create/resume/rebuild called */
+			if (ConfigReloadPending || LauncherWakeAsked())
 				break;
 		}
 	}

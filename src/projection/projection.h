@@ -41,5 +41,6 @@ extern int64 EsProjectionStep(const char *name, bool *more);
 /* ---------------------------------------------------------------- es_worker.c */
 
 extern void EsWorkerInit(void);
+extern void EsWorkerWakeLauncher(Oid dboid);
 
 #endif							/* ES_PROJECTION_H */
