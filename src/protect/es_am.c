@@ -21,7 +21,9 @@
  *	  the extension's own log (es_events) unless es_apply holds the write
  *	  guard (es_guard.c), or the session restores a dump (es_ledger.restore
  *	  on) into a log that was empty (EsGuardRestoreTable) and every row
- *	  verifies (es_restore.c).  Other es_log tables accept INSERT and COPY.
+ *	  verifies (es_restore.c), or the inserting process is a logical
+ *	  replication worker of a subscription (IsLogicalWorker; a reporting
+ *	  subscriber, doc/scale-out.md).  Other es_log tables accept INSERT and COPY.
  *	- index_build_range_scan and index_validate_scan run heap's with
  *	  rd_tableam pointing at heap's routine for the duration of the call:
  *	  heap_getnext, which they use, insists on it.  The pointer is restored
@@ -45,6 +47,7 @@
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
+#include "replication/logicalworker.h"
 #include "storage/bufmgr.h"
 #include "utils/rel.h"
 
@@ -77,6 +80,16 @@ CheckInsert(Relation rel, TupleTableSlot **slots, int nslots)
 	Oid			extoid;
 
 	if (EsGuardWriting())
+		return;
+
+	/*
+	 * A logical replication apply or tablesync worker of a subscription
+	 * copies the publisher's log (doc/scale-out.md): those rows were checked
+	 * by the publisher's es_apply.  Only such a background worker passes
+	 * here; no SQL session can become one, and session_replication_role,
+	 * which it sets, is not what is tested (and is superuser-only anyway).
+	 */
+	if (IsLogicalWorker())
 		return;
 	extoid = get_extension_oid("es_ledger", true);
 	if (!OidIsValid(extoid) ||

@@ -45,6 +45,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "replication/logicalworker.h"
 #include "store.h"
 
 /* How many es_apply write brackets are open in this backend. */
@@ -238,7 +239,9 @@ EsGuardInit(void)
  * unless es_apply (or another es_ledger operation) is writing, or the
  * statement is an INSERT (or COPY) in a session restoring a dump
  * (es_ledger.restore) into a table that was empty (EsGuardRestoreTable,
- * which locks it).  No locks otherwise.
+ * which locks it), or the statement (not a TRUNCATE) runs in a logical
+ * replication worker of a subscription (doc/scale-out.md).  No locks
+ * otherwise.
  */
 PG_FUNCTION_INFO_V1(es_guard_projection);
 Datum
@@ -259,6 +262,9 @@ es_guard_projection(PG_FUNCTION_ARGS)
 		EsGuardRestoreTable(trigdata->tg_relation);
 		return PointerGetDatum(NULL);
 	}
+	/* a subscription's tablesync worker copying a published projection */
+	if (IsLogicalWorker() && !TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		op = "insert into";

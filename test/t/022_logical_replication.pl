@@ -1,0 +1,72 @@
+# test/t/022_logical_replication.pl
+#
+# Logical replication to a reporting database (issue 15, section 4;
+# doc/scale-out.md): a publisher publishes es_events and the projections
+# es_accounts, es_transfers, es_commands; a subscriber with the extension
+# installed accepts them through its apply and tablesync workers only.
+# After deposits, transfers, a pending transfer posted and a reversal on the
+# publisher (some before the subscription, some streamed after it), the
+# subscriber's es_verify passes every check, its balances equal the
+# publisher's, and a
+# non-superuser there (even the database owner, who cannot set
+# session_replication_role) cannot insert into es_events.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsLedger;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $pub = es_node('publisher', init => { allows_streaming => 'logical' }, ledger => 'postgres');
+my $sub = es_node('subscriber', ledger => 'postgres');
+
+$pub->safe_psql('postgres', q{
+SELECT es_open_account('a', 'USD'), es_open_account('b', 'USD'), es_open_account('c', 'USD');
+SELECT es_deposit('a', 1000, 'dep-1');
+SELECT es_transfer('a', 'b', 100, 'xfer-1');
+CREATE PUBLICATION es_pub FOR TABLE es_events, es_accounts, es_transfers, es_commands;
+});
+
+my $connstr = $pub->connstr . ' dbname=postgres';
+$sub->safe_psql('postgres', "CREATE SUBSCRIPTION es_sub CONNECTION '$connstr' PUBLICATION es_pub");
+$sub->wait_for_subscription_sync($pub, 'es_sub');
+
+$pub->safe_psql('postgres', q{
+SELECT es_deposit('c', 500, 'dep-2');
+SELECT es_transfer('b', 'c', 30, 'xfer-2');
+SELECT es_apply('{"type": "transfer", "pending": true, "id": "pend-1", "from": "a", "to": "c", "amount": 200}');
+SELECT es_apply('{"type": "post_pending", "pending_id": "pend-1", "amount": 150, "id": "post-1"}');
+SELECT es_reverse('xfer-2', 'undo-2');
+});
+$pub->wait_for_catchup('es_sub');
+
+my $all_ok = $sub->safe_psql('postgres',
+	q{SELECT count(*) FILTER (WHERE NOT ok) || '/' || count(*) FROM es_verify()});
+like($all_ok, qr{^0/[1-9]}, 'es_verify on the subscriber passes every check')
+  or diag($sub->safe_psql('postgres', 'SELECT * FROM es_verify()'));
+my $bal = q{SELECT string_agg(account_id || '=' || balance, ',' ORDER BY account_id) FROM es_accounts};
+my $pbal = $pub->safe_psql('postgres', $bal);
+is($sub->safe_psql('postgres', $bal), $pbal, 'balances on the subscriber equal the publisher\'s');
+is($sub->safe_psql('postgres', q{SELECT count(*) FROM es_events}),
+	$pub->safe_psql('postgres', q{SELECT count(*) FROM es_events}), 'all events replicated');
+is($sub->safe_psql('postgres', q{SELECT count(*) FROM es_transfers WHERE status = 'posted'}),
+	$pub->safe_psql('postgres', q{SELECT count(*) FROM es_transfers WHERE status = 'posted'}),
+	'the posted pending transfer replicated');
+# a database owner on the subscriber cannot write the log
+$sub->safe_psql('postgres', q{
+CREATE ROLE owner_r LOGIN;
+CREATE DATABASE other OWNER owner_r;
+GRANT ALL ON es_events TO owner_r;
+});
+my ($ret, $out, $err) = $sub->psql('postgres', q{SET ROLE owner_r;
+INSERT INTO es_events SELECT * FROM es_events LIMIT 1});
+like($err, qr/cannot insert into "es_events" directly/, 'a non-superuser cannot insert into es_events on the subscriber');
+($ret, $out, $err) = $sub->psql('postgres', q{SET ROLE owner_r; SET session_replication_role = replica});
+like($err, qr/permission denied to set parameter "session_replication_role"/,
+	'session_replication_role is superuser-only');
+
+$sub->stop;
+$pub->stop;
+done_testing();
