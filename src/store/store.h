@@ -294,6 +294,11 @@ extern List *EsWriteExpiredTransfers(EsRel index, int64 account_id,
 									 TimestampTz now, int max);
 extern void EsWriteInsertRow(EsRel rel, Datum *values, bool *isnull);
 
+/* --------------------------------------------------------------- es_notify.c */
+
+extern void EsNotifyInit(void);
+extern void EsNotifyAppended(int64 seq);
+
 /* ----------------------------------------------------------------- es_snap.c */
 
 extern int	EsSnapInterval;
