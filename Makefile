@@ -12,6 +12,8 @@ OBJS = \
 	src/store/es_cache.o \
 	src/store/es_scan.o \
 	src/store/es_write.o \
+	src/store/es_notify.o \
+	src/store/es_heal.o \
 	src/store/es_snap.o \
 	src/protect/es_hooks.o \
 	src/protect/es_ddl.o \

@@ -251,11 +251,11 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		if (state->status == ES_ACCOUNT_NONE && !opened[a])
 		{
 			/* A new account: its id, and its state before the first event. */
-			EsFoldInit(state, EsWriteNextAccountId());
+			EsFoldInit(state, EsHealNextAccountId());
 			opened[a] = true;
 		}
 		touched[a] = true;
-		ev->seq = EsWriteNextSeq();
+		ev->seq = EsHealNextSeq();
 		ev->account_id = state->account_id;
 		ev->version = state->version + 1;
 		ev->type = decision->events[i].type;

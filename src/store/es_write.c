@@ -33,12 +33,8 @@
  * entry per key; the loser learns that the key is taken and es_apply.c
  * answers ES004, or the idempotent result / ES008.
  *
- * Sequences.  The first seq and account id drawn in a transaction are
- * compared with the largest in the table's primary key, and every draw
- * with the backend's previous one; a sequence set back (setval by a
- * superuser) is set forward past the table under a lock that keeps
- * everyone else from drawing meanwhile (HealKey), so it cannot make later
- * appends fail on a duplicate key or spin.
+ * Sequences.  seq and account ids are drawn by es_heal.c, which heals a
+ * sequence set back (HealKey).
  *
  * es_transfers.  Opened on first use (OpenTransfers), like es_commands.
  * Rows are read with a fresh snapshot (ProbeTransfer) and written by tuple
@@ -53,22 +49,8 @@
  * update the rows written by the previous one, even within one SQL
  * statement that calls es_apply many times.
  *
- * Notification.  A transaction that appended events sends one
- * NOTIFY es_events with the greatest seq it wrote as payload, queued by the
- * pre-commit callback (XACT_EVENT_PRE_COMMIT runs before PreCommit_Notify):
- * one notification per transaction, however many es_apply calls it made,
- * and none if it aborts (NOTIFY is transactional).  The greatest seq is
- * kept per subtransaction level that wrote (NotifyStack), so a rolled-back
- * savepoint (es_apply_each's rejected commands) takes its seqs with it.  A
- * prepared transaction (PREPARE TRANSACTION) cannot NOTIFY and sends none.
- * The cost on the write path is a comparison per event and one
- * Async_Notify per transaction.  The notification is a hint, never a cause
- * of waiting or failure (NotifyMayWait): at commit PostgreSQL serialises
- * notifying transactions on a global lock and fails a commit whose
- * notification does not fit in the queue, so the hint is sent only when
- * that lock is free at once and the queue is below
- * es_ledger.notify_queue_limit; otherwise it is skipped and followers rely
- * on the next notification or their poll.  es_ledger.notify turns it off.
+ * Notification.  Each appended event is noted for the commit's NOTIFY
+ * es_events (es_notify.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -145,107 +127,19 @@ static bool TransferFastPath(void);
 static EsWriter *Writer = NULL;
 
 /*
- * The greatest seq this transaction appended (0: none), for the commit's
- * NOTIFY es_events; and, for each open subtransaction that appended, the
- * value before its first append, to restore if it rolls back.
- */
-typedef struct EsNotifySave
-{
-	SubTransactionId subid;
-	int64		seq;			/* NotifySeq before the subtransaction's first
-								 * append */
-	struct EsNotifySave *next;	/* the enclosing one's, or NULL */
-} EsNotifySave;
-
-static int64 NotifySeq = 0;
-static bool EsWriteNotify = true;	/* GUC es_ledger.notify */
-static double EsWriteNotifyQueueLimit = 0.5;	/* es_ledger.notify_queue_limit */
-static EsNotifySave *NotifyStack = NULL;	/* in TopTransactionContext */
-
-/* The channel of the commit notification (doc/reference.md, es_read). */
-#define ES_NOTIFY_CHANNEL "es_events"
-
-/*
- * Whether this committing transaction may send its hint without waiting
- * and without risk of failing.  PreCommit_Notify serialises notifying
- * commits on one heavyweight lock (the shared object lock on pg_database
- * with object id 0) held to the end of the commit, and fails the commit
- * when the notification queue is full.  So the lock is tried without
- * waiting: if another notifying transaction holds it, the hint is skipped
- * (that transaction's own notification wakes the followers, who read this
- * transaction's events too once it has committed, or on their next poll).
- * Once it is held (PreCommit_Notify then finds it already held), the queue
- * is checked: at or above es_ledger.notify_queue_limit of its capacity
- * (pg_notification_queue_usage, which a listener that never reads fills)
- * the hint is skipped and the lock released at once.  Never waits, never
- * raises the queue-full error: a payment cannot fail or queue for a hint.
- */
-static bool
-NotifyMayWait(void)
-{
-	LOCKTAG		tag;
-	double		usage;
-
-	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, InvalidOid, 0);
-	if (LockAcquire(&tag, AccessExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
-		return false;
-	usage = DatumGetFloat8(OidFunctionCall0Coll(F_PG_NOTIFICATION_QUEUE_USAGE,
-												InvalidOid));
-	if (usage >= EsWriteNotifyQueueLimit)
-	{
-		LockRelease(&tag, AccessExclusiveLock, false);
-		return false;
-	}
-	return true;
-}
-
-/* Remember that this transaction appended event seq. */
-static void
-NoteAppended(int64 seq)
-{
-	SubTransactionId subid = GetCurrentSubTransactionId();
-
-	if (subid != TopSubTransactionId &&
-		(NotifyStack == NULL || NotifyStack->subid != subid))
-	{
-		EsNotifySave *save = MemoryContextAlloc(TopTransactionContext,
-												sizeof(EsNotifySave));
-
-		save->subid = subid;
-		save->seq = NotifySeq;
-		save->next = NotifyStack;
-		NotifyStack = save;
-	}
-	if (seq > NotifySeq)
-		NotifySeq = seq;
-}
-
-/*
- * Transaction end: any writer is gone with the transaction.  Before commit,
- * queue the notification of what the transaction appended.
+ * Transaction end: any writer is gone with the transaction.
  */
 static void
 EsWriteXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_COMMIT:
-			if (NotifySeq > 0 && EsWriteNotify && NotifyMayWait())
-			{
-				char		payload[32];
-
-				snprintf(payload, sizeof(payload), INT64_FORMAT, NotifySeq);
-				Async_Notify(ES_NOTIFY_CHANNEL, payload);
-			}
-			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			Writer = NULL;
-			NotifySeq = 0;
-			NotifyStack = NULL;
 			break;
 		default:
 			break;
@@ -253,56 +147,26 @@ EsWriteXactCallback(XactEvent event, void *arg)
 }
 
 /*
- * A subtransaction rolled back: writers begun in it (or later) are gone,
- * and so are its appends.  One committed: its appends are its parent's.
+ * A subtransaction rolled back: writers begun in it (or later) are gone.
  */
 static void
 EsWriteSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		if (NotifyStack != NULL && NotifyStack->subid == mySubid)
-		{
-			/* The parent's save, if it appended before, is the older one. */
-			if (NotifyStack->next != NULL &&
-				NotifyStack->next->subid == parentSubid)
-				NotifyStack = NotifyStack->next;
-			else if (parentSubid == TopSubTransactionId)
-				NotifyStack = NotifyStack->next;
-			else
-				NotifyStack->subid = parentSubid;
-		}
-		return;
-	}
 	if (event != SUBXACT_EVENT_ABORT_SUB)
 		return;
 	while (Writer != NULL && Writer->subid >= mySubid)
 		Writer = Writer->prev;
-	while (NotifyStack != NULL && NotifyStack->subid >= mySubid)
-	{
-		NotifySeq = NotifyStack->seq;
-		NotifyStack = NotifyStack->next;
-	}
 }
 
 /*
- * Install the callbacks and define es_ledger.notify; called once from
- * _PG_init, before EsCommandInit reserves the prefix.
+ * Install the callbacks and define the notification GUCs (EsNotifyInit);
+ * called once from _PG_init, before EsCommandInit reserves the prefix.
  */
 void
 EsWriteInit(void)
 {
-	DefineCustomBoolVariable("es_ledger.notify",
-							 "Sends NOTIFY es_events with the last seq when a transaction that appended events commits.",
-							 "Turn off only where nobody listens: notifying transactions commit one at a time.",
-							 &EsWriteNotify, true, PGC_SUSET, 0,
-							 NULL, NULL, NULL);
-	DefineCustomRealVariable("es_ledger.notify_queue_limit",
-							 "Skips NOTIFY es_events while the notification queue is at least this full (a fraction of it).",
-							 "A listener that never reads fills the queue; a full queue would fail the commit.",
-							 &EsWriteNotifyQueueLimit, 0.5, 0.0, 1.0, PGC_SUSET, 0,
-							 NULL, NULL, NULL);
+	EsNotifyInit();
 	RegisterXactCallback(EsWriteXactCallback, NULL);
 	RegisterSubXactCallback(EsWriteSubXactCallback, NULL);
 }
@@ -608,94 +472,6 @@ EsWriteNextCommand(void)
 	ResetPerTupleExprContext(Writer->estate);
 }
 
-/*
- * A sequence that was set back: with every other transaction that drew from
- * it finished (ShareRowExclusiveLock conflicts with the RowExclusiveLock
- * nextval holds to the end of a transaction, so none can draw meanwhile),
- * set it forward to the table's largest key, as the sequence's owner (no
- * user code runs there), and draw again.  Setting it forward while others
- * could draw might move it back past their draws; under the lock it cannot.
- * A false alarm (the extension re-created, a draw of an aborted
- * transaction) finds the sequence ahead and only draws.
- */
-static int64
-HealKey(Oid seqoid, EsRel seq, EsRel rel, EsRel idx, int attno)
-{
-	int64		max;
-	int64		v;
-
-	LockRelationOid(seqoid, ShareRowExclusiveLock);
-	max = EsScanMaxKey(rel, idx, attno);
-	v = nextval_internal(seqoid, false);
-	if (v <= max)
-	{
-		Oid			saved_user;
-		int			saved_sec;
-
-		ereport(WARNING,
-				(errmsg("sequence \"%s\" was behind its table; moving it past %lld",
-						EsRowRelName(seq), (long long) max),
-				 errdetail("Someone set the sequence back; es_ledger never reuses a key.")));
-		GetUserIdAndSecContext(&saved_user, &saved_sec);
-		SetUserIdAndSecContext(EsCatalogRelOwner(seqoid),
-							   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid),
-							Int64GetDatum(max));
-		SetUserIdAndSecContext(saved_user, saved_sec);
-		v = nextval_internal(seqoid, false);
-	}
-	return v;
-}
-
-/*
- * nextval of one of our sequences, never a key the table holds.  Every key
- * in the table was drawn before the table's largest key is read, and a
- * sequence only moves forward, so a draw that is not above that key (read
- * at the first draw of each transaction), or not above this backend's
- * previous draw, means the sequence was set back (setval by a superuser):
- * HealKey sets it forward.
- */
-static int64
-NextKey(EsRel seq, EsRel rel, EsRel idx, int attno, LocalTransactionId *checked,
-		int64 *last)
-{
-	Oid			seqoid = EsRowRelid(seq);
-	bool		check = *checked != MyProc->lxid;
-	int64		max = 0;
-	int64		v;
-
-	if (check)
-		max = EsScanMaxKey(rel, idx, attno);
-	v = nextval_internal(seqoid, false);
-	if ((check && v <= max) || v <= *last)
-		v = HealKey(seqoid, seq, rel, idx, attno);
-	*checked = MyProc->lxid;
-	*last = v;
-	return v;
-}
-
-/* The next global position in the log. */
-int64
-EsWriteNextSeq(void)
-{
-	static LocalTransactionId checked = InvalidLocalTransactionId;
-	static int64 last = 0;
-
-	return NextKey(ES_REL_EVENTS_SEQ, ES_REL_EVENTS, ES_REL_EVENTS_SEQ_IDX,
-				   ES_EV_ATT_SEQ, &checked, &last);
-}
-
-/* A new account id. */
-int64
-EsWriteNextAccountId(void)
-{
-	static LocalTransactionId checked = InvalidLocalTransactionId;
-	static int64 last = 0;
-
-	return NextKey(ES_REL_ACCOUNTS_SEQ, ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX,
-				   ES_ACC_ATT_ACCOUNT_ID, &checked, &last);
-}
-
 /* Probe a unique text index with a fresh snapshot (EsScanProbeText). */
 static bool
 ProbeText(Relation rel, Relation idx, const char *key, TupleTableSlot *slot)
@@ -973,7 +749,7 @@ EsWriteInsertEvent(const EsEvent *ev)
 	EsRowEventToValues(ev, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(Writer->events, Writer->estate, slot);
-	NoteAppended(ev->seq);
+	EsNotifyAppended(ev->seq);
 }
 
 /*

@@ -271,8 +271,6 @@ extern void EsWriteInit(void);
 extern void EsWriteBegin(void);
 extern void EsWriteEnd(void);
 extern void EsWriteNextCommand(void);
-extern int64 EsWriteNextSeq(void);
-extern int64 EsWriteNextAccountId(void);
 extern bool EsWriteLookupAccountId(const char *account, int64 *account_id);
 extern void EsWriteLockAccounts(const char *const *names, int n,
 								EsAccountState *states, bool *found);
@@ -293,6 +291,16 @@ extern void EsWriteDeleteTransfer(ItemPointer tid);
 extern List *EsWriteExpiredTransfers(EsRel index, int64 account_id,
 									 TimestampTz now, int max);
 extern void EsWriteInsertRow(EsRel rel, Datum *values, bool *isnull);
+
+/* ----------------------------------------------------------------- es_heal.c */
+
+extern int64 EsHealNextSeq(void);
+extern int64 EsHealNextAccountId(void);
+
+/* --------------------------------------------------------------- es_notify.c */
+
+extern void EsNotifyInit(void);
+extern void EsNotifyAppended(int64 seq);
 
 /* ----------------------------------------------------------------- es_snap.c */
 
