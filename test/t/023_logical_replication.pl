@@ -1,4 +1,4 @@
-# test/t/022_logical_replication.pl
+# test/t/023_logical_replication.pl
 #
 # Logical replication to a reporting database (issue 15, section 4;
 # doc/scale-out.md): a publisher publishes es_events and the projections
