@@ -249,8 +249,12 @@ CREATE FUNCTION es_transfer(from_account text, to_account text, amount bigint,
 
 -- The account an event is on: es_account_of(es_open_account(...)) is the
 -- account just opened; any seq a command returned names its last event.
+-- es_account_of and es_transfer_of are VOLATILE so that they read with a
+-- snapshot of their own and see rows written earlier in the same statement
+-- (es_account_of(es_open_account(...)) in one SELECT); STABLE would read
+-- with the statement's snapshot, taken before the command ran.
 CREATE FUNCTION es_account_of(seq bigint) RETURNS SETOF es_accounts
-	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	LANGUAGE sql VOLATILE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
 	AS $fn$
 	SELECT a.* FROM es_accounts a
 	 WHERE a.account_id OPERATOR(pg_catalog.=)
@@ -266,7 +270,7 @@ $fn$;
 -- nearest earlier TransferSent of that transaction between the same
 -- accounts is its own (a command writes its two events in that order).
 CREATE FUNCTION es_transfer_of(seq bigint) RETURNS SETOF es_transfers
-	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	LANGUAGE sql VOLATILE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
 	AS $fn$
 	WITH e AS (SELECT * FROM es_events e WHERE e.seq OPERATOR(pg_catalog.=) $1)
 	SELECT t.* FROM es_transfers t

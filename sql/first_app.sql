@@ -57,6 +57,9 @@ SELECT transfer_id, status FROM es_transfer_of(:v);
 -- a seq of something else finds no transfer; an unknown seq nothing
 SELECT count(*) FROM es_transfer_of(:s);
 SELECT count(*) FROM es_transfer_of(-1), es_account_of(-1);
+-- in one statement: the function sees the rows the command just wrote
+SELECT account, currency, balance FROM es_account_of(es_open_account('fa-one', 'EUR'));
+SELECT amount, from_account, to_account FROM es_transfer_of(es_transfer('fa-1', 'fa-one', 3));
 -- every transfer row is found by every one of its events' seqs
 SELECT count(*) AS events_not_finding_their_transfer
   FROM es_events e
