@@ -65,9 +65,9 @@ RETRY_SQLSTATES = {'40001', '40P01'}
 RECONNECT_SQLSTATES = {'57P01', '57P02', '57P03', '25006'}
 
 
-# What a command returned (its last event's seq) finds its row.  In a later
-# statement than the command: es_transfer_of(es_transfer(...)) in one
-# statement reads with the snapshot taken before the command wrote.
+# What a command returned (its last event's seq) finds its row (es_ledger
+# 0.4.0's es_account_of/es_transfer_of also work in the command's own
+# statement; a second statement keeps the command's SQL separate).
 ACCOUNT_OF = 'SELECT account_id, account, currency, status, balance, available, version FROM es_account_of(%s)'
 TRANSFER_OF = ('SELECT transfer_id, seq, from_account, to_account, amount, posted_amount, status, expires_at '
                'FROM es_transfer_of(%s)')
@@ -198,8 +198,7 @@ class Ledger:
 
     def _command(self, sql, params, command_id, row_sql):
         """Sends a command (sql returns its seq) and, in the same transaction
-        but a later statement (whose snapshot sees the command's writes),
-        reads the row the seq names with row_sql; returns that row."""
+        but a later statement, reads the row the seq names with row_sql; returns that row."""
         def work(cur):
             cur.execute(sql, params)
             seq = cur.fetchone()['seq']
