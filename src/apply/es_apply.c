@@ -658,7 +658,15 @@ typedef struct EsApplyBatch
 	int64		seq;			/* the result */
 } EsApplyBatch;
 
-/* Lock a batch's accounts and apply its commands in order. */
+/*
+ * Lock a batch's accounts and apply its commands in order.  A batch writes
+ * each account's projection row once, after its last command, as
+ * es_apply_each does (EsWriteDeferUpdates): commands read the newest state
+ * from the account cache meanwhile, so a hot account updated by 100,000
+ * commands of one call leaves one row version, not 100,000 that each
+ * update would walk.  No subtransaction runs inside a batch (its commands
+ * run isolated), so no deferred state can outlive a rollback of its own.
+ */
 static void
 ApplyBatch(void *arg)
 {
@@ -669,6 +677,8 @@ ApplyBatch(void *arg)
 	{
 		EsWriteNextCommand();
 		EsApplyLockBatch(b->cmds);
+		/* Each account's projection row once, at the end of the batch. */
+		EsWriteDeferUpdates();
 	}
 	foreach(lc, b->cmds)
 	{
@@ -688,6 +698,9 @@ ApplyBatch(void *arg)
 		if (b->cmdcxt)
 			MemoryContextReset(b->cmdcxt);
 	}
+	/* A rejection raised above leaves nothing to write: the call fails. */
+	if (list_length(b->cmds) > 1)
+		EsWriteFlushUpdates();
 }
 
 /* Apply a list of parsed commands under the write guard; last seq. */
