@@ -106,3 +106,28 @@ SELECT es_transfer('b-b', 'b-a', 2) > 0 AS ok;
 COMMIT;
 SELECT a.account, (a.balance, a.version) = (r.balance, r.version) AS replay_matches
   FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account IN ('b-a', 'b-b') ORDER BY 1;
+-- A batch writes each account's row once, at its end (deferred updates):
+-- many commands on one account in one call, a batch that fails after
+-- changing accounts inside a savepoint, then more commands on the same
+-- accounts in the same transaction: the rows equal the log's fold.
+BEGIN;
+SELECT es_apply(jsonb_agg(jsonb_build_object('type', 'deposit', 'account', 'b-a', 'amount', 1)))
+	   > 0 AS ok FROM generate_series(1, 300);
+SAVEPOINT d;
+SELECT es_apply('[{"type":"deposit","account":"b-a","amount":5},
+                  {"type":"transfer","from":"b-a","to":"b-b","amount":7},
+                  {"type":"withdraw","account":"b-b","amount":100000000}]');
+ROLLBACK TO SAVEPOINT d;
+SELECT es_apply('[{"type":"transfer","from":"b-a","to":"b-b","amount":11},
+                  {"type":"transfer","from":"b-b","to":"b-a","amount":4},
+                  {"type":"deposit","account":"b-b","amount":1}]') > 0 AS ok;
+SELECT es_deposit('b-a', 2) > 0 AS ok;
+-- read inside the transaction, after the batches: the rows are written
+SELECT a.account, (a.balance, a.version, a.last_hash, a.last_seq)
+       = (r.balance, r.version, r.last_hash, r.last_seq) AS replay_matches
+  FROM es_accounts a, LATERAL es_replay(a.account) r WHERE a.account IN ('b-a', 'b-b') ORDER BY 1;
+COMMIT;
+SELECT a.account, a.balance = sum(e.amount) AND a.version = count(*) AS log_matches
+  FROM es_accounts a JOIN es_events e USING (account_id)
+ WHERE a.account IN ('b-a', 'b-b') GROUP BY a.account, a.balance, a.version ORDER BY 1;
+SELECT check_name, ok FROM es_verify() WHERE check_name IN ('projection', 'versions') ORDER BY 1;
