@@ -487,7 +487,8 @@ EndStep(void)
 /*
  * Expire the due pending transfers of this database's ledger, in a
  * transaction of its own (es_expire_pending, found in the extension's
- * schema; a ledger before 0.4.0 without it is left alone).  True if
+ * schema; a ledger before 0.4.0 without it, or a logical subscriber's, is
+ * left alone).  True if
  * pending transfers with an expiry remain, so the worker stays to expire
  * them on time.  Errors propagate to the worker's loop (logged, retried).
  */
@@ -507,6 +508,10 @@ ExpireDue(void)
 		LookupFuncName(list_make2(makeString(get_namespace_name(nsp)),
 								  makeString("es_expire_pending")),
 					   0, NULL, true) : InvalidOid;
+	/* A logical subscriber's reservations expire on the publisher. */
+	if (OidIsValid(fn) &&
+		OidIsValid(EsCatalogSubscriptionOf(EsRowRelid(ES_REL_EVENTS))))
+		fn = InvalidOid;
 	if (OidIsValid(fn))
 	{
 		char	   *q;

@@ -28,6 +28,7 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -160,4 +161,32 @@ EsCatalogRelOwner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * The OID of a subscription of this database that replicates into the
+ * relation (pg_subscription_rel), or InvalidOid.  The log of a logical
+ * subscriber is the publisher's: nothing but the subscription's workers may
+ * append to it (EsWriteBegin refuses es_apply there).  One index scan of a
+ * small catalog, under AccessShareLock.
+ */
+Oid
+EsCatalogSubscriptionOf(Oid relid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			subid = InvalidOid;
+
+	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_subscription_rel_srrelid,
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true,
+							  NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		subid = ((Form_pg_subscription_rel) GETSTRUCT(tup))->srsubid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return subid;
 }

@@ -66,6 +66,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_subscription.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -378,6 +379,31 @@ MakeRte(EsRel which)
 }
 
 /*
+ * Refuse to write on a logical subscriber of the ledger: its log is the
+ * publisher's, appended by the subscription's apply worker only; an event
+ * written here would fork it (the next replicated row would then collide
+ * on its seq and stop the subscription).  25006, as on a standby: send the
+ * command to the publisher.
+ */
+static void
+RefuseOnSubscriber(void)
+{
+	Oid			subid = EsCatalogSubscriptionOf(EsRowRelid(ES_REL_EVENTS));
+
+	if (OidIsValid(subid))
+	{
+		char	   *name = get_subscription_name(subid, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write to the ledger of a logical subscriber"),
+				 errdetail("es_events is replicated here by subscription \"%s\"; its events come from the publisher only.",
+						   name ? name : "?"),
+				 errhint("Send commands to the publisher.")));
+	}
+}
+
+/*
  * Open the tables for one es_apply call.  The caller holds the write guard
  * and calls EsWriteEnd when done (not on error: the transaction's abort
  * releases everything).
@@ -393,6 +419,7 @@ EsWriteBegin(void)
 	/* What the executor checks for INSERT and UPDATE statements. */
 	PreventCommandIfReadOnly("es_apply()");
 	PreventCommandIfParallelMode("es_apply()");
+	RefuseOnSubscriber();
 	RetireIndexInfos();
 
 	estate = CreateExecutorState();

@@ -188,6 +188,7 @@ extern bool EsCatalogRelIsOurs(Oid relid, Oid extoid);
 extern bool EsCatalogTypeIsOurs(Oid typoid, Oid extoid);
 extern void EsCatalogRefuseObject(const ObjectAddress *addr, const char *what);
 extern Oid	EsCatalogRelOwner(Oid relid);
+extern Oid	EsCatalogSubscriptionOf(Oid relid);
 
 /* ---------------------------------------------------------------- es_guard.c */
 

@@ -67,6 +67,25 @@ like($err, qr/cannot insert into "es_events" directly/, 'a non-superuser cannot 
 like($err, qr/permission denied to set parameter "session_replication_role"/,
 	'session_replication_role is superuser-only');
 
+# commands on the subscriber are refused (its log is the publisher's), as
+# es_expire_pending is: 25006, as on a standby; nothing is written there
+my $before = $sub->safe_psql('postgres', q{SELECT count(*) FROM es_events});
+for my $cmd (q{SELECT es_deposit('a', 1)},
+	q{SELECT es_apply('{"type":"open_account","account":"sub-only","currency":"EUR"}')},
+	q{SELECT es_expire_pending()})
+{
+	($ret, $out, $err) = $sub->psql('postgres', "\\set VERBOSITY verbose\n$cmd");
+	like($err, qr/25006: cannot write to the ledger of a logical subscriber/,
+		"refused on the subscriber: $cmd");
+}
+is($sub->safe_psql('postgres', q{SELECT count(*) FROM es_events}), $before,
+	'nothing written on the subscriber');
+# and the subscription keeps streaming afterwards
+$pub->safe_psql('postgres', q{SELECT es_deposit('a', 5)});
+$pub->wait_for_catchup('es_sub');
+is($sub->safe_psql('postgres', $bal), $pub->safe_psql('postgres', $bal),
+	'the subscription still streams after the refused commands');
+
 $sub->stop;
 $pub->stop;
 done_testing();
