@@ -15,7 +15,9 @@
  *	  ADD/DROP COLUMN or CONSTRAINT, column changes, [NO] INHERIT, ATTACH or
  *	  DETACH PARTITION, SET [UN]LOGGED, OWNER TO, ENABLE/FORCE ROW LEVEL
  *	  SECURITY and SET ACCESS METHOD is refused;
- *	- CREATE TRIGGER, CREATE RULE, CREATE or ALTER POLICY;
+ *	- CREATE TRIGGER, CREATE RULE, CREATE or ALTER POLICY; except, on a
+ *	  logical subscriber's tables, AFTER triggers of a superuser and their
+ *	  ENABLE [ALWAYS|REPLICA] / DISABLE (SubscriberTriggersAllowed);
  *	- CREATE TABLE ... INHERITS or PARTITION OF one of them, and ALTER TABLE
  *	  of any table that would INHERIT, ATTACH or DETACH one of them;
  *	- CREATE INDEX that is unique, uses an access method or operator class
@@ -78,10 +80,13 @@
 #include "catalog/pg_depend.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/event_trigger.h"
 #include "commands/tablecmds.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
 #include "fmgr.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -410,6 +415,76 @@ AlterTableDetail(AlterTableType subtype)
 }
 
 /*
+ * On a logical subscriber, the ledger's tables are written by the
+ * subscription's apply worker only (commands are refused there, 25006), and
+ * a read model may be built by triggers of the user's own that fire for the
+ * rows it applies.  A superuser (the apply worker runs triggers as the
+ * subscription's owner, so only a superuser may choose the code it runs)
+ * may create AFTER triggers on a member table that a subscription of this
+ * database replicates into, and enable or disable them (ENABLE ALWAYS or
+ * REPLICA so that the apply worker fires them).  Never BEFORE or INSTEAD OF
+ * triggers, which could change or skip the rows, nor the guard triggers.
+ */
+static bool
+SubscriberTriggersAllowed(Oid relid)
+{
+	return superuser() && OidIsValid(EsCatalogSubscriptionOf(relid));
+}
+
+/*
+ * Is the trigger named on relid one of the user's (its function is not a
+ * member of the extension, as the guard triggers' functions are)?  False
+ * if there is no such trigger.
+ */
+static bool
+TriggerIsUsers(Oid relid, const char *name, Oid extoid)
+{
+	Oid			trigoid = get_trigger_oid(relid, name, true);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		users = false;
+
+	if (!OidIsValid(trigoid))
+		return false;
+	rel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(trigoid));
+	scan = systable_beginscan(rel, TriggerOidIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+
+		users = !trig->tgisinternal &&
+			getExtensionOfObject(ProcedureRelationId, trig->tgfoid) != extoid;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return users;
+}
+
+/*
+ * May this ALTER TABLE subcommand on a member table change how a trigger
+ * of the user's fires (a logical subscriber, see SubscriberTriggersAllowed)?
+ */
+static bool
+SubscriberTriggerCommand(Oid relid, AlterTableCmd *cmd, Oid extoid)
+{
+	switch (cmd->subtype)
+	{
+		case AT_EnableTrig:
+		case AT_EnableAlwaysTrig:
+		case AT_EnableReplicaTrig:
+		case AT_DisableTrig:
+			return cmd->name != NULL && SubscriberTriggersAllowed(relid) &&
+				TriggerIsUsers(relid, cmd->name, extoid);
+		default:
+			return false;
+	}
+}
+
+/*
  * Check each subcommand of an ALTER TABLE before it runs: the allowed list
  * on the extension's tables, the old column and access-method checks on
  * other es_log tables, and INHERIT / ATTACH / DETACH naming an extension
@@ -428,7 +503,8 @@ GuardAlterTable(AlterTableStmt *stmt, Oid extoid)
 		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 		Oid			other = InvalidOid;
 
-		if (ours && !AlterTableAllowed(cmd->subtype))
+		if (ours && !AlterTableAllowed(cmd->subtype) &&
+			!SubscriberTriggerCommand(relid, cmd, extoid))
 			RefuseRel(relid, AlterTableVerb(cmd->subtype),
 					  AlterTableDetail(cmd->subtype), ES_HINT_SCRIPTS);
 
@@ -837,9 +913,13 @@ GuardCommandStart(Node *parsetree, Oid extoid)
 			break;
 		case T_CreateTrigStmt:
 			{
-				Oid			relid = RelidOfRangeVar(((CreateTrigStmt *) parsetree)->relation);
+				CreateTrigStmt *trig = (CreateTrigStmt *) parsetree;
+				Oid			relid = RelidOfRangeVar(trig->relation);
 
-				if (EsCatalogRelIsOurs(relid, extoid))
+				/* An AFTER trigger of a superuser on a subscriber's table. */
+				if (EsCatalogRelIsOurs(relid, extoid) &&
+					!(trig->timing == TRIGGER_TYPE_AFTER && !trig->isconstraint &&
+					  !trig->replace && SubscriberTriggersAllowed(relid)))
 					RefuseRel(relid, "create a trigger on", DETAIL_USER_CODE, ES_HINT_SCRIPTS);
 				break;
 			}

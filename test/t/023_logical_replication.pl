@@ -86,6 +86,40 @@ $pub->wait_for_catchup('es_sub');
 is($sub->safe_psql('postgres', $bal), $pub->safe_psql('postgres', $bal),
 	'the subscription still streams after the refused commands');
 
+# a read model built by a trigger on the subscriber: a superuser may add an
+# AFTER trigger to the replicated log and make the apply worker fire it
+$sub->safe_psql('postgres', q{
+CREATE TABLE audit(seq bigint PRIMARY KEY, type text);
+CREATE FUNCTION audit_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.audit VALUES (NEW.seq, NEW.type); RETURN NULL; END $$;
+CREATE TRIGGER es_audit AFTER INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION audit_event();
+ALTER TABLE es_events ENABLE ALWAYS TRIGGER es_audit;
+});
+$pub->safe_psql('postgres', q{SELECT es_transfer('a', 'b', 7); SELECT es_deposit('c', 3)});
+$pub->wait_for_catchup('es_sub');
+is($sub->safe_psql('postgres', q{SELECT string_agg(type, ',' ORDER BY seq) FROM audit}),
+	'TransferSent,TransferReceived,Deposited', 'the subscriber\'s AFTER trigger fired for the replicated events');
+is($sub->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE NOT ok) FROM es_verify()}), '0',
+	'es_verify still passes on the subscriber');
+# what stays refused: BEFORE triggers, the guard triggers, non-superusers,
+# and any trigger on a ledger that is not a subscriber
+for my $case (
+	[ $sub, q{CREATE TRIGGER b BEFORE INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION audit_event()}, 'a BEFORE trigger on the subscriber' ],
+	[ $sub, q{CREATE OR REPLACE TRIGGER es_guard AFTER INSERT ON es_accounts FOR EACH ROW EXECUTE FUNCTION audit_event()}, 'replacing a guard trigger on the subscriber' ],
+	[ $sub, q{ALTER TABLE es_accounts ENABLE REPLICA TRIGGER es_guard}, 'ENABLE REPLICA of a guard trigger on the subscriber' ],
+	[ $sub, q{ALTER TABLE es_accounts DISABLE TRIGGER es_guard}, 'DISABLE of a guard trigger on the subscriber' ],
+	[ $sub, q{SET ROLE owner_r; CREATE TRIGGER n AFTER INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION audit_event()}, 'a non-superuser\'s trigger on the subscriber' ],
+	[ $pub, q{CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$; CREATE TRIGGER p AFTER INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION f()}, 'an AFTER trigger on the publisher' ])
+{
+	($ret, $out, $err) = $case->[0]->psql('postgres', "\\set VERBOSITY verbose\n$case->[1]");
+	like($err, qr/ES011: cannot/, "refused: $case->[2]");
+}
+# the user's trigger can be switched off and on again
+$sub->safe_psql('postgres', q{ALTER TABLE es_events DISABLE TRIGGER es_audit});
+$pub->safe_psql('postgres', q{SELECT es_deposit('c', 4)});
+$pub->wait_for_catchup('es_sub');
+is($sub->safe_psql('postgres', q{SELECT count(*) FROM audit}), '3', 'a disabled trigger does not fire');
+
 $sub->stop;
 $pub->stop;
 done_testing();
