@@ -383,12 +383,39 @@ MakeRte(EsRel which)
  * publisher's, appended by the subscription's apply worker only; an event
  * written here would fork it (the next replicated row would then collide
  * on its seq and stop the subscription).  25006, as on a standby: send the
- * command to the publisher.
+ * command to the publisher.  The answer is cached per backend and looked
+ * up again after any change of pg_subscription_rel (a syscache callback).
  */
+static Oid	SubscribedRelid = InvalidOid;	/* es_events when last looked */
+static Oid	SubscribedSubid = InvalidOid;	/* its subscription, or none */
+static bool SubscribedCallback = false;
+
+/* pg_subscription_rel changed (any backend): look again next time. */
+static void
+SubscribedInvalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	SubscribedRelid = InvalidOid;
+}
+
 static void
 RefuseOnSubscriber(void)
 {
-	Oid			subid = EsCatalogSubscriptionOf(EsRowRelid(ES_REL_EVENTS));
+	Oid			relid = EsRowRelid(ES_REL_EVENTS);
+	Oid			subid;
+
+	/* Cached per backend until pg_subscription_rel changes. */
+	if (!SubscribedCallback)
+	{
+		CacheRegisterSyscacheCallback(SUBSCRIPTIONRELMAP, SubscribedInvalidate,
+									  (Datum) 0);
+		SubscribedCallback = true;
+	}
+	if (relid != SubscribedRelid)
+	{
+		SubscribedSubid = EsCatalogSubscriptionOf(relid);
+		SubscribedRelid = relid;
+	}
+	subid = SubscribedSubid;
 
 	if (OidIsValid(subid))
 	{
