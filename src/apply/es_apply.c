@@ -263,8 +263,7 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		ev->data = decision->events[i].data;
 		ev->command_id = (char *) command_id;
 		ev->recorded_at = recorded_at;
-		ev->effective_at = cmd && cmd->has_effective_at ? cmd->effective_at :
-			recorded_at;
+		ev->effective_at = EsDecideEffectiveAt(cmd, decision);
 		EsEventSeal(ev, state->last_hash);
 		EsFoldEvent(state, ev);
 		seq = ev->seq;

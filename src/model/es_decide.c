@@ -41,7 +41,11 @@
  * at c with timeout t is expired from c + t on.  Rules: the transfer is pending
  * (ES010; posting an expired one ES013), its time is not up (ES013 for a
  * post; a void then fails with ES010, the reservation being released by
- * expiry), the amount posted is at most the reserved amount (ES009), and a
+ * expiry), it takes effect (its effective_at, or its recorded_at if it
+ * gives none) no earlier than the reservation did (ES009; see
+ * EsDecideEffectiveAt: so a fold by valid time never keeps a release
+ * without its reservation), the amount posted is at most the reserved
+ * amount (ES009), and a
  * post moves money, so both accounts must be open (ES005).  A post is not
  * checked against the funds and cap rules again: the reservation already
  * counted against them, and posting only lowers available's reservation
@@ -351,6 +355,57 @@ EsDecideClock(TimestampTz recorded_at)
 	TimestampTz clock = GetCurrentTimestamp();
 
 	return Max(clock, recorded_at);
+}
+
+/*
+ * The effective_at (valid time) the events of a decision get: the
+ * command's, or its recorded_at (decision->now) when it gives none.  An
+ * expiry (no command) takes effect at its recorded_at, but never before
+ * its reservation took effect: a reservation dated in the future expires
+ * at that date in valid time.  So a release (post, void or expiry) never
+ * takes effect before its reservation, and a fold by valid time
+ * (es_replay's effective_until, which keeps the events effective by then)
+ * that keeps a release keeps its reservation too (CheckEffectiveAt
+ * refuses a post or void dated earlier).
+ */
+TimestampTz
+EsDecideEffectiveAt(const EsCommand *cmd, const EsDecision *decision)
+{
+	if (cmd && cmd->has_effective_at)
+		return cmd->effective_at;
+	if (cmd == NULL && decision->transfer)
+		return Max(decision->now, decision->transfer->effective_at);
+	return decision->now;
+}
+
+/*
+ * ES009 unless post_pending or void_pending cmd takes effect (its
+ * effective_at, or its recorded_at if it gives none) at or after its
+ * transfer's reservation did: a release dated before its reservation would
+ * leave a fold by valid time with a release and no reservation.
+ */
+static bool
+CheckEffectiveAt(const EsCommand *cmd, const EsDecision *out,
+				 EsRejection *rej)
+{
+	const EsTransfer *t = out->transfer;
+	TimestampTz at = EsDecideEffectiveAt(cmd, out);
+	char	   *reserved_at;
+
+	if (at >= t->effective_at)
+		return true;
+	/* timestamptz_to_str answers in a static buffer: one call at a time */
+	reserved_at = pstrdup(timestamptz_to_str(t->effective_at));
+	return EsReject(rej, ERRCODE_ES_INVALID_COMMAND,
+					psprintf("invalid command: %s%s of pending transfer \"%s\" takes effect before its reservation",
+							 Where(cmd->ordinal),
+							 EsDecideHandler(cmd->type)->name, t->transfer_id),
+					psprintf("Its effective_at %s%s is earlier than the reservation's effective_at %s.",
+							 pstrdup(timestamptz_to_str(at)),
+							 cmd->has_effective_at ? "" :
+							 " (its transaction time, as it gives none)",
+							 reserved_at),
+					pstrdup("A post or void takes effect at or after the reservation it releases: give an effective_at no earlier than the reservation's."));
 }
 
 /*
@@ -781,6 +836,8 @@ DecidePost(const EsCommand *cmd, const EsAccountState *states,
 
 	if (!CheckPending(t, EsDecideClock(out->now), true, &out->rejection))
 		return;
+	if (!CheckEffectiveAt(cmd, out, &out->rejection))
+		return;
 	amount = cmd->has_amount ? cmd->amount : t->amount;
 	if (amount > t->amount)
 	{
@@ -814,6 +871,8 @@ DecideVoid(const EsCommand *cmd, const EsAccountState *states,
 		   const bool *found, EsDecision *out)
 {
 	if (!CheckPending(out->transfer, EsDecideClock(out->now), false, &out->rejection))
+		return;
+	if (!CheckEffectiveAt(cmd, out, &out->rejection))
 		return;
 	AddRelease(out, cmd, out->transfer, states, ES_EV_TRANSFER_VOIDED, 0);
 }

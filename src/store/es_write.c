@@ -962,6 +962,7 @@ EsWriteFindTransfer(const char *command_id, EsTransfer *t)
 {
 	EsScanIter *it;
 	int64		seq = 0;
+	TimestampTz effective_at = 0;
 	bool		found = false;
 
 	/*
@@ -982,6 +983,7 @@ EsWriteFindTransfer(const char *command_id, EsTransfer *t)
 			EsFoldEventIsTransfer(&ev, &debit) && debit)
 		{
 			seq = ev.seq;
+			effective_at = ev.effective_at;
 			found = true;
 		}
 	}
@@ -993,7 +995,27 @@ EsWriteFindTransfer(const char *command_id, EsTransfer *t)
 	EsRowTransferFromValues(Writer->tr_slot->tts_values,
 							Writer->tr_slot->tts_isnull, t);
 	ExecClearTuple(Writer->tr_slot);
+	t->effective_at = effective_at;
 	return true;
+}
+
+/*
+ * The effective_at of the event at seq (a transfer's creating event), as a
+ * fresh snapshot sees the log; -infinity (no bound) if it cannot be read,
+ * which es_verify reports.
+ */
+static TimestampTz
+CreatingEffectiveAt(int64 seq)
+{
+	EsScanIter *it = EsScanBegin(ES_REL_EVENTS, ES_REL_EVENTS_SEQ_IDX, true,
+								 seq, GetLatestSnapshot());
+	TimestampTz at = DT_NOBEGIN;
+	EsEvent		ev;
+
+	if (EsScanNext(it) && EsScanDecodeEvent(it, &ev) == NULL)
+		at = ev.effective_at;
+	EsScanEnd(it);
+	return at;
 }
 
 /* Fill the virtual slot for es_transfers with a transfer. */
@@ -1156,6 +1178,7 @@ EsWriteExpiredTransfers(EsRel idx, int64 account_id, TimestampTz now, int max)
 	int			nkeys = 0;
 	IndexScanDesc scan;
 	List	   *result = NIL;
+	ListCell   *lc;
 	int			attno = 1;
 
 	OpenTransfers();
@@ -1190,6 +1213,13 @@ EsWriteExpiredTransfers(EsRel idx, int64 account_id, TimestampTz now, int max)
 	index_endscan(scan);
 	index_close(index, NoLock);
 	ExecClearTuple(Writer->tr_slot);
+	/* An expiry takes effect no earlier than its reservation (es_decide.c). */
+	foreach(lc, result)
+	{
+		EsTransfer *t = lfirst(lc);
+
+		t->effective_at = CreatingEffectiveAt(t->seq);
+	}
 	return result;
 }
 
