@@ -22,6 +22,7 @@ OBJS = \
 	src/apply/es_command.o \
 	src/apply/es_handler.o \
 	src/apply/es_apply.o \
+	src/apply/es_expire.o \
 	src/apply/es_each.o \
 	src/apply/es_reverse.o \
 	src/apply/es_dba.o \
