@@ -12,6 +12,7 @@ OBJS = \
 	src/store/es_cache.o \
 	src/store/es_scan.o \
 	src/store/es_write.o \
+	src/store/es_transfer_write.o \
 	src/store/es_notify.o \
 	src/store/es_heal.o \
 	src/store/es_snap.o \
