@@ -32,6 +32,8 @@ OBJS = \
 	src/query/es_read.o \
 	src/query/es_verify.o \
 	src/query/es_digest.o \
+	src/projection/es_projection_registry.o \
+	src/projection/es_projection_step.o \
 	src/projection/es_projection.o \
 	src/projection/es_worker.o \
 	src/es_module.o
