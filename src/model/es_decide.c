@@ -124,6 +124,33 @@ typedef struct EsParseTrap
 static EsParseTrap *ParseTrap = NULL;
 
 /*
+ * The inner part of EsDecideTryParse, in a frame of its own, so that its
+ * sigsetjmp does not share a frame with PG_TRY's (whose locals, such as
+ * PG_TRY's own _do_rethrow, a siglongjmp to the trap could otherwise
+ * clobber: gcc -Wclobbered): run parse(arg) with trap set; true if it
+ * returned, false if it made a rejection, after restoring the error stack,
+ * error context and memory context it started with.
+ */
+static pg_noinline bool
+RunTrapped(EsParseTrap *trap, EsDecideParser parse, void *arg,
+		   MemoryContext cxt)
+{
+	sigjmp_buf *volatile stack = PG_exception_stack;
+	ErrorContextCallback *volatile context = error_context_stack;
+
+	if (sigsetjmp(trap->jump, 0) == 0)
+	{
+		ParseTrap = trap;
+		parse(arg);
+		return true;
+	}
+	PG_exception_stack = stack;
+	error_context_stack = context;
+	MemoryContextSwitchTo(cxt);
+	return false;
+}
+
+/*
  * Run parse(arg); true if it returned, false with *rej set if it made a
  * rejection (EsDecideReject).  Any other error goes on up as ever.
  */
@@ -138,27 +165,15 @@ EsDecideTryParse(EsDecideParser parse, void *arg, EsRejection *rej)
 	trap.rej = rej;
 	PG_TRY();
 	{
-		sigjmp_buf *volatile stack = PG_exception_stack;
-		ErrorContextCallback *volatile context = error_context_stack;
-
-		if (sigsetjmp(trap.jump, 0) == 0)
-		{
-			ParseTrap = &trap;
-			parse(arg);
-			done = true;
-		}
-		else
-		{
-			PG_exception_stack = stack;
-			error_context_stack = context;
-			MemoryContextSwitchTo(cxt);
-		}
+		done = RunTrapped(&trap, parse, arg, cxt);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		ParseTrap = outer;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	ParseTrap = outer;
 	return done;
 }
 
