@@ -12,6 +12,7 @@ OBJS = \
 	src/store/es_cache.o \
 	src/store/es_scan.o \
 	src/store/es_write.o \
+	src/store/es_transfer_write.o \
 	src/store/es_notify.o \
 	src/store/es_heal.o \
 	src/store/es_snap.o \
@@ -22,6 +23,7 @@ OBJS = \
 	src/apply/es_command.o \
 	src/apply/es_handler.o \
 	src/apply/es_apply.o \
+	src/apply/es_expire.o \
 	src/apply/es_each.o \
 	src/apply/es_reverse.o \
 	src/apply/es_dba.o \
@@ -30,6 +32,8 @@ OBJS = \
 	src/query/es_read.o \
 	src/query/es_verify.o \
 	src/query/es_digest.o \
+	src/projection/es_projection_registry.o \
+	src/projection/es_projection_step.o \
 	src/projection/es_projection.o \
 	src/projection/es_worker.o \
 	src/es_module.o

@@ -264,4 +264,73 @@ SELECT bool_and(e.recorded_at >= t.expires_at) AS expiry_recorded_after_deadline
   FROM es_events e JOIN es_transfers t ON e.data->>'transfer_id' = t.transfer_id
  WHERE t.transfer_id LIKE 'p-late%' AND e.type = 'TransferExpired';
 SELECT balance, pending_out, available FROM es_accounts WHERE account = 'p-late-a';
+
+-- A post or void takes effect (effective_at) no earlier than its
+-- reservation; an expiry no earlier either.  Otherwise a fold by valid time
+-- (es_replay's effective_until) would keep the release without its
+-- reservation and report a healthy ledger as corrupt (ES012; fuzz finding).
+CREATE FUNCTION try_detail(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+	RETURN SQLSTATE || ': ' || SQLERRM || E'\n' || d;
+END $$;
+SET TimeZone = 'UTC';
+SELECT es_open_account('p-eff-a', 'USD') > 0 AS ok, es_open_account('p-eff-b', 'USD') > 0 AS ok;
+SELECT es_apply('{"type": "deposit", "account": "p-eff-a", "amount": 100, "effective_at": "2026-01-01 00:00:00+00"}') > 0 AS ok;
+SELECT es_apply('{"type": "transfer", "from": "p-eff-a", "to": "p-eff-b", "amount": 30, "pending": true, "id": "p-eff1", "effective_at": "2026-06-01 00:00:00+00"}') > 0 AS ok;
+SELECT es_apply('{"type": "transfer", "from": "p-eff-a", "to": "p-eff-b", "amount": 20, "pending": true, "id": "p-eff2", "effective_at": "2026-06-01 00:00:00+00"}') > 0 AS ok;
+-- dated before the reservation: refused (ES009), with both times
+SELECT try_detail($$SELECT es_apply('{"type": "post_pending", "pending_id": "p-eff1", "effective_at": "2026-05-31 23:59:59+00"}')$$);
+SELECT try_detail($$SELECT es_apply('{"type": "void_pending", "pending_id": "p-eff2", "effective_at": "2026-01-01 00:00:00+00"}')$$);
+-- in a batch, and in es_apply_each (a value with its SQLSTATE; the other command is applied)
+SELECT try($$SELECT es_apply('[{"type": "deposit", "account": "p-eff-a", "amount": 1}, {"type": "post_pending", "pending_id": "p-eff1", "effective_at": "2020-01-01 00:00:00+00"}]')::text$$);
+SELECT ord, seq IS NOT NULL AS applied, sqlstate, message
+  FROM es_apply_each('[{"type": "void_pending", "pending_id": "p-eff2", "effective_at": "2026-05-01 00:00:00+00"}, {"type": "deposit", "account": "p-eff-b", "amount": 1, "effective_at": "2026-01-01 00:00:00+00"}]');
+SELECT transfer_id, status FROM es_transfers WHERE transfer_id LIKE 'p-eff%' ORDER BY 1;
+-- at the reservation's own effective_at, or later: accepted
+SELECT es_apply('{"type": "post_pending", "pending_id": "p-eff1", "amount": 25, "effective_at": "2026-07-01 00:00:00+00"}') > 0 AS posted;
+SELECT es_apply('{"type": "void_pending", "pending_id": "p-eff2", "effective_at": "2026-06-01 00:00:00+00"}') > 0 AS voided;
+-- valid-time replay: before, between and after; the same from snapshots
+SELECT t AS effective_until, r.balance, r.pending_out, r.available
+  FROM unnest(ARRAY['2026-05-31', '2026-06-01', '2026-06-15', '2026-07-01']::timestamptz[]) t,
+       LATERAL es_replay('p-eff-a', NULL, t) r ORDER BY t;
+SELECT t AS effective_until, r.balance, r.pending_in
+  FROM unnest(ARRAY['2026-05-31', '2026-06-15', '2026-07-01']::timestamptz[]) t,
+       LATERAL es_replay('p-eff-b', NULL, t) r ORDER BY t;
+SELECT es_snapshot('p-eff-a') > 0 AS snapshot, es_snapshot('p-eff-b') > 0 AS snapshot;
+CREATE TEMP TABLE eff_from_snap AS
+SELECT a, t, r.balance, r.pending_out, r.pending_in
+  FROM unnest(ARRAY['p-eff-a', 'p-eff-b']) a,
+       unnest(ARRAY['2026-05-31', '2026-06-15', '2026-07-01', 'infinity']::timestamptz[]) t,
+       LATERAL es_replay(a, NULL, t) r;
+SELECT es_drop_snapshots('p-eff-a') >= 1 AS dropped, es_drop_snapshots('p-eff-b') >= 1 AS dropped;
+SELECT count(*) AS replays, bool_and((r.balance, r.pending_out, r.pending_in) = (s.balance, s.pending_out, s.pending_in)) AS snapshots_agree
+  FROM eff_from_snap s, LATERAL es_replay(s.a, NULL, s.t) r;
+DROP TABLE eff_from_snap;
+-- a reservation dated in the future: a post or void without effective_at
+-- (its transaction time) is refused; with the reservation's date or later
+-- it is accepted.
+SELECT es_apply('{"type": "transfer", "from": "p-eff-a", "to": "p-eff-b", "amount": 5, "pending": true, "id": "p-eff3", "effective_at": "2100-01-01 00:00:00+00"}') > 0 AS ok;
+SELECT try($$SELECT es_apply('{"type": "post_pending", "pending_id": "p-eff3"}')::text$$);
+SELECT try($$SELECT es_apply('{"type": "void_pending", "pending_id": "p-eff3"}')::text$$);
+SELECT es_apply('{"type": "void_pending", "pending_id": "p-eff3", "effective_at": "2100-01-01 00:00:01+00"}') > 0 AS voided;
+-- its expiry takes effect at the reservation's date, not at the clock's
+-- (p-eff3's void took effect a second after that date)
+SELECT es_apply('{"type": "transfer", "from": "p-eff-a", "to": "p-eff-b", "amount": 5, "pending": true, "id": "p-eff4", "timeout": 1, "effective_at": "2100-01-01 00:00:00+00"}') > 0 AS ok;
+SELECT pg_sleep(1.1);
+SELECT es_expire_pending() >= 1 AS expired;
+SELECT e.account_id = a.account_id AS debit_side, e.effective_at
+  FROM es_events e, es_accounts a
+ WHERE e.data->>'transfer_id' = 'p-eff4' AND e.type = 'TransferExpired' AND a.account = 'p-eff-a'
+ ORDER BY e.seq;
+SELECT t AS effective_until, r.balance, r.pending_out
+  FROM unnest(ARRAY['2099-12-31', '2100-01-01', 'infinity']::timestamptz[]) t,
+       LATERAL es_replay('p-eff-a', NULL, t) r ORDER BY t;
+SELECT check_name, ok FROM es_verify('p-eff-a');
+RESET TimeZone;
+DROP FUNCTION try_detail(text);
 DROP VIEW tr;

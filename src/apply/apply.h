@@ -6,9 +6,10 @@
  *
  * src/apply/: the write side: a command's JSON checked into an EsCommand
  * (es_command), user projections' handlers run for the events of a call
- * (es_handler), es_apply and the shorthands (es_apply), es_apply_each
- * (es_each), es_reverse (es_reverse) and the DBA operations that rebuild
- * or restore projections (es_dba). Built on protect/, store/ and model/.
+ * (es_handler), es_apply and the shorthands (es_apply), es_expire_pending
+ * (es_expire), es_apply_each (es_each), es_reverse (es_reverse) and the
+ * DBA operations that rebuild or restore projections (es_dba). Built on
+ * protect/, store/ and model/.
  *
  * A file of src/apply/ includes this header only; it may use what this
  * header and the headers below it declare (protect/, store/, model/),
@@ -125,6 +126,14 @@ extern bool EsApplyAuthorize(List *cmds, EsRejection *rej);
 extern void EsApplyLockBatch(List *cmds);
 extern int64 EsApplyCommand(const EsCommand *cmd, EsRejection *rej,
 							bool isolated);
+
+/* For es_expire.c: a command's recorded_at, and one transfer's expiry. */
+extern TimestampTz EsApplyRecordedAt(const EsAccountState *states, int n);
+extern bool EsApplyExpireTransfer(const EsTransfer *t, TimestampTz now_hint);
+
+/* --------------------------------------------------------------- es_expire.c */
+
+/* (none: es_expire_pending is SQL-callable only) */
 
 /* ----------------------------------------------------------------- es_each.c */
 

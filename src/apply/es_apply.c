@@ -52,8 +52,8 @@
  *	   crossed a multiple of es_ledger.snapshot_interval gets a snapshot
  *	   (es_snap.c).
  *
- * es_expire_pending, at the end of this file, releases every reservation
- * whose time has run out the same way.
+ * es_expire_pending (es_expire.c) releases every reservation whose time
+ * has run out the same way (EsApplyExpireTransfer).
  *
  * A command's rejection (a rule it breaks, ES008 for an id, ES004 for a
  * name, ES010, 42501) is a value, EsRejection, returned up the steps by
@@ -103,8 +103,8 @@
 #include "apply.h"
 
 /* The recorded_at of a command's events (see the file header). */
-static TimestampTz
-RecordedAt(const EsAccountState *states, int n)
+TimestampTz
+EsApplyRecordedAt(const EsAccountState *states, int n)
 {
 	TimestampTz ts = GetCurrentTransactionStartTimestamp();
 
@@ -263,8 +263,7 @@ AppendDecision(const EsCommand *cmd, const EsDecision *decision,
 		ev->data = decision->events[i].data;
 		ev->command_id = (char *) command_id;
 		ev->recorded_at = recorded_at;
-		ev->effective_at = cmd && cmd->has_effective_at ? cmd->effective_at :
-			recorded_at;
+		ev->effective_at = EsDecideEffectiveAt(cmd, decision);
 		EsEventSeal(ev, state->last_hash);
 		EsFoldEvent(state, ev);
 		seq = ev->seq;
@@ -333,10 +332,10 @@ CheckNotReversed(const EsCommand *cmd, EsRejection *rej)
  * last recorded_at).  False, with nothing written, if an account is locked
  * by another transaction: a later command, or es_expire_pending, expires
  * it.  The caller starts a new command id (EsWriteNextCommand) before the
- * next write.
+ * next write.  Also es_expire_pending's (es_expire.c).
  */
-static bool
-ExpireTransfer(const EsTransfer *t, TimestampTz now_hint)
+bool
+EsApplyExpireTransfer(const EsTransfer *t, TimestampTz now_hint)
 {
 	EsAccountState states[2];
 	EsDecision	decision = {0};
@@ -344,7 +343,7 @@ ExpireTransfer(const EsTransfer *t, TimestampTz now_hint)
 	if (!EsWriteTryLockAccount(t->from_account, &states[0]) ||
 		!EsWriteTryLockAccount(t->to_account, &states[1]))
 		return false;
-	decision.now = Max(now_hint, RecordedAt(states, 2));
+	decision.now = Max(now_hint, EsApplyRecordedAt(states, 2));
 	decision.transfer = t;
 	EsDecideExpire(t, states, &decision);
 	AppendDecision(NULL, &decision, states, 2, NULL, NULL);
@@ -398,7 +397,7 @@ ExpireTouched(const EsAccountState *states, const bool *found, int n,
 					continue;
 				seen = lappend(seen, &t->seq);
 				EsWriteNextCommand();
-				if (ExpireTransfer(t, now))
+				if (EsApplyExpireTransfer(t, now))
 					any = true;
 			}
 		}
@@ -472,14 +471,14 @@ EsApplyCommand(const EsCommand *cmd, EsRejection *rej, bool isolated)
 	{
 		if (!isolated)
 			return ES_APPLY_ISOLATE;
-		if (ExpireTouched(states, found, n, EsDecideClock(RecordedAt(states, n))))
+		if (ExpireTouched(states, found, n, EsDecideClock(EsApplyRecordedAt(states, n))))
 		{
 			n = LockCommandAccounts(cmd, states, found, &transfer, rej);
 			if (n < 0)
 				return 0;
 		}
 	}
-	decision.now = RecordedAt(states, n);
+	decision.now = EsApplyRecordedAt(states, n);
 	decision.transfer = handler->by_transfer ? &transfer : NULL;
 	handler->decide(cmd, states, found, &decision);
 	if (decision.rejection.sqlerrcode != 0)
@@ -888,76 +887,4 @@ es_transfer(PG_FUNCTION_ARGS)
 	ArgId(&cmd, fcinfo, 3);
 	ArgExtras(&cmd, fcinfo, 4);
 	return ApplyShorthand(&cmd);
-}
-
-/*
- * es_expire_pending() RETURNS bigint
- *
- * Releases every pending transfer whose timeout has run out (its
- * created_at + timeout at or before the transaction's start time): for
- * each, TransferExpired on both accounts and status 'expired' in
- * es_transfers, exactly as a command touching one of its accounts would.
- * Returns how many it expired.  Cheap enough to call every second from a
- * scheduler (pg_cron): it walks only the partial index
- * es_transfers_expires_idx (expires_at) WHERE status = 'pending', from its
- * start up to now, so with nothing due it reads one index page.
- *
- * Locks: RowExclusiveLock on the tables written, and the es_accounts row
- * locks (FOR UPDATE) of both accounts of each transfer expired, until the
- * transaction ends.  It never waits for a row lock: a transfer with an
- * account locked by another transaction is skipped (a later call, or the
- * next command on the account, expires it), so it cannot deadlock with
- * commands, nor two concurrent calls with each other.  For
- * es_ledger_writer and es_ledger_admin (EXECUTE).  25006 in a read-only
- * transaction.
- */
-/* What es_expire_pending hands to ExpireDue in the bracket. */
-typedef struct EsExpireRun
-{
-	TimestampTz now;
-	int64		expired;		/* the result */
-} EsExpireRun;
-
-/* Expire every pending transfer due at run->now whose accounts are free. */
-static void
-ExpireDue(void *arg)
-{
-	EsExpireRun *run = arg;
-	List	   *due;
-	ListCell   *lc;
-
-	EsWriteNextCommand();
-	due = EsWriteExpiredTransfers(ES_REL_TRANSFERS_EXPIRES_IDX, 0, run->now, 0);
-	foreach(lc, due)
-	{
-		EsTransfer *t = lfirst(lc);
-		EsAccountState states[2];
-		EsTransfer	latest;
-
-		CHECK_FOR_INTERRUPTS();
-		EsWriteNextCommand();
-		/* Both locks, then the transfer as it is now (see ApplyCommand). */
-		if (!EsWriteTryLockAccount(t->from_account, &states[0]) ||
-			!EsWriteTryLockAccount(t->to_account, &states[1]))
-			continue;
-		if (t->command_id == NULL ||
-			!EsWriteFindTransfer(t->command_id, &latest) ||
-			!EsDecideExpired(&latest, Max(run->now, RecordedAt(states, 2))))
-			continue;
-		if (ExpireTransfer(&latest, run->now))
-			run->expired++;
-	}
-}
-
-PG_FUNCTION_INFO_V1(es_expire_pending);
-Datum
-es_expire_pending(PG_FUNCTION_ARGS)
-{
-	/* The clock, as for post and void (EsDecideClock). */
-	EsExpireRun run = {EsDecideClock(GetCurrentTransactionStartTimestamp()), 0};
-
-	EsRowRequireTransfers();
-	/* Expiries are events: inline user projections get them too. */
-	EsApplyInBracket(ExpireDue, &run);
-	PG_RETURN_INT64(run.expired);
 }

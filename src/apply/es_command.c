@@ -274,8 +274,8 @@ ParseTimestamp(JsonbValue *v, const char *what, int ordinal)
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	char	   *s;
-	TimestampTz ts = 0;
-	ErrorData  *edata = NULL;
+	volatile TimestampTz ts = 0;	/* set in PG_TRY, read after it */
+	ErrorData  *volatile edata = NULL;	/* set in PG_CATCH, likewise */
 
 	if (v->type != jbvString)
 		Invalid(ordinal, psprintf("\"%s\" must be a timestamp string, not %s",

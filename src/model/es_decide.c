@@ -41,7 +41,11 @@
  * at c with timeout t is expired from c + t on.  Rules: the transfer is pending
  * (ES010; posting an expired one ES013), its time is not up (ES013 for a
  * post; a void then fails with ES010, the reservation being released by
- * expiry), the amount posted is at most the reserved amount (ES009), and a
+ * expiry), it takes effect (its effective_at, or its recorded_at if it
+ * gives none) no earlier than the reservation did (ES009; see
+ * EsDecideEffectiveAt: so a fold by valid time never keeps a release
+ * without its reservation), the amount posted is at most the reserved
+ * amount (ES009), and a
  * post moves money, so both accounts must be open (ES005).  A post is not
  * checked against the funds and cap rules again: the reservation already
  * counted against them, and posting only lowers available's reservation
@@ -120,6 +124,33 @@ typedef struct EsParseTrap
 static EsParseTrap *ParseTrap = NULL;
 
 /*
+ * The inner part of EsDecideTryParse, in a frame of its own, so that its
+ * sigsetjmp does not share a frame with PG_TRY's (whose locals, such as
+ * PG_TRY's own _do_rethrow, a siglongjmp to the trap could otherwise
+ * clobber: gcc -Wclobbered): run parse(arg) with trap set; true if it
+ * returned, false if it made a rejection, after restoring the error stack,
+ * error context and memory context it started with.
+ */
+static pg_noinline bool
+RunTrapped(EsParseTrap *trap, EsDecideParser parse, void *arg,
+		   MemoryContext cxt)
+{
+	sigjmp_buf *volatile stack = PG_exception_stack;
+	ErrorContextCallback *volatile context = error_context_stack;
+
+	if (sigsetjmp(trap->jump, 0) == 0)
+	{
+		ParseTrap = trap;
+		parse(arg);
+		return true;
+	}
+	PG_exception_stack = stack;
+	error_context_stack = context;
+	MemoryContextSwitchTo(cxt);
+	return false;
+}
+
+/*
  * Run parse(arg); true if it returned, false with *rej set if it made a
  * rejection (EsDecideReject).  Any other error goes on up as ever.
  */
@@ -134,27 +165,15 @@ EsDecideTryParse(EsDecideParser parse, void *arg, EsRejection *rej)
 	trap.rej = rej;
 	PG_TRY();
 	{
-		sigjmp_buf *volatile stack = PG_exception_stack;
-		ErrorContextCallback *volatile context = error_context_stack;
-
-		if (sigsetjmp(trap.jump, 0) == 0)
-		{
-			ParseTrap = &trap;
-			parse(arg);
-			done = true;
-		}
-		else
-		{
-			PG_exception_stack = stack;
-			error_context_stack = context;
-			MemoryContextSwitchTo(cxt);
-		}
+		done = RunTrapped(&trap, parse, arg, cxt);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		ParseTrap = outer;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	ParseTrap = outer;
 	return done;
 }
 
@@ -351,6 +370,57 @@ EsDecideClock(TimestampTz recorded_at)
 	TimestampTz clock = GetCurrentTimestamp();
 
 	return Max(clock, recorded_at);
+}
+
+/*
+ * The effective_at (valid time) the events of a decision get: the
+ * command's, or its recorded_at (decision->now) when it gives none.  An
+ * expiry (no command) takes effect at its recorded_at, but never before
+ * its reservation took effect: a reservation dated in the future expires
+ * at that date in valid time.  So a release (post, void or expiry) never
+ * takes effect before its reservation, and a fold by valid time
+ * (es_replay's effective_until, which keeps the events effective by then)
+ * that keeps a release keeps its reservation too (CheckEffectiveAt
+ * refuses a post or void dated earlier).
+ */
+TimestampTz
+EsDecideEffectiveAt(const EsCommand *cmd, const EsDecision *decision)
+{
+	if (cmd && cmd->has_effective_at)
+		return cmd->effective_at;
+	if (cmd == NULL && decision->transfer)
+		return Max(decision->now, decision->transfer->effective_at);
+	return decision->now;
+}
+
+/*
+ * ES009 unless post_pending or void_pending cmd takes effect (its
+ * effective_at, or its recorded_at if it gives none) at or after its
+ * transfer's reservation did: a release dated before its reservation would
+ * leave a fold by valid time with a release and no reservation.
+ */
+static bool
+CheckEffectiveAt(const EsCommand *cmd, const EsDecision *out,
+				 EsRejection *rej)
+{
+	const EsTransfer *t = out->transfer;
+	TimestampTz at = EsDecideEffectiveAt(cmd, out);
+	char	   *reserved_at;
+
+	if (at >= t->effective_at)
+		return true;
+	/* timestamptz_to_str answers in a static buffer: one call at a time */
+	reserved_at = pstrdup(timestamptz_to_str(t->effective_at));
+	return EsReject(rej, ERRCODE_ES_INVALID_COMMAND,
+					psprintf("invalid command: %s%s of pending transfer \"%s\" takes effect before its reservation",
+							 Where(cmd->ordinal),
+							 EsDecideHandler(cmd->type)->name, t->transfer_id),
+					psprintf("Its effective_at %s%s is earlier than the reservation's effective_at %s.",
+							 pstrdup(timestamptz_to_str(at)),
+							 cmd->has_effective_at ? "" :
+							 " (its transaction time, as it gives none)",
+							 reserved_at),
+					pstrdup("A post or void takes effect at or after the reservation it releases: give an effective_at no earlier than the reservation's."));
 }
 
 /*
@@ -781,6 +851,8 @@ DecidePost(const EsCommand *cmd, const EsAccountState *states,
 
 	if (!CheckPending(t, EsDecideClock(out->now), true, &out->rejection))
 		return;
+	if (!CheckEffectiveAt(cmd, out, &out->rejection))
+		return;
 	amount = cmd->has_amount ? cmd->amount : t->amount;
 	if (amount > t->amount)
 	{
@@ -814,6 +886,8 @@ DecideVoid(const EsCommand *cmd, const EsAccountState *states,
 		   const bool *found, EsDecision *out)
 {
 	if (!CheckPending(out->transfer, EsDecideClock(out->now), false, &out->rejection))
+		return;
+	if (!CheckEffectiveAt(cmd, out, &out->rejection))
 		return;
 	AddRelease(out, cmd, out->transfer, states, ES_EV_TRANSFER_VOIDED, 0);
 }

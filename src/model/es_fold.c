@@ -445,6 +445,7 @@ EsFoldTransfer(EsTransfer *t, const EsEvent *ev, const char *from_account)
 			t->from_account_id = ev->account_id;
 			DataInt64(ev, "to_account_id", &t->to_account_id, &ok);
 			t->created_at = ev->recorded_at;
+			t->effective_at = ev->effective_at;
 			if (ev->type == ES_EV_TRANSFER_SENT)
 			{
 				t->status = ES_TRANSFER_POSTED;

@@ -196,6 +196,9 @@ typedef struct EsTransfer
 	int64		from_account_id;
 	int64		to_account_id;
 	char	   *command_id;		/* id of the creating command, or NULL */
+	TimestampTz effective_at;	/* effective_at of its creating event: not a
+								 * column of es_transfers; set by the fold and
+								 * by the writer's reads of a transfer */
 } EsTransfer;
 
 /* The longest timeout of a pending transfer, in seconds (about 68 years). */
@@ -348,6 +351,8 @@ extern void EsDecideExpire(const EsTransfer *t, const EsAccountState *states,
 						   EsDecision *out);
 extern bool EsDecideExpired(const EsTransfer *t, TimestampTz now);
 extern TimestampTz EsDecideClock(TimestampTz recorded_at);
+extern TimestampTz EsDecideEffectiveAt(const EsCommand *cmd,
+									   const EsDecision *decision);
 
 /* ----------------------------------------------------------------- es_name.c */
 

@@ -2,50 +2,29 @@
  *
  * es_projection.c
  *	  User projections: the SQL functions that register, pause, resume,
- *	  rebuild, drop and run them, and the step that applies the next batch
- *	  of events to an async projection by following es_read.
+ *	  rebuild, drop and run them; their settings, and the start of a
+ *	  database's worker.
  *
- * The registry es_projection_registry (install script, "user projections")
- * is written here only, through SPI, as the extension's owner and under the
- * write guard (es_guard.c), whose trigger refuses every other write with
- * ES011.  Its statements name our relations schema-qualified, found by OID
- * (es_row.c, es_handler.c), and qualify their operators.  User code never
- * runs in those statements: handlers and reset functions run through
- * es_handler.c, as the projection's owner, outside the guard.
+ * The registry's rows are read and written by es_projection_registry.c
+ * (through SPI, as the extension's owner, under the write guard); the
+ * handlers are run by es_projection_step.c (catch-up of an inline
+ * projection, the step of an async one).  This file checks the arguments
+ * and the caller's rights, takes the locks and puts those together.
  *
  * Who may do what: EXECUTE on these functions is granted to
  * es_ledger_admin; creating a projection makes the caller its owner; the
  * other functions need the privileges of the owner (or superuser), 42501.
  * The owner must be able to SELECT es_events and EXECUTE the functions
- * (es_handler.c checks it at every run).
+ * (es_handler.c checks it at every run).  es_projection_run locks only the
+ * rows of projections the caller may run (EsProjectionPeekOwner first).
  *
- * Inline projections.  es_apply calls their handlers for the events it
- * appends (es_handler.c).  Creating, pausing, resuming, rebuilding or
- * dropping one takes ShareLock on es_events: it waits for every
+ * Inline projections.  Creating, pausing, resuming, rebuilding or dropping
+ * one takes ShareLock on es_events (LockLog): it waits for every
  * transaction that appends and keeps new ones out until it commits.  Under
  * that lock the committed events are all the events there will ever be
- * below the sequence's current value, so a position is a plain seq:
- * catching up (at create, resume, rebuild) calls the handler for every
- * event above the projection's position, in seq order, in the caller's
- * transaction; a handler error fails the call.  The registry is changed
- * with a relcache invalidation so that every backend re-reads it.
- *
- * Async projections.  A step (EsProjectionStep: the background worker,
- * es_worker.c, or es_projection_run) locks the projection's registry row
- * (FOR UPDATE: one step at a time per projection), reads the next batch of
- * events with es_read's C API (EsReadBatch, es_read.c) from the cursor
- * stored in the row, with a snapshot taken after the lock, calls the handler
- * for each, in es_read's order, then stores the cursor of the last one,
- * all in one transaction: the handler's writes and the cursor commit
- * together or not at all, so a crash neither applies an event twice nor
- * skips one.  The handlers run in a subtransaction: if one fails, the
- * batch is rolled back, the projection is marked failed with the error and
- * the event's seq, and the step commits that; es_apply is never blocked.
- * es_projection_resume retries from the cursor.  A real cancel or shutdown
- * (57014, 57P01 raised by ProcessInterrupts) is not a handler failure: it
- * is raised; the same SQLSTATE raised by a handler is its failure
- * (IsInterrupt).  es_projection_run locks only the rows of projections the
- * caller may run (PeekOwner first).
+ * below the sequence's current value, so a position is a plain seq.  The
+ * registry is changed with a relcache invalidation so that every backend
+ * re-reads it.
  *
  * Locks: ShareLock on es_events for inline changes; the registry row's
  * FOR UPDATE lock; RowExclusiveLock on the registry when writing it.
@@ -78,23 +57,11 @@
 
 #include "projection.h"
 
-/* es_ledger.projection_batch: events per step of an async projection. */
-static int	EsProjectionBatch = 1000;
-
 /* es_ledger.projection_autostart: start the database's worker on first use. */
 static bool EsProjectionAutostart = true;
 
 /* es_ledger.projection_databases: the databases workers follow; empty: all. */
 static char *EsProjectionDatabases = NULL;
-
-/* A registry row: the projection and its position. */
-typedef struct EsProjectionRow
-{
-	EsHandlerProjection p;
-	char	   *cursor;			/* NULL: from the start of the log */
-	int64		last_seq;
-	int64		high_seq;
-} EsProjectionRow;
 
 /* Longest projection name, in bytes. */
 #define ES_PROJECTION_NAME_MAX 63
@@ -221,7 +188,7 @@ StartWorker(void)
 		return;
 	if (!EsProjectionAutostart)
 	{
-		EsWorkerWakeLauncher(MyDatabaseId);	/* if preloaded: starts it now */
+		EsWorkerWakeLauncher(MyDatabaseId); /* if preloaded: starts it now */
 		return;
 	}
 	EsProjectionWorkerLockTag(&tag, MyDatabaseId);
@@ -235,226 +202,6 @@ StartWorker(void)
 				 errhint("Raise max_worker_processes, or apply async projections with es_projection_run().")));
 }
 
-
-/* ------------------------------------------------------------ the registry */
-
-/* The registry's name, schema-qualified, for SPI statements. */
-static char *
-QualifiedName(const char *relname)
-{
-	Oid			nspoid = get_rel_namespace(EsRowRelid(ES_REL_EVENTS));
-
-	return quote_qualified_identifier(get_namespace_name(nspoid), relname);
-}
-
-/* The registry's owner: the extension's owner. */
-static Oid
-RegistryOwner(void)
-{
-	return EsCatalogRelOwner(EsHandlerRegistryRelid());
-}
-
-/*
- * Run one SPI statement on the registry as its owner, under the write
- * guard when it writes.  Returns SPI_processed.  Only statements of this
- * file with parameters for every value; no user code runs in them.
- */
-static uint64
-RegistryExec(const char *sql, bool write, int nargs, Oid *types,
-			 Datum *values, const char *nulls)
-{
-	Oid			saved_user;
-	int			saved_sec;
-	volatile int ret = 0;
-
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(RegistryOwner(),
-						   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (write)
-		EsGuardBeginWrite();
-	PG_TRY();
-	{
-		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	}
-	PG_FINALLY();
-	{
-		if (write)
-			EsGuardEndWrite();
-		SetUserIdAndSecContext(saved_user, saved_sec);
-	}
-	PG_END_TRY();
-	if (ret < 0)
-		elog(ERROR, "SPI_execute_with_args failed on the projection registry: %s",
-			 SPI_result_code_string(ret));
-	return SPI_processed;
-}
-
-/* A nullable text column of SPI_tuptable's row i, copied, or NULL. */
-static char *
-SpiText(uint64 i, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-								  col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* A bigint column of SPI_tuptable's row i; 0 if NULL. */
-static int64
-SpiInt64(uint64 i, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-								  col, &isnull);
-
-	return isnull ? 0 : DatumGetInt64(d);
-}
-
-/*
- * Read the projection's registry row and lock it FOR UPDATE, into row
- * (allocated in the current memory context).  skip_locked: return false
- * if another transaction holds it.  42704 if there is no such projection.
- */
-static bool
-LockProjection(const char *name, bool skip_locked, EsProjectionRow *row)
-{
-	char	   *sql;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	Datum		v[ES_PRJ_NREAD];
-	bool		n[ES_PRJ_NREAD];
-	MemoryContext cxt = CurrentMemoryContext;
-	MemoryContext old;
-
-	sql = psprintf("SELECT name, owner, mode, state, handler, reset, search_path, "
-				   "cursor, last_seq, high_seq FROM %s "
-				   "WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
-				   QualifiedName("es_projection_registry"),
-				   skip_locked ? " SKIP LOCKED" : "");
-	values[0] = CStringGetTextDatum(name);
-	if (RegistryExec(sql, false, 1, types, values, NULL) == 0)
-	{
-		if (skip_locked)
-			return false;
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("projection \"%s\" does not exist", name)));
-	}
-	EsHandlerCheckRegistryShape(SPI_tuptable->tupdesc);
-	for (int i = 0; i < ES_PRJ_NREAD; i++)
-		v[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-							 i + 1, &n[i]);
-	old = MemoryContextSwitchTo(cxt);
-	EsHandlerFromValues(v, n, &row->p);
-	row->cursor = SpiText(0, 8);
-	row->last_seq = SpiInt64(0, 9);
-	row->high_seq = SpiInt64(0, 10);
-	MemoryContextSwitchTo(old);
-	return true;
-}
-
-/*
- * The owner of projection name, read without a lock (InvalidOid if there is
- * no such projection): es_projection_run checks that the caller may run a
- * projection before it locks its row, so that it never holds, even for a
- * moment or inside a savepoint, the row of a projection it may not run.
- */
-static Oid
-PeekOwner(const char *name)
-{
-	char	   *sql;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-	Datum		d;
-
-	sql = psprintf("SELECT owner FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
-				   QualifiedName("es_projection_registry"));
-	values[0] = CStringGetTextDatum(name);
-	if (RegistryExec(sql, false, 1, types, values, NULL) == 0)
-		return InvalidOid;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? InvalidOid : DatumGetObjectId(d);
-}
-
-/* Every backend re-reads the inline projections (es_handler.c). */
-static void
-InvalidateRegistry(void)
-{
-	CacheInvalidateRelcacheByRelid(EsHandlerRegistryRelid());
-}
-
-/*
- * Set a projection's state and position.  cursor NULL: from the start;
- * clear_error: forget the last error.  applied_delta < 0 resets the count.
- */
-static void
-UpdatePosition(const char *name, const char *state, const char *cursor,
-			   int64 last_seq, int64 high_seq, int64 applied_delta,
-			   bool clear_error)
-{
-	char	   *sql;
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
-
-	sql = psprintf("UPDATE %s SET state = $2, cursor = $3, last_seq = $4, high_seq = $5, "
-				   "applied = CASE WHEN $6 OPERATOR(pg_catalog.<) 0 THEN 0 "
-				   "ELSE applied OPERATOR(pg_catalog.+) $6 END, "
-				   "applied_at = CASE WHEN $6 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() "
-				   "WHEN $6 OPERATOR(pg_catalog.<) 0 THEN NULL ELSE applied_at END%s "
-				   "WHERE name OPERATOR(pg_catalog.=) $1",
-				   QualifiedName("es_projection_registry"),
-				   clear_error ? ", last_error = NULL, error_seq = NULL, error_at = NULL" : "");
-	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(state);
-	if (cursor)
-		values[2] = CStringGetTextDatum(cursor);
-	else
-		nulls[2] = 'n';
-	values[3] = Int64GetDatum(last_seq);
-	values[4] = Int64GetDatum(high_seq);
-	values[5] = Int64GetDatum(applied_delta);
-	if (RegistryExec(sql, true, 6, types, values, nulls) != 1)
-		elog(ERROR, "projection \"%s\" vanished from the registry", name);
-}
-
-/* Mark an async projection failed with the error of its handler. */
-static void
-MarkFailed(const char *name, ErrorData *edata, int64 seq)
-{
-	char	   *sql;
-	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
-	Datum		values[3];
-	char		nulls[3] = "   ";
-	StringInfoData msg;
-
-	initStringInfo(&msg);
-	appendStringInfo(&msg, "%s: %s", unpack_sql_state(edata->sqlerrcode),
-					 edata->message ? edata->message : "(no message)");
-	if (edata->context)
-	{
-		appendStringInfoString(&msg, " (");
-		for (const char *c = edata->context; *c; c++)
-		{
-			if (*c == '\n')
-				appendStringInfoString(&msg, "; ");
-			else
-				appendStringInfoChar(&msg, *c);
-		}
-		appendStringInfoChar(&msg, ')');
-	}
-	sql = psprintf("UPDATE %s SET state = 'failed', last_error = $2, error_seq = $3, "
-				   "error_at = pg_catalog.now() WHERE name OPERATOR(pg_catalog.=) $1",
-				   QualifiedName("es_projection_registry"));
-	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(msg.data);
-	values[2] = Int64GetDatum(seq);
-	if (seq <= 0)
-		nulls[2] = 'n';
-	RegistryExec(sql, true, 3, types, values, nulls);
-}
 
 /* ------------------------------------------------------------------ checks */
 
@@ -501,116 +248,19 @@ CheckManage(const EsHandlerProjection *p)
 			 errdetail("Only its owner (the role that created it, or a member of that role) or a superuser may manage a projection.")));
 }
 
-/* --------------------------------------------------------- running handlers */
-
-/*
- * Call the projection's reset function, if it has one, as its owner, in
- * the caller's transaction.
- */
-static void
-RunReset(const EsHandlerProjection *p)
-{
-	EsHandlerContext ctx;
-	ErrorContextCallback errcb;
-	EsHandlerErrorArg arg = {p->name, 0};
-
-	if (!OidIsValid(p->reset))
-		return;
-	errcb.callback = EsHandlerErrorContext;
-	errcb.arg = &arg;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-	EsHandlerEnter(p, &ctx, true);
-	EsHandlerInvoke(&ctx, (Datum) 0, 0);
-	EsHandlerLeave(&ctx);
-	error_context_stack = errcb.previous;
-}
-
-/*
- * An inline projection catches up: its handler is called for every event
- * above after_seq, in seq order, as its owner.  The caller holds ShareLock
- * on es_events (see the file header).  Returns the number of events and
- * the last seq in *last.
- */
-static int64
-CatchUpInline(const EsHandlerProjection *p, int64 after_seq, int64 *last)
-{
-	char	   *sql = psprintf("SELECT e.seq, e FROM %s e WHERE e.seq OPERATOR(pg_catalog.>) $1 "
-							   "ORDER BY e.seq LIMIT 1000",
-							   QualifiedName("es_events"));
-	SPIPlanPtr	plan;
-	Oid			types[1] = {INT8OID};
-	EsHandlerContext ctx;
-	ErrorContextCallback errcb;
-	EsHandlerErrorArg arg = {p->name, 0};
-	volatile int64 count = 0;
-
-	*last = after_seq;
-	EsHandlerCheckAccess(p);
-	EsHandlerEnter(p, &ctx, false);
-	plan = SPI_prepare(sql, 1, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	errcb.callback = EsHandlerErrorContext;
-	errcb.arg = &arg;
-	errcb.previous = error_context_stack;
-	/* Events the handler's own es_apply appends are read below, once. */
-	EsHandlerSetCatchingUp(p->name);
-	PG_TRY();
-	{
-		for (;;)
-		{
-			Datum		values[1] = {Int64GetDatum(*last)};
-			SPITupleTable *tuptable;
-			uint64		n;
-			int			ret;
-
-			CHECK_FOR_INTERRUPTS();
-			ret = SPI_execute_plan(plan, values, NULL, false, 0);
-			if (ret != SPI_OK_SELECT)
-				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-			tuptable = SPI_tuptable;
-			n = SPI_processed;
-			if (n == 0)
-				break;
-			for (uint64 i = 0; i < n; i++)
-			{
-				bool		isnull;
-				Datum		ev;
-
-				arg.seq = DatumGetInt64(SPI_getbinval(tuptable->vals[i],
-													  tuptable->tupdesc, 1, &isnull));
-				ev = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 2, &isnull);
-				error_context_stack = &errcb;
-				EsHandlerInvoke(&ctx, ev, 1);
-				error_context_stack = errcb.previous;
-				*last = arg.seq;
-				count++;
-			}
-			SPI_freetuptable(tuptable);
-		}
-	}
-	PG_FINALLY();
-	{
-		EsHandlerSetCatchingUp(NULL);
-	}
-	PG_END_TRY();
-	SPI_freeplan(plan);
-	EsHandlerLeave(&ctx);
-	return count;
-}
+/* --------------------------------------------------------- inline changes */
 
 /* The largest seq in the log, 0 if empty. */
 static int64
 LogHead(void)
 {
 	char	   *sql = psprintf("SELECT pg_catalog.max(seq) FROM %s",
-							   QualifiedName("es_events"));
+							   EsProjectionQualifiedName("es_events"));
 
 	/* Not read-only: a snapshot taken now, after LockLog's wait. */
 	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the head of the log");
-	return SpiInt64(0, 1);
+	return EsProjectionSpiInt64(0, 1);
 }
 
 /*
@@ -629,254 +279,6 @@ LockLog(void)
 				 errmsg("an inline projection can be changed only in a READ COMMITTED transaction"),
 				 errdetail("Creating, pausing, resuming, rebuilding or dropping an inline projection reads the log after waiting for every appending transaction; a transaction snapshot taken earlier would miss events.")));
 	LockRelationOid(EsRowRelid(ES_REL_EVENTS), ShareLock);
-}
-
-/* The events of one step, read by es_read before any handler runs. */
-typedef struct StepEvent
-{
-	EsReadCursor pos;			/* the cursor after it */
-	Datum		row;			/* es_events row for the handler */
-} StepEvent;
-
-typedef struct StepBatch
-{
-	MemoryContext cxt;
-	List	   *events;			/* of StepEvent */
-} StepBatch;
-
-/* EsReadBatch's callback: keep the event and its cursor for the handler. */
-static void
-CollectEvent(const EsEvent *ev, const EsReadCursor *pos, void *arg)
-{
-	StepBatch  *b = arg;
-	MemoryContext old = MemoryContextSwitchTo(b->cxt);
-	StepEvent  *se = palloc(sizeof(StepEvent));
-
-	se->pos = *pos;
-	se->row = EsHandlerEventDatum(ev, &pos->tx);
-	b->events = lappend(b->events, se);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Try to apply the next batch (at most max events) of an async projection
- * whose row the caller locked, in a subtransaction of the caller's
- * transaction: the events after its cursor, read by es_read's C API
- * (EsReadBatch) with a fresh snapshot, then its handler called for each in
- * that order, then the cursor of the last one stored in the row.  Returns
- * the number applied; or -1 if something failed, with nothing applied, the
- * error in *edata (in the caller's memory context), the seq of the event
- * the handler failed on in *failed_seq (0 if none) and the number of
- * events before it in *before.
- */
-static int64
-TryBatch(EsProjectionRow *row, int64 max, ErrorData **edata,
-		 int64 *failed_seq, int64 *before)
-{
-	EsHandlerProjection *p = &row->p;
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	StepBatch	batch;
-	volatile int64 count = 0;
-	volatile int64 seq = 0;
-	char	   *volatile cursor = row->cursor;
-	volatile int64 last_seq = row->last_seq;
-	volatile int64 high_seq = row->high_seq;
-
-	batch.cxt = AllocSetContextCreate(oldcxt, "es_ledger projection step",
-									  ALLOCSET_DEFAULT_SIZES);
-	batch.events = NIL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		EsHandlerContext ctx;
-		ErrorContextCallback errcb;
-		EsHandlerErrorArg arg = {p->name, 0};
-		EsReadCursor after;
-		ListCell   *lc;
-
-		EsHandlerCheckAccess(p);
-		if (cursor)
-			EsReadParseCursor(cursor, &after);
-		PushActiveSnapshot(GetTransactionSnapshot());
-		EsReadBatch(cursor ? &after : NULL, Min(max, (int64) EsProjectionBatch),
-					CollectEvent, &batch);
-		PopActiveSnapshot();
-
-		EsHandlerEnter(p, &ctx, false);
-		errcb.callback = EsHandlerErrorContext;
-		errcb.arg = &arg;
-		errcb.previous = error_context_stack;
-		foreach(lc, batch.events)
-		{
-			StepEvent  *se = lfirst(lc);
-
-			CHECK_FOR_INTERRUPTS();
-			seq = se->pos.seq;
-			arg.seq = seq;
-			error_context_stack = &errcb;
-			EsHandlerInvoke(&ctx, se->row, 1);
-			error_context_stack = errcb.previous;
-			last_seq = seq;
-			if (seq > high_seq)
-				high_seq = seq;
-			count++;
-		}
-		seq = 0;
-		EsHandlerLeave(&ctx);
-		if (count > 0)
-		{
-			StepEvent  *se = llast(batch.events);
-
-			cursor = EsReadFormatCursor(&se->pos);
-			UpdatePosition(p->name, "running", cursor, last_seq, high_seq,
-						   count, false);
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		*edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		MemoryContextDelete(batch.cxt);
-		*failed_seq = seq;
-		*before = count;
-		return -1;
-	}
-	PG_END_TRY();
-
-	MemoryContextDelete(batch.cxt);
-	if (count > 0)
-	{
-		row->cursor = MemoryContextStrdup(oldcxt, cursor);
-		row->last_seq = last_seq;
-		row->high_seq = high_seq;
-	}
-	return count;
-}
-
-/*
- * Is edata a real cancel, statement timeout or shutdown, rather than a
- * handler's error that merely carries its SQLSTATE?  Those are raised by
- * ProcessInterrupts (postgres.c) only; a handler that raises 57014 or
- * 57P01 itself (RAISE ... USING ERRCODE = 'query_canceled') raises it from
- * elsewhere (PL/pgSQL's exec_stmt_raise), and is a handler failure: the
- * projection is marked failed instead of the worker's round aborting again
- * and again.  Only C code can pose as ProcessInterrupts, and only a
- * superuser can create C functions.
- */
-static bool
-IsInterrupt(const ErrorData *edata)
-{
-	if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED &&
-		edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN)
-		return false;
-	return edata->funcname != NULL &&
-		strcmp(edata->funcname, "ProcessInterrupts") == 0;
-}
-
-/*
- * Apply the next batch (at most max events) of an async projection whose
- * row the caller locked (see the file header and TryBatch).  If its
- * handler fails on an event, the events before it are applied (the batch
- * is tried again up to it), and the projection is marked failed on that
- * event, so that es_projection_resume retries exactly that event.  Returns
- * the number of events applied; *failed tells if the projection failed.
- */
-static int64
-StepAsync(EsProjectionRow *row, int64 max, bool *failed)
-{
-	ErrorData  *edata = NULL;
-	ErrorData  *again = NULL;
-	int64		failed_seq = 0;
-	int64		before = 0;
-	int64		ignored_seq;
-	int64		ignored_before;
-	int64		n;
-
-	*failed = false;
-	n = TryBatch(row, max, &edata, &failed_seq, &before);
-	if (n >= 0)
-		return n;
-	/* A cancel or shutdown is not the handler's failure. */
-	if (IsInterrupt(edata))
-		ReThrowError(edata);
-	n = 0;
-	if (failed_seq > 0 && before > 0)
-	{
-		n = TryBatch(row, before, &again, &ignored_seq, &ignored_before);
-		if (n < 0)
-		{
-			/* Not the same again (a handler that is not deterministic). */
-			FreeErrorData(edata);
-			edata = again;
-			failed_seq = ignored_seq;
-			n = 0;
-		}
-	}
-	ereport(WARNING,
-			(errcode(edata->sqlerrcode),
-			 errmsg("projection \"%s\" failed and is stopped: %s", row->p.name,
-					edata->message ? edata->message : "(no message)"),
-			 failed_seq > 0 ?
-			 errdetail("Its handler failed on the event with seq %lld; es_projection_resume('%s') retries from there.",
-					   (long long) failed_seq, row->p.name) :
-			 errdetail("es_projection_resume('%s') retries.", row->p.name)));
-	MarkFailed(row->p.name, edata, failed_seq);
-	FreeErrorData(edata);
-	*failed = true;
-	return n;
-}
-
-/*
- * One step of the async projection name, for the background worker, in
- * the caller's transaction with SPI connected: if it is async, running and
- * not locked by another step, apply its next batch.  Returns the number of
- * events applied; *more: a full batch was applied, so more may be waiting.
- */
-int64
-EsProjectionStep(const char *name, bool *more)
-{
-	EsProjectionRow row;
-	int64		n;
-
-	bool		failed;
-
-	*more = false;
-	if (!LockProjection(name, true, &row) || row.p.inline_mode ||
-		strcmp(row.p.state, "running") != 0)
-		return 0;
-	n = StepAsync(&row, EsProjectionBatch, &failed);
-	*more = !failed && n >= EsProjectionBatch;
-	return n;
-}
-
-/*
- * The names of the running async projections, in the current memory
- * context, for the background worker (SPI connected); NIL if the ledger of
- * this database has no registry (an older version).
- */
-List *
-EsProjectionRunnable(void)
-{
-	char	   *sql;
-	List	   *names = NIL;
-	uint64		n;
-
-	sql = psprintf("SELECT name FROM %s WHERE mode OPERATOR(pg_catalog.=) 'async' "
-				   "AND state OPERATOR(pg_catalog.=) 'running' ORDER BY name",
-				   QualifiedName("es_projection_registry"));
-	n = RegistryExec(sql, false, 0, NULL, NULL, NULL);
-	for (uint64 i = 0; i < n; i++)
-		names = lappend(names, SpiText(i, 1));
-	return names;
 }
 
 /* ------------------------------------------------------------ SQL functions */
@@ -958,7 +360,7 @@ es_projection_create(PG_FUNCTION_ARGS)
 				   "cursor, last_seq, high_seq, applied, created_at) "
 				   "VALUES ($1, $2, $3, 'running', $4, $5, $6, NULL, 0, 0, 0, pg_catalog.now()) "
 				   "ON CONFLICT (name) DO NOTHING",
-				   QualifiedName("es_projection_registry"));
+				   EsProjectionQualifiedName("es_projection_registry"));
 	values[0] = CStringGetTextDatum(p.name);
 	values[1] = ObjectIdGetDatum(p.owner);
 	values[2] = CStringGetTextDatum(mode);
@@ -967,15 +369,15 @@ es_projection_create(PG_FUNCTION_ARGS)
 	if (!OidIsValid(p.reset))
 		nulls[4] = 'n';
 	values[5] = CStringGetTextDatum(p.search_path);
-	if (RegistryExec(sql, true, 6, types, values, nulls) != 1)
+	if (EsProjectionRegistryExec(sql, true, 6, types, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("projection \"%s\" already exists", p.name)));
-	RunReset(&p);
+	EsProjectionRunReset(&p);
 	if (p.inline_mode)
 	{
-		count = CatchUpInline(&p, 0, &last);
-		InvalidateRegistry();
+		count = EsProjectionCatchUpInline(&p, 0, &last);
+		EsProjectionInvalidateRegistry();
 	}
 	SPI_finish();
 	if (!p.inline_mode)
@@ -1002,7 +404,7 @@ es_projection_pause(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("es_projection_pause()");
 	Connect();
-	if (!LockProjection(name, false, &row))
+	if (!EsProjectionLock(name, false, &row))
 		elog(ERROR, "projection \"%s\" not found", name);
 	CheckManage(&row.p);
 	if (strcmp(row.p.state, "paused") != 0)
@@ -1013,12 +415,12 @@ es_projection_pause(PG_FUNCTION_ARGS)
 
 			LockLog();
 			head = strcmp(row.p.state, "running") == 0 ? LogHead() : row.high_seq;
-			UpdatePosition(name, "paused", NULL, head, head, 0, false);
-			InvalidateRegistry();
+			EsProjectionUpdatePosition(name, "paused", NULL, head, head, 0, false);
+			EsProjectionInvalidateRegistry();
 		}
 		else
-			UpdatePosition(name, "paused", row.cursor, row.last_seq,
-						   row.high_seq, 0, false);
+			EsProjectionUpdatePosition(name, "paused", row.cursor, row.last_seq,
+									   row.high_seq, 0, false);
 	}
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -1045,7 +447,7 @@ es_projection_resume(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("es_projection_resume()");
 	Connect();
-	if (!LockProjection(name, false, &row))
+	if (!EsProjectionLock(name, false, &row))
 		elog(ERROR, "projection \"%s\" not found", name);
 	CheckManage(&row.p);
 	if (strcmp(row.p.state, "running") != 0)
@@ -1055,15 +457,15 @@ es_projection_resume(PG_FUNCTION_ARGS)
 			int64		last;
 
 			LockLog();
-			count = CatchUpInline(&row.p, row.high_seq, &last);
-			UpdatePosition(name, "running", NULL, 0, 0, 0, true);
-			InvalidateRegistry();
+			count = EsProjectionCatchUpInline(&row.p, row.high_seq, &last);
+			EsProjectionUpdatePosition(name, "running", NULL, 0, 0, 0, true);
+			EsProjectionInvalidateRegistry();
 		}
 		else
 		{
 			EsHandlerCheckAccess(&row.p);
-			UpdatePosition(name, "running", row.cursor, row.last_seq,
-						   row.high_seq, 0, true);
+			EsProjectionUpdatePosition(name, "running", row.cursor, row.last_seq,
+									   row.high_seq, 0, true);
 		}
 	}
 	SPI_finish();
@@ -1094,21 +496,21 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("es_projection_rebuild()");
 	Connect();
-	if (!LockProjection(name, false, &row))
+	if (!EsProjectionLock(name, false, &row))
 		elog(ERROR, "projection \"%s\" not found", name);
 	CheckManage(&row.p);
 	EsHandlerCheckAccess(&row.p);
 	if (row.p.inline_mode)
 		LockLog();
-	RunReset(&row.p);
+	EsProjectionRunReset(&row.p);
 	if (row.p.inline_mode)
 	{
 		int64		last;
 
-		count = CatchUpInline(&row.p, 0, &last);
-		InvalidateRegistry();
+		count = EsProjectionCatchUpInline(&row.p, 0, &last);
+		EsProjectionInvalidateRegistry();
 	}
-	UpdatePosition(name, "running", NULL, 0, 0, -1, true);
+	EsProjectionUpdatePosition(name, "running", NULL, 0, 0, -1, true);
 	SPI_finish();
 	if (!row.p.inline_mode)
 		StartWorker();
@@ -1134,16 +536,16 @@ es_projection_drop(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("es_projection_drop()");
 	Connect();
-	if (!LockProjection(name, false, &row))
+	if (!EsProjectionLock(name, false, &row))
 		elog(ERROR, "projection \"%s\" not found", name);
 	CheckManage(&row.p);
 	if (row.p.inline_mode)
 		LockLog();
 	values[0] = CStringGetTextDatum(name);
-	RegistryExec(psprintf("DELETE FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
-						  QualifiedName("es_projection_registry")),
-				 true, 1, types, values, NULL);
-	InvalidateRegistry();
+	EsProjectionRegistryExec(psprintf("DELETE FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+									  EsProjectionQualifiedName("es_projection_registry")),
+							 true, 1, types, values, NULL);
+	EsProjectionInvalidateRegistry();
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -1187,7 +589,7 @@ es_projection_run(PG_FUNCTION_ARGS)
 	{
 		const char *name = lfirst(lc);
 		EsProjectionRow row;
-		Oid			owner = PeekOwner(name);
+		Oid			owner = EsProjectionPeekOwner(name);
 
 		/*
 		 * Only the rows the caller may run are locked (a projection's owner
@@ -1204,7 +606,7 @@ es_projection_run(PG_FUNCTION_ARGS)
 			other.owner = owner;
 			CheckManage(&other);
 		}
-		LockProjection(name, false, &row);
+		EsProjectionLock(name, false, &row);
 		if (!PG_ARGISNULL(0))
 		{
 			CheckManage(&row.p);
@@ -1221,7 +623,7 @@ es_projection_run(PG_FUNCTION_ARGS)
 		while (total < max)
 		{
 			bool		failed;
-			int64		n = StepAsync(&row, max - total, &failed);
+			int64		n = EsProjectionStepAsync(&row, max - total, &failed);
 
 			total += n;
 			if (n == 0 || failed)

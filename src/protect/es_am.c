@@ -213,7 +213,7 @@ EsLogIndexBuildRangeScan(Relation table_rel, Relation index_rel,
 						 TableScanDesc scan)
 {
 	const TableAmRoutine *saved = table_rel->rd_tableam;
-	double		result = 0;
+	volatile double result = 0; /* set in PG_TRY, read after it */
 
 	table_rel->rd_tableam = GetHeapamTableAmRoutine();
 	PG_TRY();

@@ -117,7 +117,10 @@ EsScanFindOpened(const char *account, int64 *account_id)
  * Feed an account's events after version after_version (0: all), in
  * version order, to callback.  as_of bounds recorded_at and effective_until
  * bounds effective_at (the opening event is always included); NULL means
- * no bound.  Returns the number of events fed.  Replay starts after the
+ * no bound.  Filtering by effective_at in version order is sound because a
+ * release (post, void, expiry) never takes effect before its reservation
+ * (es_decide.c, EsDecideEffectiveAt): an event kept never lacks the
+ * reservation it releases.  Returns the number of events fed.  Replay starts after the
  * version of the snapshot it begins from (es_snap.c).
  *
  * Each row is decoded in a memory context reset before the next one, so the

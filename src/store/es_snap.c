@@ -25,7 +25,11 @@
  *	- it is usable for as_of when max_recorded_at <= as_of, and for
  *	  effective_until when max_effective_at <= effective_until: then every
  *	  event up to V passes the filter, and replay folding the later events
- *	  with the same filter gives what a replay from version 1 gives;
+ *	  with the same filter gives what a replay from version 1 gives (a
+ *	  release, post, void or expiry, never takes effect before its
+ *	  reservation, es_decide.c: so a filter by valid time that keeps a
+ *	  release keeps its reservation, whether that is folded into the
+ *	  snapshot or after it);
  *	- before use it is checked (EsSnapProblem): magic, format, checksum,
  *	  and that the log holds at V an event with the seq, recorded_at and
  *	  hash it records.  One that fails is never used: a WARNING with

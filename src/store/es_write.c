@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * es_write.c
- *	  The write side of storage: appending events, locking, reading and
- *	  writing account rows, and the idempotency register, at executor level.
+ *	  The write side of storage: the writer of an es_apply call, appending
+ *	  events, locking, reading and writing account rows, and the
+ *	  idempotency register, at executor level (es_transfers' rows:
+ *	  es_transfer_write.c).
  *
  * es_apply spends its time here, so this file talks to tables the way the
  * logical replication apply worker does rather than through SPI: one EState
@@ -36,13 +38,12 @@
  * Sequences.  seq and account ids are drawn by es_heal.c, which heals a
  * sequence set back (HealKey).
  *
- * es_transfers.  Opened on first use (OpenTransfers), like es_commands.
- * Rows are read with a fresh snapshot (ProbeTransfer) and written by tuple
- * id; the caller holds the row locks of both accounts of the transfer it
- * changes, which is what serialises changes of one transfer.  The partial
- * indexes on pending rows find the reservations due to expire
- * (EsWriteExpiredTransfers).  EsWriteTryLockAccount locks an account row
- * without waiting, for the other account of a reservation being expired.
+ * es_transfers.  Opened on first use (EsWriteOpenTransfers), like
+ * es_commands, with the posted-row fast path's relations
+ * (EsWriteTransferFastPath); its rows are read and written by
+ * es_transfer_write.c through this writer (EsWriteCurrent; the struct is
+ * in store.h).  EsWriteTryLockAccount locks an account row without
+ * waiting, for the other account of a reservation being expired.
  *
  * Command ids.  EsWriteNextCommand does CommandCounterIncrement before each
  * command, as SPI does before each statement, so a command sees and may
@@ -92,38 +93,6 @@
 
 #include "store.h"
 
-/* The tables of one es_apply call. */
-typedef struct EsWriter
-{
-	EState	   *estate;
-	ResultRelInfo *events;
-	ResultRelInfo *accounts;
-	ResultRelInfo *commands;
-	Relation	account_idx;	/* unique index on es_accounts.account */
-	Relation	command_idx;	/* primary key of es_commands */
-	TupleTableSlot *acc_slot;	/* heap slot for reading es_accounts */
-	TupleTableSlot *acc_new;	/* virtual slot for writing es_accounts */
-	TupleTableSlot *ev_new;		/* virtual slot for es_events */
-	TupleTableSlot *cmd_slot;	/* heap slot for reading es_commands */
-	TupleTableSlot *cmd_new;	/* virtual slot for es_commands */
-	ResultRelInfo *transfers;	/* es_transfers, opened on first use */
-	TupleTableSlot *tr_slot;	/* heap slot for reading es_transfers */
-	TupleTableSlot *tr_new;		/* virtual slot for writing es_transfers */
-	/* The posted-row fast path (InsertPostedTransfer), opened on first use. */
-	bool		tr_fast_checked;
-	bool		tr_fast;		/* es_transfers qualifies for it */
-	Relation	tr_rel;
-	Relation	tr_pkey;
-	IndexInfo  *tr_pkey_info;
-	TupleTableSlot *tr_fast_slot;
-	EPQState	epqstate;
-	SubTransactionId subid;		/* the subtransaction that began it */
-	bool		defer;			/* account rows written at the end only */
-	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
-} EsWriter;
-
-static void OpenTransfers(void);
-static bool TransferFastPath(void);
 
 static EsWriter *Writer = NULL;
 
@@ -526,6 +495,16 @@ EsWriteNextCommand(void)
 	ResetPerTupleExprContext(Writer->estate);
 }
 
+/*
+ * The writer of the current es_apply call (the innermost, if nested), for
+ * the writes of es_transfers (es_transfer_write.c); NULL outside one.
+ */
+EsWriter *
+EsWriteCurrent(void)
+{
+	return Writer;
+}
+
 /* Probe a unique text index with a fresh snapshot (EsScanProbeText). */
 static bool
 ProbeText(Relation rel, Relation idx, const char *key, TupleTableSlot *slot)
@@ -882,8 +861,8 @@ EsWriteOpenAll(void)
 	OpenCommands();
 	if (EsRowHasTransfers())
 	{
-		OpenTransfers();
-		(void) TransferFastPath();
+		EsWriteOpenTransfers();
+		(void) EsWriteTransferFastPath();
 	}
 }
 
@@ -959,9 +938,14 @@ EsWriteTryLockAccount(const char *name, EsAccountState *state)
 
 /* ------------------------------------------------------------ es_transfers */
 
+/*
+ * The rows of es_transfers are read and written by es_transfer_write.c,
+ * through this writer: here only what opens its relations.
+ */
+
 /* Open es_transfers on first use, as OpenCommands opens es_commands. */
-static void
-OpenTransfers(void)
+void
+EsWriteOpenTransfers(void)
 {
 	EsWriter   *w = Writer;
 	MemoryContext old;
@@ -980,86 +964,6 @@ OpenTransfers(void)
 }
 
 /*
- * Fetch into Writer->tr_slot the es_transfers row whose index idx (on one
- * column) has key, as a fresh snapshot sees it: what committed before now,
- * and what this transaction wrote before the current command.  False if
- * none.
- */
-static bool
-ProbeTransfer(EsRel idx, Datum key, RegProcedure eqproc)
-{
-	Relation	rel = Writer->transfers->ri_RelationDesc;
-	Relation	index = index_open(EsRowRelid(idx), AccessShareLock);
-	ScanKeyData skey;
-	IndexScanDesc scan;
-	bool		found;
-
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], eqproc, key);
-	scan = index_beginscan(rel, index, GetLatestSnapshot(), 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, Writer->tr_slot);
-	index_endscan(scan);
-	index_close(index, NoLock);
-	return found;
-}
-
-/*
- * The transfer created by the command with id command_id, as a fresh
- * snapshot sees it (see ProbeTransfer; its creating event likewise),
- * copied into the current memory context.  False if none.  The caller that means to change it holds the
- * row locks of both its accounts: every change of a transfer's row is made
- * under them, so what it reads then is the latest state and stays so.
- */
-bool
-EsWriteFindTransfer(const char *command_id, EsTransfer *t)
-{
-	EsScanIter *it;
-	int64		seq = 0;
-	bool		found = false;
-
-	/*
-	 * The transfer's key is the seq of its debit-side event, one of the
-	 * creating command's events (es_events_command_id_idx).
-	 */
-	OpenTransfers();
-	it = EsScanBeginText(ES_REL_EVENTS, ES_REL_EVENTS_COMMAND_ID_IDX,
-						 command_id, GetLatestSnapshot());
-	while (!found && EsScanNext(it))
-	{
-		EsEvent		ev;
-		bool		debit;
-
-		if (EsScanDecodeEvent(it, &ev) == NULL &&
-			(ev.type == ES_EV_TRANSFER_SENT ||
-			 ev.type == ES_EV_TRANSFER_RESERVED) &&
-			EsFoldEventIsTransfer(&ev, &debit) && debit)
-		{
-			seq = ev.seq;
-			found = true;
-		}
-	}
-	EsScanEnd(it);
-	if (!found ||
-		!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(seq), F_INT8EQ))
-		return false;
-	slot_getallattrs(Writer->tr_slot);
-	EsRowTransferFromValues(Writer->tr_slot->tts_values,
-							Writer->tr_slot->tts_isnull, t);
-	ExecClearTuple(Writer->tr_slot);
-	return true;
-}
-
-/* Fill the virtual slot for es_transfers with a transfer. */
-static void
-TransferToSlot(const EsTransfer *t, TupleTableSlot *slot)
-{
-	ExecClearTuple(slot);
-	EsRowTransferToValues(t, slot->tts_values, slot->tts_isnull);
-	ExecStoreVirtualTuple(slot);
-}
-
-/*
  * May a posted transfer's row be inserted by the fast path?  Only if
  * es_transfers has no index but the extension's own (its primary key, and
  * the partial indexes on pending rows, which a posted row does not enter),
@@ -1070,8 +974,8 @@ TransferToSlot(const EsTransfer *t, TupleTableSlot *slot)
  * the relation stays locked (RowExclusiveLock) meanwhile, so its indexes
  * cannot change under it (CREATE INDEX needs ShareLock).
  */
-static bool
-TransferFastPath(void)
+bool
+EsWriteTransferFastPath(void)
 {
 	EsWriter   *w = Writer;
 	MemoryContext old;
@@ -1116,135 +1020,6 @@ TransferFastPath(void)
 	w->tr_fast = fast;
 	w->tr_fast_checked = true;
 	return fast;
-}
-
-/*
- * Insert a posted transfer's row by the fast path (TransferFastPath): the
- * heap tuple, then its primary key entry, checked unique.  This is what
- * every immediate transfer writes, so it is on es_apply's hot path; going
- * through the executor would open all of es_transfers' indexes and
- * prepare the predicates of the three partial ones at every es_apply call
- * only to skip them.
- */
-static void
-InsertPostedTransfer(const EsTransfer *t)
-{
-	EsWriter   *w = Writer;
-	Datum		key = Int64GetDatum(t->seq);
-	bool		isnull = false;
-
-	TransferToSlot(t, w->tr_fast_slot);
-	table_tuple_insert(w->tr_rel, w->tr_fast_slot, GetCurrentCommandId(true),
-					   0, NULL);
-	index_insert(w->tr_pkey, &key, &isnull, &w->tr_fast_slot->tts_tid,
-				 w->tr_rel, UNIQUE_CHECK_YES, false, w->tr_pkey_info);
-}
-
-/*
- * Insert a new transfer's es_transfers row: a posted one (an immediate
- * transfer) by the fast path when es_transfers qualifies, anything else
- * through the executor (ExecSimpleRelationInsert: every index, constraint
- * and row trigger).
- */
-void
-EsWriteInsertTransfer(const EsTransfer *t)
-{
-	if (t->status == ES_TRANSFER_POSTED && TransferFastPath())
-	{
-		InsertPostedTransfer(t);
-		return;
-	}
-	OpenTransfers();
-	TransferToSlot(t, Writer->tr_new);
-	ExecSimpleRelationInsert(Writer->transfers, Writer->estate, Writer->tr_new);
-}
-
-/*
- * Write a transfer's es_transfers row, found by its seq.  The caller holds
- * the row locks of both its accounts (see EsWriteFindTransfer).
- */
-void
-EsWriteUpdateTransfer(const EsTransfer *t)
-{
-	OpenTransfers();
-	if (!ProbeTransfer(ES_REL_TRANSFERS_SEQ_IDX, Int64GetDatum(t->seq),
-					   F_INT8EQ))
-		elog(ERROR, "es_transfers has no row for the transfer of seq %lld",
-			 (long long) t->seq);
-	TransferToSlot(t, Writer->tr_new);
-	ExecSimpleRelationUpdate(Writer->transfers, Writer->estate,
-							 &Writer->epqstate, Writer->tr_slot,
-							 Writer->tr_new);
-	ExecClearTuple(Writer->tr_slot);
-}
-
-/*
- * Delete the es_transfers row at tid, through the executor; only
- * es_rebuild_projections does this, under the lock that keeps writers out.
- */
-void
-EsWriteDeleteTransfer(ItemPointer tid)
-{
-	OpenTransfers();
-	ExecClearTuple(Writer->tr_slot);
-	Writer->tr_slot->tts_tid = *tid;
-	ExecSimpleRelationDelete(Writer->transfers, Writer->estate,
-							 &Writer->epqstate, Writer->tr_slot);
-}
-
-/*
- * The pending transfers whose expiry time is at or before now, as a fresh
- * snapshot sees them, found through one of the partial indexes on pending
- * transfers: es_transfers_expires_idx (expires_at) for every account
- * (account_id unused), or es_transfers_from_pending_idx /
- * es_transfers_to_pending_idx (account id, expires_at) for one account.
- * At most max of them (0: no bound), earliest first for the first index.
- * A List of EsTransfer pointers in the current memory context.
- */
-List *
-EsWriteExpiredTransfers(EsRel idx, int64 account_id, TimestampTz now, int max)
-{
-	Relation	rel;
-	Relation	index;
-	ScanKeyData skey[2];
-	int			nkeys = 0;
-	IndexScanDesc scan;
-	List	   *result = NIL;
-	int			attno = 1;
-
-	OpenTransfers();
-	rel = Writer->transfers->ri_RelationDesc;
-	index = index_open(EsRowRelid(idx), AccessShareLock);
-	if (idx != ES_REL_TRANSFERS_EXPIRES_IDX)
-	{
-		ScanKeyEntryInitialize(&skey[nkeys++], 0, attno++,
-							   BTEqualStrategyNumber, InvalidOid,
-							   InvalidOid, F_INT8EQ, Int64GetDatum(account_id));
-	}
-	ScanKeyEntryInitialize(&skey[nkeys++], 0, attno,
-						   BTLessEqualStrategyNumber, InvalidOid, InvalidOid,
-						   F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
-	scan = index_beginscan(rel, index, GetLatestSnapshot(), nkeys, 0);
-	index_rescan(scan, skey, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, Writer->tr_slot))
-	{
-		EsTransfer *t = palloc(sizeof(EsTransfer));
-
-		CHECK_FOR_INTERRUPTS();
-		slot_getallattrs(Writer->tr_slot);
-		EsRowTransferFromValues(Writer->tr_slot->tts_values,
-								Writer->tr_slot->tts_isnull, t);
-		/* The index is partial on status = 'pending'; recheck anyway. */
-		if (t->status == ES_TRANSFER_PENDING && t->has_expires_at &&
-			t->expires_at <= now)
-			result = lappend(result, t);
-		if (max > 0 && list_length(result) >= max)
-			break;
-	}
-	index_endscan(scan);
-	index_close(index, NoLock);
-	ExecClearTuple(Writer->tr_slot);
-	return result;
 }
 
 /*

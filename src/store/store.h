@@ -8,8 +8,8 @@
  * relation look-up by OID (es_row), the extension's own objects in the
  * catalogs (es_catalog), the write guard (es_guard), the per-transaction
  * account cache (es_cache), index scans (es_scan), executor-level appends
- * and projection writes (es_write) and snapshots (es_snap). Built on
- * model/.
+ * and projection writes (es_write; es_transfers' rows: es_transfer_write)
+ * and snapshots (es_snap). Built on model/.
  *
  * A file of src/store/ includes this header only; it may use what this
  * header and the headers below it declare (model/), never a folder above.
@@ -19,6 +19,8 @@
  */
 #ifndef ES_STORE_H
 #define ES_STORE_H
+
+#include "nodes/execnodes.h"
 
 #include "../model/model.h"
 
@@ -268,6 +270,42 @@ extern int64 EsScanTransfers(bool one, int64 account_id,
 
 /* ---------------------------------------------------------------- es_write.c */
 
+/*
+ * The writer: the tables of one es_apply call, opened by EsWriteBegin.
+ * Store-internal: only es_write.c (which owns it: begin, end, the
+ * subtransaction that began it) and es_transfer_write.c (the rows of
+ * es_transfers) use its members; nothing above store/ does.
+ */
+/* The tables of one es_apply call. */
+typedef struct EsWriter
+{
+	EState	   *estate;
+	ResultRelInfo *events;
+	ResultRelInfo *accounts;
+	ResultRelInfo *commands;
+	Relation	account_idx;	/* unique index on es_accounts.account */
+	Relation	command_idx;	/* primary key of es_commands */
+	TupleTableSlot *acc_slot;	/* heap slot for reading es_accounts */
+	TupleTableSlot *acc_new;	/* virtual slot for writing es_accounts */
+	TupleTableSlot *ev_new;		/* virtual slot for es_events */
+	TupleTableSlot *cmd_slot;	/* heap slot for reading es_commands */
+	TupleTableSlot *cmd_new;	/* virtual slot for es_commands */
+	ResultRelInfo *transfers;	/* es_transfers, opened on first use */
+	TupleTableSlot *tr_slot;	/* heap slot for reading es_transfers */
+	TupleTableSlot *tr_new;		/* virtual slot for writing es_transfers */
+	/* The posted-row fast path (InsertPostedTransfer), opened on first use. */
+	bool		tr_fast_checked;
+	bool		tr_fast;		/* es_transfers qualifies for it */
+	Relation	tr_rel;
+	Relation	tr_pkey;
+	IndexInfo  *tr_pkey_info;
+	TupleTableSlot *tr_fast_slot;
+	EPQState	epqstate;
+	SubTransactionId subid;		/* the subtransaction that began it */
+	bool		defer;			/* account rows written at the end only */
+	struct EsWriter *prev;		/* the caller's, if es_apply is nested */
+} EsWriter;
+
 extern void EsWriteInit(void);
 extern void EsWriteBegin(void);
 extern void EsWriteEnd(void);
@@ -285,13 +323,19 @@ extern void EsWriteOpenAll(void);
 extern void EsWriteDeferUpdates(void);
 extern void EsWriteFlushUpdates(void);
 extern bool EsWriteTryLockAccount(const char *name, EsAccountState *state);
+extern EsWriter *EsWriteCurrent(void);
+extern void EsWriteOpenTransfers(void);
+extern bool EsWriteTransferFastPath(void);
+extern void EsWriteInsertRow(EsRel rel, Datum *values, bool *isnull);
+
+/* ------------------------------------------------------- es_transfer_write.c */
+
 extern bool EsWriteFindTransfer(const char *command_id, EsTransfer *t);
 extern void EsWriteInsertTransfer(const EsTransfer *t);
 extern void EsWriteUpdateTransfer(const EsTransfer *t);
 extern void EsWriteDeleteTransfer(ItemPointer tid);
 extern List *EsWriteExpiredTransfers(EsRel index, int64 account_id,
 									 TimestampTz now, int max);
-extern void EsWriteInsertRow(EsRel rel, Datum *values, bool *isnull);
 
 /* ----------------------------------------------------------------- es_heal.c */
 
