@@ -376,8 +376,6 @@ COMMENT ON FUNCTION es_balance_at(text, timestamptz) IS
 	'the account''s balance folded from the events recorded at or before as_of (NULL: now); NULL if it was opened later';
 COMMENT ON FUNCTION es_accounts_at(timestamptz) IS
 	'the whole ledger as of as_of: one es_accounts row per account opened by then, folded from the log; NULL: now';
-COMMENT ON FUNCTION es_read(text, integer) IS
-	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with the cursor continuing after it; nothing skipped, nothing repeated';
 
 -- Functions: snapshots, undo, administration
 COMMENT ON FUNCTION es_snapshot(text) IS
@@ -539,3 +537,20 @@ COMMENT ON FUNCTION es_transfer_of(bigint) IS
 	'the es_transfers row of the transfer one of whose events is seq (what es_transfer, a pending transfer, a post or a void returned)';
 COMMENT ON FUNCTION es_balance_effective_at(text, timestamptz) IS
 	'an account''s balance at a valid time: the events that had happened by effective_at, from the log alone';
+
+-------------------------------------------------------------------------------
+-- Reading by name and filter (issue 18, "Reading"): es_read returns each
+-- event's account name and takes the filters for_account and event_types.
+-- Nothing in SQL depends on es_read, so it is dropped and created anew.
+-------------------------------------------------------------------------------
+DROP FUNCTION es_read(text, integer);
+CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000,
+		for_account text DEFAULT NULL, event_types text[] DEFAULT NULL)
+	RETURNS TABLE(cursor text, seq bigint, account_id bigint, account text, version bigint,
+		type text, amount bigint, data jsonb, command_id text, recorded_at timestamptz,
+		effective_at timestamptz)
+	AS 'MODULE_PATHNAME', 'es_read' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION es_read(text, integer, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_read(text, integer, text, text[]) TO es_ledger_reader;
+COMMENT ON FUNCTION es_read(text, integer, text, text[]) IS
+	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with its account''s name and the cursor continuing after it; nothing skipped, nothing repeated; for_account and event_types filter, and a filtered call that scanned past its last event ends with a checkpoint row (cursor only)';

@@ -397,13 +397,14 @@ GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_ad
 -------------------------------------------------------------------------------
 CREATE INDEX es_events_tx_seq_idx ON es_events (tx, seq);
 ALTER INDEX es_events_tx_seq_idx DEPENDS ON EXTENSION es_ledger;
-CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000)
-	RETURNS TABLE(cursor text, seq bigint, account_id bigint, version bigint, type text,
-		amount bigint, data jsonb, command_id text, recorded_at timestamptz,
+CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000,
+		for_account text DEFAULT NULL, event_types text[] DEFAULT NULL)
+	RETURNS TABLE(cursor text, seq bigint, account_id bigint, account text, version bigint,
+		type text, amount bigint, data jsonb, command_id text, recorded_at timestamptz,
 		effective_at timestamptz)
 	AS 'MODULE_PATHNAME', 'es_read' LANGUAGE C STABLE;
-REVOKE ALL ON FUNCTION es_read(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION es_read(text, integer) TO es_ledger_reader;
+REVOKE ALL ON FUNCTION es_read(text, integer, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_read(text, integer, text, text[]) TO es_ledger_reader;
 
 -------------------------------------------------------------------------------
 -- User projections (es_handler.c, es_projection.c, es_worker.c; doc/projections.md).
@@ -816,8 +817,8 @@ COMMENT ON FUNCTION es_balance_at(text, timestamptz) IS
 	'the account''s balance folded from the events recorded at or before as_of (NULL: now); NULL if it was opened later';
 COMMENT ON FUNCTION es_accounts_at(timestamptz) IS
 	'the whole ledger as of as_of: one es_accounts row per account opened by then, folded from the log; NULL: now';
-COMMENT ON FUNCTION es_read(text, integer) IS
-	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with the cursor continuing after it; nothing skipped, nothing repeated';
+COMMENT ON FUNCTION es_read(text, integer, text, text[]) IS
+	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with its account''s name and the cursor continuing after it; nothing skipped, nothing repeated; for_account and event_types filter, and a filtered call that scanned past its last event ends with a checkpoint row (cursor only)';
 
 -- Functions: snapshots, undo, administration
 COMMENT ON FUNCTION es_snapshot(text) IS
