@@ -46,8 +46,19 @@
  * anchor's transaction is not finished in the reader's snapshot (a standby
  * behind the primary the cursor came from), nothing is returned yet.
  *
+ * Filters (es_read's for_account and event_types, EsReadFilter): the walk
+ * is the same, events that do not pass are dropped after they are read,
+ * and the scan is bounded (ES_READ_SCAN_FACTOR * max_count events).  Every
+ * event up to the last one scanned was either returned or filtered out, so
+ * that event's position is a sound cursor: es_read returns it in a
+ * checkpoint row (cursor only) when it is past the last event returned, and
+ * a filtered follower never scans the same events twice.  Each row's
+ * account name comes from the account's opening event (version 1: the
+ * event itself when it is that one, else one probe of
+ * es_events_account_version_key), cached by account id for the call.
+ *
  * C API (for other modules, e.g. a projection worker): EsReadParseCursor,
- * EsReadFormatCursor and EsReadBatch (es_ledger.h).
+ * EsReadFormatCursor, EsReadBatch and EsReadBatchFiltered (query.h).
  *
  * Locks: AccessShareLock on es_events and the indexes read; no row locks.
  * Reads the statement's snapshot, never waits for writers, works on a hot
