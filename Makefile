@@ -15,6 +15,7 @@ OBJS = \
 	src/store/es_notify.o \
 	src/store/es_heal.o \
 	src/store/es_snap.o \
+	src/store/es_stats.o \
 	src/protect/es_hooks.o \
 	src/protect/es_ddl.o \
 	src/protect/es_restore.o \

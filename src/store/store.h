@@ -317,4 +317,11 @@ extern void EsSnapAfterAppend(const EsAccountState *state, int64 prev_version);
 extern int64 EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail,
 						  void *arg);
 
+/* ---------------------------------------------------------------- es_stats.c */
+
+extern void EsStatsInit(void);
+extern bool EsStatsEnabled(void);
+extern void EsStatsCountApplied(EsCommandType type);
+extern void EsStatsCountRejected(int sqlerrcode);
+
 #endif							/* ES_STORE_H */
