@@ -787,6 +787,14 @@ ParseBody(void *arg)
 	return 0;
 }
 
+/* EsApplyCounted's body for a shorthand's check of its command. */
+static int64
+FinishBody(void *arg)
+{
+	EsCommandFinish((EsCommand *) arg);
+	return 0;
+}
+
 /* ---- end of es_stats counting ---- */
 
 /*
@@ -870,7 +878,7 @@ ArgExtras(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
 static Datum
 ApplyShorthand(EsCommand *cmd)
 {
-	EsCommandFinish(cmd);
+	EsApplyCounted(FinishBody, cmd);	/* a malformed command counts */
 	PG_RETURN_INT64(EsApplyCommands(list_make1(cmd)));
 }
 
