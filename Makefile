@@ -31,6 +31,7 @@ OBJS = \
 	src/query/es_read.o \
 	src/query/es_verify.o \
 	src/query/es_digest.o \
+	src/query/es_tally.o \
 	src/projection/es_projection.o \
 	src/projection/es_worker.o \
 	src/es_module.o

@@ -26,7 +26,7 @@ DECLARE
 		es_projection_drop,es_projection_pause,es_projection_rebuild,
 		es_projection_resume,es_projection_run,es_read,
 		es_rebuild_projections,es_replay,es_restore_to,es_reverse,
-		es_snapshot,es_stats_counters,es_stats_reset,es_transfer,es_transfer_of,es_verify,
+		es_snapshot,es_stats_counters,es_stats_events,es_stats_reset,es_transfer,es_transfer_of,es_verify,
 		es_verify_digest,es_withdraw}';
 	relations CONSTANT pg_catalog.text[] := '{es_accounts,es_accounts_account_id_seq,
 		es_accounts_account_key,es_accounts_pkey,es_commands,
@@ -986,8 +986,9 @@ COMMENT ON FUNCTION es_balance_effective_at(text, timestamptz) IS
 -- doc/reference.md "es_stats").  es_stats is a view of (section, key, value,
 -- detail) rows cheap enough to poll every few seconds: the counters of
 -- commands applied by type and rejections by SQLSTATE since es_stats_reset
--- (shared memory: only with shared_preload_libraries = 'es_ledger'), events
--- by type, the accounts with the most events, snapshot coverage, projection
+-- (shared memory: only with shared_preload_libraries = 'es_ledger'), the
+-- log's events by type (es_stats_events: counted incrementally per backend,
+-- es_tally.c), the accounts with the most events, snapshot coverage, projection
 -- lag and what holds it back, the largest open reservations.  A view binds
 -- our relations by OID when it is created; it runs as its owner, so
 -- es_ledger_reader sees the aggregates only through it.  es_stats_reset is
@@ -998,13 +999,14 @@ CREATE FUNCTION es_stats_counters()
 	AS 'MODULE_PATHNAME', 'es_stats_counters' LANGUAGE C VOLATILE;
 CREATE FUNCTION es_stats_reset() RETURNS timestamptz
 	AS 'MODULE_PATHNAME', 'es_stats_reset' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_stats_events() RETURNS TABLE(type text, events bigint)
+	AS 'MODULE_PATHNAME', 'es_stats_events' LANGUAGE C VOLATILE;
 CREATE VIEW es_stats AS
 SELECT c.kind AS section, c.key, c.value, c.detail
   FROM es_stats_counters() c
 UNION ALL
-SELECT 'events', e.type, pg_catalog.count(*), NULL
-  FROM es_events e
- GROUP BY e.type
+SELECT 'events', e.type, e.events, NULL
+  FROM es_stats_events() e
 UNION ALL
 SELECT 'accounts', a.account, a.version,
 	   pg_catalog.concat_ws(' ', a.status, a.currency, 'balance', a.balance)
@@ -1048,9 +1050,9 @@ SELECT 'pending', t.transfer_id, t.amount,
 		 ORDER BY y.amount DESC, y.seq
 		 LIMIT 10) t;
 REVOKE ALL ON TABLE es_stats FROM PUBLIC;
-REVOKE ALL ON FUNCTION es_stats_counters(), es_stats_reset() FROM PUBLIC;
+REVOKE ALL ON FUNCTION es_stats_counters(), es_stats_events(), es_stats_reset() FROM PUBLIC;
 GRANT SELECT ON TABLE es_stats TO es_ledger_reader;
-GRANT EXECUTE ON FUNCTION es_stats_counters() TO es_ledger_reader;
+GRANT EXECUTE ON FUNCTION es_stats_counters(), es_stats_events() TO es_ledger_reader;
 GRANT EXECUTE ON FUNCTION es_stats_reset() TO es_ledger_admin;
 COMMENT ON VIEW es_stats IS
 	'the operator''s view: (section, key, value, detail) rows of counters since es_stats_reset (with shared_preload_libraries), events by type, busiest accounts, snapshot coverage, projection lag, largest open reservations';
@@ -1060,5 +1062,7 @@ COMMENT ON COLUMN es_stats.value IS 'the count (commands applied, rejections, ev
 COMMENT ON COLUMN es_stats.detail IS 'what the row means or shows besides the value (a SQLSTATE''s meaning, an account''s status, a projection''s state and what holds it back), or NULL';
 COMMENT ON FUNCTION es_stats_counters() IS
 	'this database''s shared counters since es_stats_reset: commands applied by type, rejections by SQLSTATE; one row preloaded = 0 without shared_preload_libraries';
+COMMENT ON FUNCTION es_stats_events() IS
+	'the log''s events by type, as far as es_read has them (finished transactions); each backend reads only the events appended since its previous call';
 COMMENT ON FUNCTION es_stats_reset() IS
 	'zeroes this database''s es_stats counters and returns the time they count from; NULL without shared_preload_libraries';
