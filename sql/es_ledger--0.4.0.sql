@@ -1031,12 +1031,25 @@ SELECT 'snapshots', k.key, k.value, k.detail
 		('most_past_snapshot', x.most, 'the most events a replay of one account folds after its newest snapshot')
 	) AS k(key, value, detail)
 UNION ALL
-SELECT 'projections', p.name, p.lag_events,
+SELECT 'projections', p.name, l.behind,
 	   pg_catalog.concat_ws(', ', pg_catalog.concat(p.mode, ' ', p.state),
-			pg_catalog.concat('lag ', p.lag_time),
-			pg_catalog.concat('waiting for ', p.waiting_for),
-			pg_catalog.concat('error: ', p.last_error))
-  FROM es_projections p
+			pg_catalog.concat('lag ', COALESCE(pg_catalog.now() OPERATOR(pg_catalog.-) l.oldest,
+											   '0'::pg_catalog.interval)),
+			CASE WHEN p.mode OPERATOR(pg_catalog.=) 'async' AND l.behind OPERATOR(pg_catalog.>) 0 THEN
+			(SELECT pg_catalog.concat('waiting for prepared transaction ', pg_catalog.quote_literal(x.gid),
+									  ' (xid ', x.transaction, ', prepared at ', x.prepared, ')')
+			   FROM pg_catalog.pg_prepared_xacts x
+			  WHERE x.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+			  ORDER BY pg_catalog.age(x.transaction) DESC LIMIT 1) END,
+			CASE WHEN p.last_error IS NOT NULL THEN pg_catalog.concat('error: ', p.last_error) END)
+  FROM es_projection_registry p
+ CROSS JOIN LATERAL (SELECT pg_catalog.max(e.seq) AS head FROM es_events e) h
+ CROSS JOIN LATERAL (
+	SELECT CASE WHEN p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running' THEN 0
+				ELSE GREATEST(COALESCE(h.head, 0) OPERATOR(pg_catalog.-) p.high_seq, 0::pg_catalog.int8) END AS behind,
+		   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running' THEN NULL
+				ELSE (SELECT e.recorded_at FROM es_events e WHERE e.seq OPERATOR(pg_catalog.>) p.high_seq
+					   ORDER BY e.seq LIMIT 1) END AS oldest) l
 UNION ALL
 SELECT 'pending', 'open', pg_catalog.count(*), 'pending transfers (reservations) not yet posted, voided or expired'
   FROM es_transfers t
@@ -1058,7 +1071,7 @@ COMMENT ON VIEW es_stats IS
 	'the operator''s view: (section, key, value, detail) rows of counters since es_stats_reset (with shared_preload_libraries), events by type, busiest accounts, snapshot coverage, projection lag, largest open reservations';
 COMMENT ON COLUMN es_stats.section IS 'counters, commands, rejections, events, accounts, snapshots, projections or pending';
 COMMENT ON COLUMN es_stats.key IS 'what is counted: a command or event type, a SQLSTATE, an account, a projection, a transfer id, or a measure''s name';
-COMMENT ON COLUMN es_stats.value IS 'the count (commands applied, rejections, events, an account''s events, a projection''s lag in events, a reservation''s amount)';
+COMMENT ON COLUMN es_stats.value IS 'the count (commands applied, rejections, events, an account''s events, a projection''s lag as seqs behind the head, a reservation''s amount)';
 COMMENT ON COLUMN es_stats.detail IS 'what the row means or shows besides the value (a SQLSTATE''s meaning, an account''s status, a projection''s state and what holds it back), or NULL';
 COMMENT ON FUNCTION es_stats_counters() IS
 	'this database''s shared counters since es_stats_reset: commands applied by type, rejections by SQLSTATE; one row preloaded = 0 without shared_preload_libraries';

@@ -16,7 +16,8 @@
 #    twice, nor counts what was not made);
 #  - the events section equals the log, and the log grew by what the
 #    applied commands write;
-#  - es_stats_reset zeroes them; a second database counts on its own.
+#  - es_stats_reset zeroes them; a second database counts on its own;
+#  - a projection held back by a prepared transaction names it.
 use strict;
 use warnings;
 use FindBin;
@@ -27,7 +28,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = es_node('stats',
-	conf => "shared_preload_libraries = 'es_ledger'\nmax_connections = 30\n",
+	conf => "shared_preload_libraries = 'es_ledger'\nmax_connections = 30\nmax_prepared_transactions = 2\n",
 	ledger => 'postgres');
 sub q1 { return $node->safe_psql('postgres', shift); }
 
@@ -161,6 +162,19 @@ is(q1(q{SELECT count(*) FROM es_stats WHERE section = 'rejections' OR (section =
 	'0', 'es_stats_reset zeroes the counters');
 isnt($node->safe_psql('other', q{SELECT count(*) FROM es_stats WHERE section = 'rejections'}),
 	'0', 'but not another database\'s');
+
+# a projection held back by a prepared transaction: es_stats says which
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION st_handler(ev es_events) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
+	SELECT es_projection_create('st_proj', 'st_handler(es_events)', 'async');
+	SELECT es_projection_pause('st_proj');
+	BEGIN; SELECT es_deposit('acct-1', 1); PREPARE TRANSACTION 'st_held';});
+like(q1(q{SELECT detail FROM es_stats WHERE section = 'projections' AND key = 'st_proj'}),
+	qr/^async paused, lag .*, waiting for prepared transaction 'st_held' \(xid \d+, prepared at /,
+	'a lagging projection shows the prepared transaction that holds it back');
+q1(q{COMMIT PREPARED 'st_held'});
+unlike(q1(q{SELECT detail FROM es_stats WHERE section = 'projections' AND key = 'st_proj'}),
+	qr/waiting for/, 'and no longer once it is committed');
 
 $node->stop;
 done_testing();
