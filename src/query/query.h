@@ -7,8 +7,8 @@
  * src/query/: the read side, from the log alone: es_replay (es_replay),
  * es_history, es_balance_at and es_accounts_at (es_history), es_read
  * (es_read), es_verify (es_verify), es_digest, es_verify_digest and the
- * restore check (es_digest), es_stats_events (es_tally). Built on store/ and model/; nothing here
- * writes the log.
+ * restore check (es_digest), es_stats_events (es_tally). Built on store/
+ * and model/; nothing here writes the log.
  *
  * A file of src/query/ includes this header only; it may use what this
  * header and the headers below it declare (apply/, protect/, store/,

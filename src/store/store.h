@@ -8,8 +8,8 @@
  * relation look-up by OID (es_row), the extension's own objects in the
  * catalogs (es_catalog), the write guard (es_guard), the per-transaction
  * account cache (es_cache), index scans (es_scan), executor-level appends
- * and projection writes (es_write) and snapshots (es_snap). Built on
- * model/.
+ * and projection writes (es_write), snapshots (es_snap) and the
+ * operator's shared counters (es_stats). Built on model/.
  *
  * A file of src/store/ includes this header only; it may use what this
  * header and the headers below it declare (model/), never a folder above.
