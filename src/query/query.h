@@ -59,8 +59,8 @@ typedef struct EsReadFilter
 } EsReadFilter;
 
 #define ES_READ_TYPE_BIT(type)	((uint32) 1 << (type))
-#define ES_READ_SCAN_FACTOR		10	/* a filtered es_read scans at most
-									 * this many times max_count events */
+#define ES_READ_SCAN_FACTOR		10	/* a filtered es_read scans at most this
+									 * many times max_count events */
 
 extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
 extern char *EsReadFormatCursor(const EsReadCursor *cursor);
