@@ -16,6 +16,7 @@ OBJS = \
 	src/store/es_notify.o \
 	src/store/es_heal.o \
 	src/store/es_snap.o \
+	src/store/es_stats.o \
 	src/protect/es_hooks.o \
 	src/protect/es_ddl.o \
 	src/protect/es_restore.o \
@@ -32,6 +33,7 @@ OBJS = \
 	src/query/es_read.o \
 	src/query/es_verify.o \
 	src/query/es_digest.o \
+	src/query/es_tally.o \
 	src/projection/es_projection_registry.o \
 	src/projection/es_projection_step.o \
 	src/projection/es_projection.o \
@@ -42,7 +44,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read snapshots first_app schema comments upgrade lookalikes
+	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read stats snapshots first_app schema comments upgrade lookalikes
 
 # Warnings on; CI adds -Werror (`make COPT=-Werror`, .ci/lib.sh), so that a
 # newer compiler's new warning does not break a user's build.

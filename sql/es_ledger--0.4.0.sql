@@ -26,7 +26,7 @@ DECLARE
 		es_projection_drop,es_projection_pause,es_projection_rebuild,
 		es_projection_resume,es_projection_run,es_read,
 		es_rebuild_projections,es_replay,es_restore_to,es_reverse,
-		es_snapshot,es_transfer,es_transfer_of,es_verify,
+		es_snapshot,es_stats_counters,es_stats_events,es_stats_reset,es_transfer,es_transfer_of,es_verify,
 		es_verify_digest,es_withdraw}';
 	relations CONSTANT pg_catalog.text[] := '{es_accounts,es_accounts_account_id_seq,
 		es_accounts_account_key,es_accounts_pkey,es_commands,
@@ -34,7 +34,7 @@ DECLARE
 		es_events_command_id_idx,es_events_opened_idx,es_events_pkey,
 		es_events_seq_seq,es_events_tx_seq_idx,
 		es_projection_registry,es_projection_registry_pkey,
-		es_projections,es_snapshots,es_snapshots_pkey,es_transfers,
+		es_projections,es_snapshots,es_snapshots_pkey,es_stats,es_transfers,
 		es_transfers_expires_idx,es_transfers_from_created_idx,
 		es_transfers_from_pending_idx,es_transfers_pkey,
 		es_transfers_to_created_idx,es_transfers_to_pending_idx}';
@@ -397,13 +397,14 @@ GRANT EXECUTE ON FUNCTION es_apply_each(jsonb) TO es_ledger_writer, es_ledger_ad
 -------------------------------------------------------------------------------
 CREATE INDEX es_events_tx_seq_idx ON es_events (tx, seq);
 ALTER INDEX es_events_tx_seq_idx DEPENDS ON EXTENSION es_ledger;
-CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000)
-	RETURNS TABLE(cursor text, seq bigint, account_id bigint, version bigint, type text,
-		amount bigint, data jsonb, command_id text, recorded_at timestamptz,
+CREATE FUNCTION es_read(after text DEFAULT NULL, max_count int DEFAULT 1000,
+		for_account text DEFAULT NULL, event_types text[] DEFAULT NULL)
+	RETURNS TABLE(cursor text, seq bigint, account_id bigint, account text, version bigint,
+		type text, amount bigint, data jsonb, command_id text, recorded_at timestamptz,
 		effective_at timestamptz)
 	AS 'MODULE_PATHNAME', 'es_read' LANGUAGE C STABLE;
-REVOKE ALL ON FUNCTION es_read(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION es_read(text, integer) TO es_ledger_reader;
+REVOKE ALL ON FUNCTION es_read(text, integer, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_read(text, integer, text, text[]) TO es_ledger_reader;
 
 -------------------------------------------------------------------------------
 -- User projections (es_handler.c, es_projection.c, es_worker.c; doc/projections.md).
@@ -820,8 +821,8 @@ COMMENT ON FUNCTION es_balance_at(text, timestamptz) IS
 	'the account''s balance folded from the events recorded at or before as_of (NULL: now); NULL if it was opened later';
 COMMENT ON FUNCTION es_accounts_at(timestamptz) IS
 	'the whole ledger as of as_of: one es_accounts row per account opened by then, folded from the log; NULL: now';
-COMMENT ON FUNCTION es_read(text, integer) IS
-	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with the cursor continuing after it; nothing skipped, nothing repeated';
+COMMENT ON FUNCTION es_read(text, integer, text, text[]) IS
+	'the next max_count (1..100000) committed events after the cursor after (NULL: the start), in (tx, seq) order, each with its account''s name and the cursor continuing after it; nothing skipped, nothing repeated; for_account and event_types filter, and a filtered call that scanned past its last event ends with a checkpoint row (cursor only)';
 
 -- Functions: snapshots, undo, administration
 COMMENT ON FUNCTION es_snapshot(text) IS
@@ -983,3 +984,102 @@ COMMENT ON FUNCTION es_transfer_of(bigint) IS
 	'the es_transfers row of the transfer one of whose events is seq (what es_transfer, a pending transfer, a post or a void returned)';
 COMMENT ON FUNCTION es_balance_effective_at(text, timestamptz) IS
 	'an account''s balance at a valid time: the events that had happened by effective_at, from the log alone';
+
+-------------------------------------------------------------------------------
+-- The operator's view (issue 18, item 4; es_stats.c, es_apply.c, es_each.c;
+-- doc/reference.md "es_stats").  es_stats is a view of (section, key, value,
+-- detail) rows cheap enough to poll every few seconds: the counters of
+-- commands applied by type and rejections by SQLSTATE since es_stats_reset
+-- (shared memory: only with shared_preload_libraries = 'es_ledger'), the
+-- log's events by type (es_stats_events: counted incrementally per backend,
+-- es_tally.c), the accounts with the most events, snapshot coverage, projection
+-- lag and what holds it back, the largest open reservations.  A view binds
+-- our relations by OID when it is created; it runs as its owner, so
+-- es_ledger_reader sees the aggregates only through it.  es_stats_reset is
+-- for es_ledger_admin.
+-------------------------------------------------------------------------------
+CREATE FUNCTION es_stats_counters()
+	RETURNS TABLE(kind text, key text, value bigint, detail text)
+	AS 'MODULE_PATHNAME', 'es_stats_counters' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_stats_reset() RETURNS timestamptz
+	AS 'MODULE_PATHNAME', 'es_stats_reset' LANGUAGE C VOLATILE;
+CREATE FUNCTION es_stats_events() RETURNS TABLE(type text, events bigint)
+	AS 'MODULE_PATHNAME', 'es_stats_events' LANGUAGE C VOLATILE;
+CREATE VIEW es_stats AS
+SELECT c.kind AS section, c.key, c.value, c.detail
+  FROM es_stats_counters() c
+UNION ALL
+SELECT 'events', e.type, e.events, NULL
+  FROM es_stats_events() e
+UNION ALL
+SELECT 'accounts', a.account, a.version,
+	   pg_catalog.concat_ws(' ', a.status, a.currency, 'balance', a.balance)
+  FROM (SELECT x.account, x.version, x.status, x.currency, x.balance
+		  FROM es_accounts x
+		 ORDER BY x.version DESC, x.account_id
+		 LIMIT 10) a
+UNION ALL
+SELECT 'snapshots', k.key, k.value, k.detail
+  FROM (SELECT pg_catalog.count(*) AS accounts,
+			   pg_catalog.count(s.top) AS covered,
+			   COALESCE(pg_catalog.sum(a.version OPERATOR(pg_catalog.-) COALESCE(s.top, 0)), 0)::pg_catalog.int8 AS past,
+			   COALESCE(pg_catalog.max(a.version OPERATOR(pg_catalog.-) COALESCE(s.top, 0)), 0) AS most
+		  FROM es_accounts a
+		  LEFT JOIN (SELECT n.account_id, pg_catalog.max(n.version) AS top
+					   FROM es_snapshots n GROUP BY n.account_id) s
+			ON s.account_id OPERATOR(pg_catalog.=) a.account_id) x
+ CROSS JOIN LATERAL (VALUES
+		('accounts', x.accounts, 'accounts in es_accounts'),
+		('covered', x.covered, 'accounts with at least one snapshot'),
+		('events_past_snapshot', x.past, 'events a replay of every account folds after its newest snapshot'),
+		('most_past_snapshot', x.most, 'the most events a replay of one account folds after its newest snapshot')
+	) AS k(key, value, detail)
+UNION ALL
+SELECT 'projections', p.name, l.behind,
+	   pg_catalog.concat_ws(', ', pg_catalog.concat(p.mode, ' ', p.state),
+			pg_catalog.concat('lag ', COALESCE(pg_catalog.now() OPERATOR(pg_catalog.-) l.oldest,
+											   '0'::pg_catalog.interval)),
+			CASE WHEN p.mode OPERATOR(pg_catalog.=) 'async' AND l.behind OPERATOR(pg_catalog.>) 0 THEN
+			(SELECT pg_catalog.concat('waiting for prepared transaction ', pg_catalog.quote_literal(x.gid),
+									  ' (xid ', x.transaction, ', prepared at ', x.prepared, ')')
+			   FROM pg_catalog.pg_prepared_xacts x
+			  WHERE x.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+			  ORDER BY pg_catalog.age(x.transaction) DESC LIMIT 1) END,
+			CASE WHEN p.last_error IS NOT NULL THEN pg_catalog.concat('error: ', p.last_error) END)
+  FROM es_projection_registry p
+ CROSS JOIN LATERAL (SELECT pg_catalog.max(e.seq) AS head FROM es_events e) h
+ CROSS JOIN LATERAL (
+	SELECT CASE WHEN p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running' THEN 0
+				ELSE GREATEST(COALESCE(h.head, 0) OPERATOR(pg_catalog.-) p.high_seq, 0::pg_catalog.int8) END AS behind,
+		   CASE WHEN p.mode OPERATOR(pg_catalog.=) 'inline' AND p.state OPERATOR(pg_catalog.=) 'running' THEN NULL
+				ELSE (SELECT e.recorded_at FROM es_events e WHERE e.seq OPERATOR(pg_catalog.>) p.high_seq
+					   ORDER BY e.seq LIMIT 1) END AS oldest) l
+UNION ALL
+SELECT 'pending', 'open', pg_catalog.count(*), 'pending transfers (reservations) not yet posted, voided or expired'
+  FROM es_transfers t
+ WHERE t.status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text
+UNION ALL
+SELECT 'pending', t.transfer_id, t.amount,
+	   pg_catalog.concat(t.from_account, ' -> ', t.to_account, ', expires ', t.expires_at)
+  FROM (SELECT y.transfer_id, y.amount, y.from_account, y.to_account, y.expires_at
+		  FROM es_transfers y
+		 WHERE y.status OPERATOR(pg_catalog.=) 'pending'::pg_catalog.text
+		 ORDER BY y.amount DESC, y.seq
+		 LIMIT 10) t;
+REVOKE ALL ON TABLE es_stats FROM PUBLIC;
+REVOKE ALL ON FUNCTION es_stats_counters(), es_stats_events(), es_stats_reset() FROM PUBLIC;
+GRANT SELECT ON TABLE es_stats TO es_ledger_reader;
+GRANT EXECUTE ON FUNCTION es_stats_counters(), es_stats_events() TO es_ledger_reader;
+GRANT EXECUTE ON FUNCTION es_stats_reset() TO es_ledger_admin;
+COMMENT ON VIEW es_stats IS
+	'the operator''s view: (section, key, value, detail) rows of counters since es_stats_reset (with shared_preload_libraries), events by type, busiest accounts, snapshot coverage, projection lag, largest open reservations';
+COMMENT ON COLUMN es_stats.section IS 'counters, commands, rejections, events, accounts, snapshots, projections or pending';
+COMMENT ON COLUMN es_stats.key IS 'what is counted: a command or event type, a SQLSTATE, an account, a projection, a transfer id, or a measure''s name';
+COMMENT ON COLUMN es_stats.value IS 'the count (commands applied, rejections, events, an account''s events, a projection''s lag as seqs behind the head, a reservation''s amount)';
+COMMENT ON COLUMN es_stats.detail IS 'what the row means or shows besides the value (a SQLSTATE''s meaning, an account''s status, a projection''s state and what holds it back), or NULL';
+COMMENT ON FUNCTION es_stats_counters() IS
+	'this database''s shared counters since es_stats_reset: commands applied by type, rejections by SQLSTATE; one row preloaded = 0 without shared_preload_libraries';
+COMMENT ON FUNCTION es_stats_events() IS
+	'the log''s events by type, as far as es_read has them (finished transactions); each backend reads only the events appended since its previous call';
+COMMENT ON FUNCTION es_stats_reset() IS
+	'zeroes this database''s es_stats counters and returns the time they count from; NULL without shared_preload_libraries';

@@ -142,8 +142,8 @@ SELECT try($$DROP INDEX es_events_tx_seq_idx$$) AS drop_index;
 -- roles: readers may follow the log; PUBLIC and a role without grants not
 CREATE ROLE rd_nobody;
 CREATE ROLE rd_reader IN ROLE es_ledger_reader;
-SELECT has_function_privilege('public', 'es_read(text, int)', 'EXECUTE') AS public_may,
-       has_function_privilege('es_ledger_reader', 'es_read(text, int)', 'EXECUTE') AS reader_may;
+SELECT has_function_privilege('public', 'es_read(text, int, text, text[])', 'EXECUTE') AS public_may,
+       has_function_privilege('es_ledger_reader', 'es_read(text, int, text, text[])', 'EXECUTE') AS reader_may;
 SET ROLE rd_reader;
 SELECT try($$SELECT (count(*) > 0)::text FROM es_read(NULL, 10)$$) AS reader;
 SELECT try($$SET es_ledger.notify = off$$) AS reader_sets_notify;
@@ -216,3 +216,89 @@ SELECT bool_and(m[2] = m[1]) AS payloads_are_last_seqs, count(*) AS notification
 \setenv ES_READ_NOTIFY_FILE :nf
 \! rm -f "$ES_READ_NOTIFY_FILE"
 \setenv ES_READ_NOTIFY_FILE
+
+-- ---------------------------------------------------------------------------
+-- es_read by name and filter (issue 18, "Reading").  Each row carries its
+-- account's name; for_account and event_types keep only some events; a
+-- filtered call scans at most 10 * max_count events and, when its scan went
+-- past the last event it returns, ends with a checkpoint row (the cursor of
+-- the last event scanned, every other column NULL), so a follower with a
+-- filter advances through the events it does not want and never reads them
+-- again.
+-- ---------------------------------------------------------------------------
+-- the name column: every event of the log names its account as es_accounts does
+SELECT count(*) > 0 AS some,
+       count(*) FILTER (WHERE r.account IS DISTINCT FROM a.account) AS misnamed
+  FROM es_read(NULL, 100000) r LEFT JOIN es_accounts a USING (account_id);
+SELECT es_open_account('rf-mark', 'USD') > 0 AS ok;
+-- start: the cursor of rf-mark's opening (a filtered read of the whole log)
+SELECT cursor AS rf_start FROM es_read(NULL, 100000, 'rf-mark') WHERE seq IS NOT NULL \gset
+SELECT es_open_account('rf-a', 'USD') > 0 AS ok, es_open_account('rf-b', 'USD') > 0 AS ok;
+SELECT es_deposit('rf-a', 100) > 0 AS ok;
+SELECT es_transfer('rf-a', 'rf-b', 10) > 0 AS ok;
+SELECT es_apply('[{"type": "deposit", "account": "rf-b", "amount": 5},
+                  {"type": "withdraw", "account": "rf-a", "amount": 1},
+                  {"type": "deposit", "account": "rf-mark", "amount": 2}]') > 0 AS ok;
+SELECT es_apply('{"type": "freeze_account", "account": "rf-b"}') > 0 AS ok;
+SELECT es_apply('{"type": "unfreeze_account", "account": "rf-b"}') > 0 AS ok;
+DO $$ BEGIN FOR i IN 1..12 LOOP PERFORM es_deposit('rf-a', i); END LOOP; END $$;
+-- unfiltered after start: every event with its account's name
+SELECT account, version, type, amount FROM es_read(:'rf_start', 100) ORDER BY seq;
+
+-- rd_follow(page, start, acc, types): a follower with a filter, which saves
+-- the cursor of the last row of each call (an event or a checkpoint) and
+-- stops when a call returns no row; numbered rows, checkpoints included
+CREATE FUNCTION rd_follow(page int, start text, acc text, types text[])
+RETURNS TABLE(n bigint, call int, cursor text, seq bigint, account text, type text)
+LANGUAGE plpgsql AS $$
+DECLARE c text := start; r record; got int; k bigint := 0; calls int := 0;
+BEGIN
+	LOOP
+		got := 0;
+		calls := calls + 1;
+		FOR r IN SELECT * FROM es_read(c, page, acc, types) LOOP
+			k := k + 1; n := k; call := calls; cursor := r.cursor; seq := r.seq;
+			account := r.account; type := r.type; c := r.cursor; got := got + 1;
+			RETURN NEXT;
+		END LOOP;
+		EXIT WHEN got = 0;
+		IF calls > 1000 THEN RAISE 'no progress'; END IF;
+	END LOOP;
+END $$;
+-- one account, pages of 1: every event of rf-b exactly once, in es_read's
+-- order, and a checkpoint whenever the scan of 10 events passed events of others
+SELECT (SELECT array_agg(seq ORDER BY n) FROM rd_follow(1, :'rf_start', 'rf-b', NULL) WHERE seq IS NOT NULL)
+     = (SELECT array_agg(seq) FROM es_read(:'rf_start', 100) WHERE account = 'rf-b') AS rf_b_once_in_order;
+SELECT f.n, f.call, f.seq IS NULL AS checkpoint, f.account, e.version, f.type
+  FROM rd_follow(1, :'rf_start', 'rf-b', NULL) f LEFT JOIN es_events e USING (seq) ORDER BY f.n;
+-- the rows of a filter are exactly the unfiltered rows that pass it, for
+-- every page size and filter
+SELECT p, f.acc, f.types,
+       (SELECT coalesce(array_agg(seq ORDER BY n), '{}') FROM rd_follow(p, :'rf_start', f.acc, f.types) WHERE seq IS NOT NULL)
+     = (SELECT coalesce(array_agg(seq), '{}') FROM es_read(:'rf_start', 100) r
+         WHERE (f.acc IS NULL OR r.account = f.acc) AND (f.types IS NULL OR r.type = ANY (f.types))) AS same
+  FROM (VALUES (1), (2), (3), (1000)) AS ps(p),
+       (VALUES ('rf-a', NULL::text[]), (NULL, '{Deposited}'), ('rf-a', '{Deposited,Withdrawn}'),
+               ('rf-mark', '{Deposited}'), (NULL, '{TransferSent,TransferReceived,AccountFrozen}'),
+               ('rf-b', '{LimitsChanged}')) AS f(acc, types)
+ ORDER BY 1, 2, 3;
+-- a filter nothing passes still advances: one checkpoint row per call, at
+-- most 10 * max_count events further on, then to the last event, then no row
+SELECT (SELECT cursor FROM es_read(:'rf_start', 100) ORDER BY seq DESC LIMIT 1) AS rf_last \gset
+SELECT count(*) AS rows, bool_and(seq IS NULL AND account IS NULL AND type IS NULL AND data IS NULL) AS all_null,
+       max(cursor) = (SELECT cursor FROM es_read(:'rf_start', 10) OFFSET 9) AS tenth_event
+  FROM es_read(:'rf_start', 1, 'rf-a', '{LimitsChanged}');
+SELECT call, seq, cursor = :'rf_last' AS at_last FROM rd_follow(1, :'rf_start', 'rf-a', '{LimitsChanged}') ORDER BY n;
+SELECT count(*) AS after_last FROM es_read(:'rf_last', 1000, 'rf-a', '{LimitsChanged}');
+-- without a filter no checkpoint row comes, whatever the page
+SELECT count(*) FILTER (WHERE seq IS NULL) AS checkpoints FROM rd_follow(1, :'rf_start', NULL, NULL);
+-- named arguments
+SELECT count(*) AS deposits_of_rf_a FROM es_read(:'rf_start', event_types => '{Deposited}', for_account => 'rf-a') WHERE seq IS NOT NULL;
+-- errors: an unknown account (ES003, as es_history), unknown, null or no types (22023)
+SELECT try($$SELECT count(*) FROM es_read(NULL, 10, 'rf-nobody')$$);
+SELECT try($$SELECT count(*) FROM es_read(NULL, 10, NULL, '{Deposited,Paid}')$$);
+SELECT try($$SELECT count(*) FROM es_read(NULL, 10, NULL, '{Deposited,NULL}')$$);
+SELECT try($$SELECT count(*) FROM es_read(NULL, 10, NULL, '{}')$$);
+SELECT try($$SELECT count(*) FROM es_read(NULL, 10, NULL, '{{Deposited},{Withdrawn}}')$$);
+SELECT * FROM es_read(NULL, 10, NULL, '{Paid}');
+DROP FUNCTION rd_follow(int, text, text, text[]);

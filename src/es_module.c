@@ -7,8 +7,9 @@
  * table using the es_log access method; it needs no
  * shared_preload_libraries entry and keeps no shared memory.  Listed in
  * shared_preload_libraries, it also registers the background launcher of
- * the async projection workers (es_worker.c); without it, async
- * projections are applied by es_projection_run().
+ * the async projection workers (es_worker.c) and reserves the shared
+ * counters of es_stats (es_stats.c); without it, async projections are
+ * applied by es_projection_run() and no command or rejection is counted.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,5 +36,6 @@ _PG_init(void)
 	EsSnapInit();
 	EsVerifyInit();
 	EsDigestInit();
+	EsStatsInit();
 	EsCommandInit();			/* last: reserves the es_ledger. GUC prefix */
 }

@@ -703,8 +703,8 @@ ApplyBatch(void *arg)
 }
 
 /* Apply a list of parsed commands under the write guard; last seq. */
-int64
-EsApplyCommands(List *cmds)
+static int64
+ApplyCommands(List *cmds)
 {
 	EsApplyBatch b = {cmds, NULL, 0};
 
@@ -722,6 +722,92 @@ EsApplyCommands(List *cmds)
 		MemoryContextDelete(b.cmdcxt);
 	return b.seq;
 }
+
+/* ---- es_stats: counting (es_stats.c) ---- */
+
+/* Nesting of counted calls: only the outermost one counts (a handler's). */
+static int	CountDepth = 0;
+
+/*
+ * Run body(arg) counted for es_stats: an error that leaves the outermost
+ * counted call is counted as a rejection by its SQLSTATE, then re-thrown.
+ * Without the shared counters (no shared_preload_libraries) just body.
+ * Counting takes no lock and cannot fail (es_stats.c).
+ */
+int64
+EsApplyCounted(int64 (*body) (void *arg), void *arg)
+{
+	int64		result;
+
+	if (!EsStatsEnabled())
+		return body(arg);
+	CountDepth++;
+	PG_TRY();
+	{
+		result = body(arg);
+	}
+	PG_CATCH();
+	{
+		if (--CountDepth == 0)
+			EsStatsCountRejected(geterrcode());
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	CountDepth--;
+	return result;
+}
+
+/* EsApplyCounted's body for EsApplyCommands. */
+static int64
+ApplyCommandsBody(void *arg)
+{
+	List	   *cmds = arg;
+	int64		seq = ApplyCommands(cmds);
+	ListCell   *lc;
+
+	if (CountDepth == 1)
+		foreach(lc, cmds)
+			EsStatsCountApplied(((EsCommand *) lfirst(lc))->type);
+	return seq;
+}
+
+/*
+ * Apply a list of parsed commands under the write guard; last seq.
+ * Counted for es_stats: each command applied by its type, an error by its
+ * SQLSTATE.
+ */
+int64
+EsApplyCommands(List *cmds)
+{
+	return EsApplyCounted(ApplyCommandsBody, cmds);
+}
+
+/* es_apply's argument and the commands parsed from it. */
+typedef struct ParseArg
+{
+	Jsonb	   *command;
+	List	   *cmds;
+} ParseArg;
+
+/* EsApplyCounted's body for es_apply's parse of its argument. */
+static int64
+ParseBody(void *arg)
+{
+	ParseArg   *p = arg;
+
+	p->cmds = EsCommandParseArgument(p->command);
+	return 0;
+}
+
+/* EsApplyCounted's body for a shorthand's check of its command. */
+static int64
+FinishBody(void *arg)
+{
+	EsCommandFinish((EsCommand *) arg);
+	return 0;
+}
+
+/* ---- end of es_stats counting ---- */
 
 /*
  * es_apply(command jsonb) RETURNS bigint
@@ -744,7 +830,12 @@ es_apply(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ES_INVALID_COMMAND),
 				 errmsg("invalid command: the command is null"),
 				 errdetail("es_apply takes a JSON object, or an array of objects for a batch.")));
-	PG_RETURN_INT64(EsApplyCommands(EsCommandParseArgument(PG_GETARG_JSONB_P(0))));
+	{
+		ParseArg	p = {PG_GETARG_JSONB_P(0), NIL};
+
+		EsApplyCounted(ParseBody, &p);	/* a malformed command counts */
+		PG_RETURN_INT64(EsApplyCommands(p.cmds));
+	}
 }
 
 /* Refuse a shorthand's SQL NULL argument for a required field. */
@@ -799,7 +890,7 @@ ArgExtras(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
 static Datum
 ApplyShorthand(EsCommand *cmd)
 {
-	EsCommandFinish(cmd);
+	EsApplyCounted(FinishBody, cmd);	/* a malformed command counts */
 	PG_RETURN_INT64(EsApplyCommands(list_make1(cmd)));
 }
 

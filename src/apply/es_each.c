@@ -233,6 +233,7 @@ ApplyPass(void *arg)
 		CHECK_FOR_INTERRUPTS();
 		if (item->cmd == NULL)
 		{
+			EsStatsCountRejected(item->rejection.sqlerrcode);	/* es_stats */
 			PutRow(pass->rsinfo, i + 1, 0, &item->rejection);
 			continue;
 		}
@@ -243,6 +244,10 @@ ApplyPass(void *arg)
 		if (rej.sqlerrcode != 0)
 			EsHandlerCollectForget(mark);	/* nothing kept: no handler */
 		MemoryContextSwitchTo(pass->callcxt);
+		if (rej.sqlerrcode != 0)	/* es_stats */
+			EsStatsCountRejected(rej.sqlerrcode);
+		else
+			EsStatsCountApplied(item->cmd->type);
 		PutRow(pass->rsinfo, i + 1, seq, &rej);
 		MemoryContextReset(pass->cmdcxt);
 	}

@@ -46,8 +46,19 @@
  * anchor's transaction is not finished in the reader's snapshot (a standby
  * behind the primary the cursor came from), nothing is returned yet.
  *
+ * Filters (es_read's for_account and event_types, EsReadFilter): the walk
+ * is the same, events that do not pass are dropped after they are read,
+ * and the scan is bounded (ES_READ_SCAN_FACTOR * max_count events).  Every
+ * event up to the last one scanned was either returned or filtered out, so
+ * that event's position is a sound cursor: es_read returns it in a
+ * checkpoint row (cursor only) when it is past the last event returned, and
+ * a filtered follower never scans the same events twice.  Each row's
+ * account name comes from the account's opening event (version 1: the
+ * event itself when it is that one, else one probe of
+ * es_events_account_version_key), cached by account id for the call.
+ *
  * C API (for other modules, e.g. a projection worker): EsReadParseCursor,
- * EsReadFormatCursor and EsReadBatch (es_ledger.h).
+ * EsReadFormatCursor, EsReadBatch and EsReadBatchFiltered (query.h).
  *
  * Locks: AccessShareLock on es_events and the indexes read; no row locks.
  * Reads the statement's snapshot, never waits for writers, works on a hot
@@ -69,7 +80,11 @@
 #include "port/pg_crc32c.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -80,7 +95,7 @@
 #include "query.h"
 
 /* Columns of es_read's result. */
-#define READ_NATTS	10
+#define READ_NATTS	11
 
 /* Longest cursor text es_read makes: "es1:" 20 ":" 19 ":" 8. */
 #define CURSOR_MAX_LEN	(4 + 20 + 1 + 19 + 1 + 8)
@@ -105,6 +120,19 @@ BadCursor(const char *text, const char *why)
 			 errdetail("%s", why),
 			 errhint("Pass NULL to read from the start, or a cursor es_read returned.")));
 	pg_unreachable();
+}
+
+/* The event type names, comma separated (for an error's detail). */
+static char *
+ValidTypes(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = ES_EV_ACCOUNT_OPENED; i <= ES_EV_LAST; i++)
+		appendStringInfo(&buf, "%s%s", i > ES_EV_ACCOUNT_OPENED ? ", " : "",
+						 EsEventTypeName((EsEventType) i));
+	return buf.data;
 }
 
 /* The CRC-32C of the first len bytes of a cursor's text. */
@@ -366,20 +394,46 @@ CheckAnchor(const EsReadCursor *cursor, FullTransactionId bound)
 	return true;
 }
 
+/* What one EsReadBatchFiltered call has scanned so far. */
+typedef struct WalkState
+{
+	const EsReadFilter *filter; /* or NULL: every event */
+	int64		left;			/* events the callback may still get */
+	int64		scan_left;		/* events the scan may still read */
+	EsReadCursor last;			/* the last event scanned */
+	bool		scanned;		/* whether last is set */
+} WalkState;
+
+/* Whether ev passes filter (NULL: every event does). */
+static bool
+Passes(const EsReadFilter *filter, const EsEvent *ev)
+{
+	if (filter == NULL)
+		return true;
+	if (filter->account_id != 0 && ev->account_id != filter->account_id)
+		return false;
+	if (filter->types != 0 &&
+		(ev->type <= ES_EV_INVALID || ev->type > ES_EV_LAST ||
+		 (filter->types & ES_READ_TYPE_BIT(ev->type)) == 0))
+		return false;
+	return true;
+}
+
 /*
  * Walk es_events_tx_seq_idx over the rows matching keys, handing each event
- * to callback until *left reaches 0.  *last is set to each event's
- * position.  Returns the number of events handed over.
+ * that passes the filter to callback, until the callback has had w->left
+ * events or the scan has read w->scan_left.  w->last is set to each
+ * scanned event's position.  Returns the number of events handed over.
  */
 static int64
-Walk(int nkeys, ScanKey keys, int64 *left, EsReadCallback callback,
-	 void *arg, EsReadCursor *last)
+Walk(int nkeys, ScanKey keys, WalkState *w, EsReadCallback callback,
+	 void *arg)
 {
 	EsScanIter *it = EsScanBeginKeys(ES_REL_EVENTS, ES_REL_EVENTS_TX_IDX,
 									 nkeys, keys, GetActiveSnapshot());
 	int64		n = 0;
 
-	while (*left > 0 && EsScanNext(it))
+	while (w->left > 0 && w->scan_left > 0 && EsScanNext(it))
 	{
 		EsEvent		ev;
 		const char *problem = EsScanDecodeEvent(it, &ev);
@@ -391,13 +445,17 @@ Walk(int nkeys, ScanKey keys, int64 *left, EsReadCallback callback,
 					 errmsg("es_events row seq " INT64_FORMAT " is damaged: %s",
 							ev.seq, problem),
 					 errdetail("The row was changed behind es_apply's back.")));
-		last->tx = DatumGetFullTransactionId(it->slot->tts_values[ES_EV_ATT_TX - 1]);
-		last->seq = ev.seq;
+		w->last.tx = DatumGetFullTransactionId(it->slot->tts_values[ES_EV_ATT_TX - 1]);
+		w->last.seq = ev.seq;
+		w->scanned = true;
+		w->scan_left--;
+		if (!Passes(w->filter, &ev))
+			continue;
 		old = MemoryContextSwitchTo(it->rowcxt);
-		callback(&ev, last, arg);
+		callback(&ev, &w->last, arg);
 		MemoryContextSwitchTo(old);
 		n++;
-		(*left)--;
+		w->left--;
 	}
 	EsScanEnd(it);
 	return n;
@@ -419,15 +477,33 @@ int64
 EsReadBatch(const EsReadCursor *after, int64 max_count,
 			EsReadCallback callback, void *arg)
 {
+	return EsReadBatchFiltered(after, max_count, NULL, callback, arg, NULL);
+}
+
+/*
+ * EsReadBatch with a filter (NULL: none): the events scanned in (tx, seq)
+ * order after after are handed to callback only if they pass the filter,
+ * and the scan stops after max_count handed over or filter->max_scan
+ * scanned, whichever comes first.  *scanned (if not NULL) is set to the
+ * position of the last event scanned, passed or not (tx invalid if none
+ * was): a cursor the next call may continue from, since every event up to
+ * it has been either handed over or filtered out.
+ */
+int64
+EsReadBatchFiltered(const EsReadCursor *after, int64 max_count,
+					const EsReadFilter *filter, EsReadCallback callback,
+					void *arg, EsReadCursor *scanned)
+{
 	FullTransactionId bound;
 	ScanKeyData keys[2];
 	Relation	idx;
 	Oid			idxoid = EsRowRelid(ES_REL_EVENTS_TX_IDX);
 	Oid			collation;
-	int64		left = max_count;
 	int64		n = 0;
-	EsReadCursor last;
+	WalkState	w;
 
+	if (scanned)
+		scanned->tx = InvalidFullTransactionId;
 	if (!OidIsValid(idxoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -442,6 +518,10 @@ EsReadBatch(const EsReadCursor *after, int64 max_count,
 	if (after != NULL && !CheckAnchor(after, bound))
 		return 0;
 
+	w.filter = filter;
+	w.left = max_count;
+	w.scan_left = (filter && filter->max_scan > 0) ? filter->max_scan : PG_INT64_MAX;
+	w.scanned = false;
 	/* The rest of the cursor's own transaction (tx = T, seq > S). */
 	if (after != NULL)
 	{
@@ -450,10 +530,10 @@ EsReadBatch(const EsReadCursor *after, int64 max_count,
 							   FullTransactionIdGetDatum(after->tx));
 		ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
 							   collation, F_INT8GT, Int64GetDatum(after->seq));
-		n += Walk(2, keys, &left, callback, arg, &last);
+		n += Walk(2, keys, &w, callback, arg);
 	}
 	/* Then the later finished transactions (T < tx < bound). */
-	if (left > 0)
+	if (w.left > 0 && w.scan_left > 0)
 	{
 		int			nkeys = 0;
 
@@ -464,16 +544,95 @@ EsReadBatch(const EsReadCursor *after, int64 max_count,
 		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTLessStrategyNumber,
 							   InvalidOid, collation, F_XID8LT,
 							   FullTransactionIdGetDatum(bound));
-		n += Walk(nkeys, keys, &left, callback, arg, &last);
+		n += Walk(nkeys, keys, &w, callback, arg);
 	}
+	if (scanned && w.scanned)
+		*scanned = w.last;
 	return n;
 }
 
-/* What es_read's callback needs: the result set. */
+/* An account's name, cached by account id for one es_read call. */
+typedef struct NameEntry
+{
+	int64		account_id;		/* hash key */
+	char	   *name;			/* in the call's memory context */
+} NameEntry;
+
+/* What es_read's callback needs. */
 typedef struct ReadState
 {
 	ReturnSetInfo *rsinfo;
+	bool		with_name;		/* the result has the account column (0.4.0) */
+	HTAB	   *names;			/* NameEntry by account id, or NULL */
+	MemoryContext callcxt;		/* where names live */
+	EsReadCursor last;			/* the last event returned */
+	bool		any;			/* whether last is set */
 } ReadState;
+
+/*
+ * The name of the account account_id, from its opening event (version 1)
+ * passed as ev when it is at hand, or else read by one probe of
+ * es_events_account_version_key; cached in st->names for the rest of the
+ * call.  NULL if the log has no opening event for it (cannot happen in a
+ * ledger whose chains verify).
+ */
+static const char *
+AccountName(ReadState *st, const EsEvent *ev)
+{
+	NameEntry  *entry;
+	bool		found;
+	MemoryContext old;
+
+	if (st->names == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(NameEntry);
+		ctl.hcxt = st->callcxt;
+		st->names = hash_create("es_read account names", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(st->names, &ev->account_id, HASH_ENTER, &found);
+	if (found)
+		return entry->name;
+	entry->name = NULL;
+	old = MemoryContextSwitchTo(st->callcxt);
+	if (ev->type == ES_EV_ACCOUNT_OPENED)
+	{
+		EsAccountState state;
+
+		EsFoldInit(&state, ev->account_id);
+		EsFoldEvent(&state, ev);
+		entry->name = pstrdup(state.account);
+	}
+	else
+	{
+		EsScanIter *it = EsScanBeginAccount(ev->account_id, 0,
+											GetActiveSnapshot());
+
+		if (EsScanNext(it))
+		{
+			EsEvent		opened;
+			const char *problem = EsScanDecodeEvent(it, &opened);
+
+			if (problem == NULL && opened.version == 1 &&
+				opened.type == ES_EV_ACCOUNT_OPENED)
+			{
+				EsAccountState state;
+				MemoryContext rowold = MemoryContextSwitchTo(it->rowcxt);
+
+				EsFoldInit(&state, opened.account_id);
+				EsFoldEvent(&state, &opened);
+				MemoryContextSwitchTo(rowold);
+				entry->name = pstrdup(state.account);
+			}
+		}
+		EsScanEnd(it);
+	}
+	MemoryContextSwitchTo(old);
+	return entry->name;
+}
 
 /* Add an event and its cursor to es_read's result. */
 static void
@@ -482,53 +641,155 @@ EmitEvent(const EsEvent *ev, const EsReadCursor *pos, void *arg)
 	ReadState  *st = arg;
 	Datum		values[READ_NATTS];
 	bool		nulls[READ_NATTS] = {0};
+	int			c = 0;
 
-	values[0] = CStringGetTextDatum(EsReadFormatCursor(pos));
-	values[1] = Int64GetDatum(ev->seq);
-	values[2] = Int64GetDatum(ev->account_id);
-	values[3] = Int64GetDatum(ev->version);
-	values[4] = CStringGetTextDatum(EsEventTypeName(ev->type));
-	values[5] = Int64GetDatum(ev->amount);
-	values[6] = JsonbPGetDatum(ev->data);
+	values[c++] = CStringGetTextDatum(EsReadFormatCursor(pos));
+	values[c++] = Int64GetDatum(ev->seq);
+	values[c++] = Int64GetDatum(ev->account_id);
+	if (st->with_name)
+	{
+		const char *name = AccountName(st, ev);
+
+		if (name)
+			values[c] = CStringGetTextDatum(name);
+		else
+			nulls[c] = true;
+		c++;
+	}
+	values[c++] = Int64GetDatum(ev->version);
+	values[c++] = CStringGetTextDatum(EsEventTypeName(ev->type));
+	values[c++] = Int64GetDatum(ev->amount);
+	values[c++] = JsonbPGetDatum(ev->data);
 	if (ev->command_id)
-		values[7] = CStringGetTextDatum(ev->command_id);
+		values[c] = CStringGetTextDatum(ev->command_id);
 	else
-		nulls[7] = true;
-	values[8] = TimestampTzGetDatum(ev->recorded_at);
-	values[9] = TimestampTzGetDatum(ev->effective_at);
+		nulls[c] = true;
+	c++;
+	values[c++] = TimestampTzGetDatum(ev->recorded_at);
+	values[c++] = TimestampTzGetDatum(ev->effective_at);
+	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc, values,
+						 nulls);
+	st->last = *pos;
+	st->any = true;
+}
+
+/*
+ * Add es_read's checkpoint row: the cursor pos, every other column NULL.
+ * It ends a filtered call whose scan went past the last event returned.
+ */
+static void
+EmitCheckpoint(ReadState *st, const EsReadCursor *pos)
+{
+	Datum		values[READ_NATTS] = {0};
+	bool		nulls[READ_NATTS];
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = CStringGetTextDatum(EsReadFormatCursor(pos));
+	nulls[0] = false;
 	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc, values,
 						 nulls);
 }
 
 /*
- * es_read(after text DEFAULT NULL, max_count int DEFAULT 1000)
- *	   RETURNS TABLE(cursor text, seq bigint, account_id bigint, version bigint,
- *					 type text, amount bigint, data jsonb, command_id text,
- *					 recorded_at timestamptz, effective_at timestamptz)
+ * The bit set of event_types (argument argno, a text[]): 22023 for a NULL
+ * element, an empty array or a name that is not an event type (errdetail
+ * lists them).
+ */
+static uint32
+TypesArg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(argno);
+	Datum	   *elems;
+	bool	   *enulls;
+	int			nelems;
+	uint32		types = 0;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("es_read event_types must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls,
+					  &nelems);
+	if (nelems == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("es_read event_types must not be empty"),
+				 errdetail("Pass NULL for every type, or some of: %s.",
+						   ValidTypes())));
+	for (int i = 0; i < nelems; i++)
+	{
+		char	   *name;
+		EsEventType type;
+
+		if (enulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("es_read event_types must not hold a null")));
+		name = TextDatumGetCString(elems[i]);
+		type = EsEventTypeFromName(name);
+		if (type == ES_EV_INVALID)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown event type \"%s\" in es_read event_types", name),
+					 errdetail("The event types are: %s.", ValidTypes())));
+		types |= ES_READ_TYPE_BIT(type);
+	}
+	return types;
+}
+
+/*
+ * es_read(after text DEFAULT NULL, max_count int DEFAULT 1000,
+ *		   for_account text DEFAULT NULL, event_types text[] DEFAULT NULL)
+ *	   RETURNS TABLE(cursor text, seq bigint, account_id bigint, account text,
+ *					 version bigint, type text, amount bigint, data jsonb,
+ *					 command_id text, recorded_at timestamptz,
+ *					 effective_at timestamptz)
  *
  * The next at most max_count (1 to ES_READ_MAX_COUNT) committed events
  * after cursor after (NULL: from the start), in the order a follower must
  * process them ((tx, seq): by writing transaction, then seq), each with the
- * cursor that continues after it.  A consumer that processes the rows and
- * saves the last row's cursor never misses an event and never sees one
- * twice (see the file header).  Fewer rows than max_count means the reader
- * has caught up with the finished transactions; an event of a transaction
- * still open, or younger than the oldest one still open, comes later.
+ * cursor that continues after it and its account's name (one probe of the
+ * account's opening event per account and call).  A consumer that
+ * processes the rows and saves the last row's cursor never misses an event
+ * and never sees one twice (see the file header).  Fewer rows than
+ * max_count means the reader has caught up with the finished transactions;
+ * an event of a transaction still open, or younger than the oldest one
+ * still open, comes later.
  *
- * Errors: 22023 for a malformed cursor or max_count out of range; 55000
- * for a cursor from another ledger or from before a logical restore, or a
- * ledger not updated to 0.3.0; ES012 for a damaged row.
+ * Filters: for_account (only that account's events) and event_types (only
+ * those types).  A filtered call scans at most ES_READ_SCAN_FACTOR *
+ * max_count events; when its scan went past the last event it returns
+ * (events filtered out), it ends with a checkpoint row: the cursor of the
+ * last event scanned, every other column NULL.  So a follower that saves
+ * the last row's cursor, whatever the row, never reads a filtered-out event
+ * again, and a call that filters everything out still advances.  A
+ * filtered follower has caught up when a call returns no row.
  *
- * Locks: AccessShareLock on es_events, es_events_tx_seq_idx and
- * es_events_pkey; reads the statement's snapshot; works on a hot standby.
+ * Scripts before 0.4.0 declare two arguments and no account column:
+ * PG_NARGS and the result's width tell.
+ *
+ * Errors: 22023 for a malformed cursor, max_count out of range, or an
+ * empty event_types, one with a NULL or an unknown type (the detail lists
+ * the types); ES003 for a for_account the log holds no AccountOpened event
+ * for; 55000 for a cursor from another ledger or from before a logical
+ * restore, or a ledger not updated to 0.3.0; ES012 for a damaged row.
+ *
+ * Locks: AccessShareLock on es_events, es_events_tx_seq_idx,
+ * es_events_pkey, es_events_account_version_key and (for_account)
+ * es_events_opened_idx; reads the statement's snapshot; works on a hot
+ * standby.
  */
 PG_FUNCTION_INFO_V1(es_read);
 Datum
 es_read(PG_FUNCTION_ARGS)
 {
-	ReadState	st;
+	ReadState	st = {0};
 	EsReadCursor after;
+	EsReadCursor scanned;
+	EsReadFilter filter = {0};
+	bool		filtered = false;
 	int32		max_count;
+	int			natts;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -545,12 +806,37 @@ es_read(PG_FUNCTION_ARGS)
 						   ES_READ_MAX_COUNT)));
 	if (!PG_ARGISNULL(0))
 		EsReadParseCursor(text_to_cstring(PG_GETARG_TEXT_PP(0)), &after);
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+	{
+		filter.types = TypesArg(fcinfo, 3);
+		filtered = true;
+	}
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+	{
+		char	   *account = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+		if (!EsScanFindOpened(account, &filter.account_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_ACCOUNT_NOT_FOUND),
+					 errmsg("account \"%s\" not found", account),
+					 errdetail("The log holds no AccountOpened event for it.")));
+		filtered = true;
+	}
+	filter.max_scan = (int64) max_count * ES_READ_SCAN_FACTOR;
 
 	InitMaterializedSRF(fcinfo, 0);
 	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	if (st.rsinfo->setDesc->natts != READ_NATTS)
+	st.callcxt = CurrentMemoryContext;
+	natts = st.rsinfo->setDesc->natts;
+	if (natts != READ_NATTS && natts != READ_NATTS - 1)
 		elog(ERROR, "es_read's result type has %d columns, not %d",
-			 st.rsinfo->setDesc->natts, READ_NATTS);
-	EsReadBatch(PG_ARGISNULL(0) ? NULL : &after, max_count, EmitEvent, &st);
+			 natts, READ_NATTS);
+	st.with_name = natts == READ_NATTS;
+	EsReadBatchFiltered(PG_ARGISNULL(0) ? NULL : &after, max_count,
+						filtered ? &filter : NULL, EmitEvent, &st, &scanned);
+	if (filtered && FullTransactionIdIsValid(scanned.tx) &&
+		!(st.any && FullTransactionIdEquals(st.last.tx, scanned.tx) &&
+		  st.last.seq == scanned.seq))
+		EmitCheckpoint(&st, &scanned);
 	return (Datum) 0;
 }

@@ -7,8 +7,8 @@
  * src/query/: the read side, from the log alone: es_replay (es_replay),
  * es_history, es_balance_at and es_accounts_at (es_history), es_read
  * (es_read), es_verify (es_verify), es_digest, es_verify_digest and the
- * restore check (es_digest). Built on store/ and model/; nothing here
- * writes the log.
+ * restore check (es_digest), es_stats_events (es_tally). Built on store/
+ * and model/; nothing here writes the log.
  *
  * A file of src/query/ includes this header only; it may use what this
  * header and the headers below it declare (apply/, protect/, store/,
@@ -45,10 +45,31 @@ typedef struct EsReadCursor
 typedef void (*EsReadCallback) (const EsEvent *ev, const EsReadCursor *pos,
 								void *arg);
 
+/*
+ * What EsReadBatchFiltered hands over: events of one account (account_id,
+ * 0: any) and of some types (types, a bit per EsEventType by
+ * ES_READ_TYPE_BIT; 0: any), scanning at most max_scan events (0: no
+ * bound but max_count).
+ */
+typedef struct EsReadFilter
+{
+	int64		account_id;
+	uint32		types;
+	int64		max_scan;
+} EsReadFilter;
+
+#define ES_READ_TYPE_BIT(type)	((uint32) 1 << (type))
+#define ES_READ_SCAN_FACTOR		10	/* a filtered es_read scans at most this
+									 * many times max_count events */
+
 extern void EsReadParseCursor(const char *text, EsReadCursor *cursor);
 extern char *EsReadFormatCursor(const EsReadCursor *cursor);
 extern int64 EsReadBatch(const EsReadCursor *after, int64 max_count,
 						 EsReadCallback callback, void *arg);
+extern int64 EsReadBatchFiltered(const EsReadCursor *after, int64 max_count,
+								 const EsReadFilter *filter,
+								 EsReadCallback callback, void *arg,
+								 EsReadCursor *scanned);
 
 /* ---------------------------------------------------------------- es_verify.c */
 

@@ -8,8 +8,9 @@
  * relation look-up by OID (es_row), the extension's own objects in the
  * catalogs (es_catalog), the write guard (es_guard), the per-transaction
  * account cache (es_cache), index scans (es_scan), executor-level appends
- * and projection writes (es_write; es_transfers' rows: es_transfer_write)
- * and snapshots (es_snap). Built on model/.
+ * and projection writes (es_write; es_transfers' rows: es_transfer_write),
+ * snapshots (es_snap) and the operator's shared counters (es_stats).
+ * Built on model/.
  *
  * A file of src/store/ includes this header only; it may use what this
  * header and the headers below it declare (model/), never a folder above.
@@ -361,5 +362,12 @@ extern bool EsSnapFind(int64 account_id, const char *account,
 extern void EsSnapAfterAppend(const EsAccountState *state, int64 prev_version);
 extern int64 EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail,
 						  void *arg);
+
+/* ---------------------------------------------------------------- es_stats.c */
+
+extern void EsStatsInit(void);
+extern bool EsStatsEnabled(void);
+extern void EsStatsCountApplied(EsCommandType type);
+extern void EsStatsCountRejected(int sqlerrcode);
 
 #endif							/* ES_STORE_H */
