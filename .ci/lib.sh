@@ -54,6 +54,18 @@ as_pg() {
 		PGUSER="${PGUSER:-postgres}" PGDATABASE="${PGDATABASE:-postgres}" "$@"
 }
 
+# The benchmarks' settings of a started cluster: synchronous_commit off, a
+# large max_wal_size ($1, 4GB by default), a long checkpoint_timeout; reloaded.
+bench_settings() {
+	as_pg psql -X -q -v ON_ERROR_STOP=1 -d postgres >/dev/null <<SQL
+ALTER SYSTEM SET synchronous_commit = off;
+ALTER SYSTEM SET max_wal_size = '${1:-4GB}';
+ALTER SYSTEM SET checkpoint_timeout = '30min';
+SELECT pg_reload_conf();
+SQL
+	sleep 0.5
+}
+
 # Start a scratch cluster; sets ES_TMP, PGHOST, PGPORT.  stop_cluster on exit.
 start_cluster() {
 	ES_TMP=$(mktemp -d /tmp/es_ledger.XXXXXX)

@@ -45,13 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bpsql -d postgres >/dev/null <<'SQL'
-ALTER SYSTEM SET synchronous_commit = off;
-ALTER SYSTEM SET max_wal_size = '4GB';
-ALTER SYSTEM SET checkpoint_timeout = '30min';
-SELECT pg_reload_conf();
-SQL
-sleep 0.5
+bench_settings 4GB
 as_pg createdb "$DB"
 bpsql -c "CREATE EXTENSION es_ledger"
 bpsql >/dev/null <<SQL

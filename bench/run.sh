@@ -49,13 +49,7 @@ fi
 start_cluster
 
 log "configuring the cluster"
-bpsql -d postgres >/dev/null <<'SQL'
-ALTER SYSTEM SET synchronous_commit = off;
-ALTER SYSTEM SET max_wal_size = '4GB';
-ALTER SYSTEM SET checkpoint_timeout = '30min';
-SELECT pg_reload_conf();
-SQL
-sleep 0.5
+bench_settings 4GB
 SETTINGS=$(bpsql -d postgres -At -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
 	FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'shared_buffers', 'max_wal_size')")
 PGVERSION=$(bpsql -d postgres -At -c "SHOW server_version")

@@ -54,11 +54,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "shared_preload_libraries = 'es_ledger'" >>"$ES_TMP/data/postgresql.conf"
-bpsql -d postgres >/dev/null <<'SQL'
-ALTER SYSTEM SET synchronous_commit = off;
-ALTER SYSTEM SET max_wal_size = '4GB';
-ALTER SYSTEM SET checkpoint_timeout = '30min';
-SQL
+bench_settings 4GB
 as_pg pg_ctl -D "$ES_TMP/data" -l "$ES_TMP/server.log" -w restart >/dev/null
 as_pg createdb "$DB"
 bpsql -c "CREATE EXTENSION es_ledger"
