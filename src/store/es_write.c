@@ -72,6 +72,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -729,6 +730,89 @@ EsWriteInsertAccount(const EsAccountState *state)
 }
 
 /*
+ * Can UpdateAccountRow insert the index entries of a new row version
+ * itself?  Only for plain btree-like indexes of columns (no expression, no
+ * predicate, no exclusion constraint): the extension's own indexes of
+ * es_accounts, and any such index a user added.  Otherwise the executor's
+ * ExecInsertIndexTuples does it.
+ */
+static bool
+PlainIndexes(ResultRelInfo *rri)
+{
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
+			ii->ii_ExclusionOps != NULL)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * ExecSimpleRelationUpdate for an es_accounts row (PostgreSQL 15's steps:
+ * replica identity, BEFORE ROW triggers (the write guard's), constraints,
+ * the heap update, index entries, AFTER ROW triggers), except that the
+ * index entries of a version that is not HOT are inserted without the
+ * unique check.  The check is redundant here: an account's row never
+ * changes account_id or name (StateToSlot writes the ones it was read
+ * with), and this transaction holds the row's lock, so the new entries
+ * name the same key as the old version's, of the same row.  And it is what
+ * makes a transaction that updates one account many times quadratic: every
+ * non-HOT version's unique insertion visits every earlier version of the
+ * key this transaction left, none of them prunable before it ends.
+ * Another transaction's insert of the same key (an open_account racing for
+ * the name) still checks against these entries, as before.
+ */
+static void
+UpdateAccountRow(ResultRelInfo *rri, EState *estate, EPQState *epqstate,
+				 ItemPointer tid, TupleTableSlot *slot)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *recheck = NIL;
+	bool		update_indexes;
+
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_update_before_row &&
+		!ExecBRUpdateTriggers(estate, epqstate, rri, tid, NULL, slot, NULL))
+		return;					/* a trigger said "do nothing" */
+	if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+		ExecComputeStoredGenerated(rri, estate, slot, CMD_UPDATE);
+	if (rel->rd_att->constr)
+		ExecConstraints(rri, slot, estate);
+	simple_table_tuple_update(rel, tid, slot, estate->es_snapshot,
+							  &update_indexes);
+	if (update_indexes && rri->ri_NumIndices > 0)
+	{
+		if (!PlainIndexes(rri))
+			recheck = ExecInsertIndexTuples(rri, slot, estate, true, false,
+											NULL, NIL);
+		else
+		{
+			Datum		values[INDEX_MAX_KEYS];
+			bool		isnull[INDEX_MAX_KEYS];
+
+			for (int i = 0; i < rri->ri_NumIndices; i++)
+			{
+				IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+
+				if (!ii->ii_ReadyForInserts)
+					continue;
+				FormIndexDatum(ii, slot, estate, values, isnull);
+				/* indexUnchanged: the keys are the old version's */
+				(void) index_insert(rri->ri_IndexRelationDescs[i], values,
+									isnull, &slot->tts_tid, rel,
+									UNIQUE_CHECK_NO, true, ii);
+			}
+		}
+	}
+	ExecARUpdateTriggers(estate, rri, NULL, NULL, tid, NULL, slot, recheck,
+						 NULL, false);
+	list_free(recheck);
+}
+
+/*
  * Write an account's projection row; it must be locked (cached).  A writer
  * that defers its updates (EsWriteDeferUpdates) only gives the cache the
  * new state; EsWriteFlushUpdates writes the row.
@@ -750,9 +834,8 @@ EsWriteUpdateAccount(const EsAccountState *state)
 	ExecClearTuple(Writer->acc_slot);
 	Writer->acc_slot->tts_tid = tid;
 	StateToSlot(state, Writer->acc_new);
-	ExecSimpleRelationUpdate(Writer->accounts, Writer->estate,
-							 &Writer->epqstate, Writer->acc_slot,
-							 Writer->acc_new);
+	UpdateAccountRow(Writer->accounts, Writer->estate, &Writer->epqstate,
+					 &Writer->acc_slot->tts_tid, Writer->acc_new);
 	EsCacheStore(accounts, state, &Writer->acc_new->tts_tid);
 }
 
