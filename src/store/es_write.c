@@ -11,7 +11,9 @@
  * per es_apply call with a ResultRelInfo per table and its indexes open,
  * unique-index probes with index_beginscan, row locks with
  * table_tuple_lock, and ExecSimpleRelationInsert / ExecSimpleRelationUpdate
- * for the writes (constraints, index entries, row triggers).  No statement
+ * for the writes (constraints, index entries, row triggers); an account
+ * row's update follows ExecSimpleRelationUpdate's steps itself
+ * (UpdateAccountRow), to leave out a unique check it does not need.  No statement
  * is planned or parsed on the hot path.  Tables are found by OID and rows
  * built by the row codec (es_row.c); no table privilege is checked: EXECUTE
  * on es_apply is the gate.
