@@ -2,9 +2,11 @@
 -- and its errors, inline projections kept in es_apply's transaction, async
 -- ones applied by es_projection_run over es_read, pause / resume / rebuild /
 -- drop, the es_projections view, and handlers as the attacker writes them.
--- No background worker here (es_ledger.projection_autostart off): async
--- projections move only when es_projection_run says so.  The worker:
--- test/t/014_projections.pl.
+-- No background worker here (es_ledger.projection_autostart off; with the
+-- library preloaded, es_ledger.projection_databases must leave this database
+-- out, as .ci/test sets it, since creating an async projection wakes the
+-- launcher): async projections move only when es_projection_run says so.
+-- The worker: test/t/014_projections.pl.
 SET es_ledger.projection_autostart = off;
 CREATE ROLE p_owner IN ROLE es_ledger_admin;
 CREATE ROLE p_other IN ROLE es_ledger_admin;
