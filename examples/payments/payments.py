@@ -26,8 +26,8 @@ import psycopg2
 import psycopg2.extras
 
 # SQLSTATE -> (outcome, HTTP status, what the application does).
-# Every SQLSTATE the es_ledger contract names (CONTRACT.md, doc/reference.md
-# section 11), plus the transient ones this client retries by itself.
+# Every SQLSTATE es_ledger documents (doc/reference.md, section 11 "Errors"),
+# plus the transient ones this client retries by itself.
 OUTCOMES = {
     'ES001': ('insufficient_funds', 402, 'decline the payment; the payer must top up first'),
     'ES002': ('wallet_limit_exceeded', 409, 'decline: the payee wallet would pass its cap'),

@@ -1062,7 +1062,7 @@ EsDecideRoleName(EsCommandRole role)
 /*
  * The role a command needs: its type's, except that es_ledger_writer may
  * open an account without credit (overdraft_limit 0 and max_balance absent
- * or null, CONTRACT.md section 9), as es_ledger_admin may (ES_ROLE_OPENER:
+ * or null; doc/reference.md, 12 "Roles and privileges"), as es_ledger_admin may (ES_ROLE_OPENER:
  * a member of either), and a reversal always needs
  * es_ledger_admin.
  */

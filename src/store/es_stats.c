@@ -239,7 +239,7 @@ EsStatsCountRejected(int sqlerrcode)
 	pg_atomic_fetch_add_u64(&db->other, 1);
 }
 
-/* What an SQLSTATE of the ledger's rejections means (CONTRACT.md), or NULL. */
+/* What an SQLSTATE of the ledger's rejections means (doc/reference.md, 11 "Errors"), or NULL. */
 static const char *
 CodeMeaning(const char *code)
 {

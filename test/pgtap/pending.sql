@@ -1,6 +1,6 @@
 -- test/pgtap/pending.sql
 --
--- Two-phase (pending) transfers (CONTRACT sections 3 and 4; doc/reference.md)
+-- Two-phase (pending) transfers (doc/reference.md, 4 "Commands")
 -- under a seeded, randomised workload checked against an INDEPENDENT model
 -- kept here in plpgsql tables: immediate and pending transfers (without a
 -- timeout, with a long one, and with a timeout of 1 second), posts in full

@@ -1,6 +1,6 @@
 # test/t/012_pending_model.pl
 #
-# Acceptance run for two-phase transfers (CONTRACT sections 3 and 4): a
+# Acceptance run for two-phase transfers (doc/reference.md, 4 "Commands"): a
 # seeded random mix of immediate and pending transfers, posts (full and
 # partial), voids, expiries, retries and rejected commands from 4 sessions
 # at once, against a model of the rules written here in Perl, independently

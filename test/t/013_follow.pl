@@ -1,6 +1,6 @@
 # test/t/013_follow.pl
 #
-# Following the log with es_read while it is written (CONTRACT section 4):
+# Following the log with es_read while it is written (doc/reference.md, es_read):
 #
 #  - 8 pgbench writers append for 15 s with random delays inside their
 #    transactions, one in six rolling back after its appends; one session
