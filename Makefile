@@ -24,6 +24,7 @@ OBJS = \
 	src/apply/es_command.o \
 	src/apply/es_handler.o \
 	src/apply/es_apply.o \
+	src/apply/es_shorthand.o \
 	src/apply/es_expire.o \
 	src/apply/es_each.o \
 	src/apply/es_reverse.o \
