@@ -108,7 +108,7 @@ extern void EsHandlerErrorContext(void *arg);
 /* ---------------------------------------------------------------- es_apply.c */
 
 extern int64 EsApplyCommands(List *cmds);
-extern int64 EsApplyCounted(int64 (*body) (void *arg), void *arg);
+extern int64 EsApplyShorthand(EsCommand *cmd);
 
 /* The body of a write bracket (EsApplyInBracket). */
 typedef void (*EsApplyBody) (void *arg);

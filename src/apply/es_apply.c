@@ -732,10 +732,12 @@ static int	CountDepth = 0;
  * Run body(arg) counted for es_stats: an error that leaves the outermost
  * counted call is counted as a rejection by its SQLSTATE, then re-thrown.
  * Without the shared counters (no shared_preload_libraries) just body.
- * Counting takes no lock and cannot fail (es_stats.c).
+ * Counting takes no lock and cannot fail (es_stats.c).  Each SQL call
+ * enters it once, its body doing the whole call (parse or check, then
+ * apply), so a malformed command counts like a refused one.
  */
-int64
-EsApplyCounted(int64 (*body) (void *arg), void *arg)
+static int64
+ApplyCounted(int64 (*body) (void *arg), void *arg)
 {
 	int64		result;
 
@@ -757,11 +759,10 @@ EsApplyCounted(int64 (*body) (void *arg), void *arg)
 	return result;
 }
 
-/* EsApplyCounted's body for EsApplyCommands. */
+/* Apply parsed commands and count each applied one by its type. */
 static int64
-ApplyCommandsBody(void *arg)
+ApplyAndCount(List *cmds)
 {
-	List	   *cmds = arg;
 	int64		seq = ApplyCommands(cmds);
 	ListCell   *lc;
 
@@ -771,32 +772,49 @@ ApplyCommandsBody(void *arg)
 	return seq;
 }
 
+/* ApplyCounted's body for EsApplyCommands. */
+static int64
+ApplyCommandsBody(void *arg)
+{
+	return ApplyAndCount((List *) arg);
+}
+
 /*
- * Apply a list of parsed commands under the write guard; last seq.
- * Counted for es_stats: each command applied by its type, an error by its
- * SQLSTATE.
+ * Apply a list of parsed and checked commands under the write guard; last
+ * seq.  Counted for es_stats: each command applied by its type, an error by
+ * its SQLSTATE.
  */
 int64
 EsApplyCommands(List *cmds)
 {
-	return EsApplyCounted(ApplyCommandsBody, cmds);
+	return ApplyCounted(ApplyCommandsBody, cmds);
 }
 
-/* es_apply's argument and the commands parsed from it. */
-typedef struct ParseArg
-{
-	Jsonb	   *command;
-	List	   *cmds;
-} ParseArg;
-
-/* EsApplyCounted's body for es_apply's parse of its argument. */
+/* ApplyCounted's body for a shorthand: check its command, apply it. */
 static int64
-ParseBody(void *arg)
+ApplyShorthandBody(void *arg)
 {
-	ParseArg   *p = arg;
+	EsCommand  *cmd = arg;
 
-	p->cmds = EsCommandParseArgument(p->command);
-	return 0;
+	EsCommandFinish(cmd);
+	return ApplyAndCount(list_make1(cmd));
+}
+
+/*
+ * Check a command a shorthand built (EsCommandFinish, as es_apply's parser
+ * does) and apply it; last seq.  Counted as EsApplyCommands is.
+ */
+int64
+EsApplyShorthand(EsCommand *cmd)
+{
+	return ApplyCounted(ApplyShorthandBody, cmd);
+}
+
+/* ApplyCounted's body for es_apply: parse its argument, apply it. */
+static int64
+ApplyArgumentBody(void *arg)
+{
+	return ApplyAndCount(EsCommandParseArgument((Jsonb *) arg));
 }
 
 /* ---- end of es_stats counting ---- */
@@ -822,10 +840,5 @@ es_apply(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ES_INVALID_COMMAND),
 				 errmsg("invalid command: the command is null"),
 				 errdetail("es_apply takes a JSON object, or an array of objects for a batch.")));
-	{
-		ParseArg	p = {PG_GETARG_JSONB_P(0), NIL};
-
-		EsApplyCounted(ParseBody, &p);	/* a malformed command counts */
-		PG_RETURN_INT64(EsApplyCommands(p.cmds));
-	}
+	PG_RETURN_INT64(ApplyCounted(ApplyArgumentBody, PG_GETARG_JSONB_P(0)));
 }

@@ -3,9 +3,10 @@
  * es_shorthand.c
  *	  The typed shorthands of es_apply: es_open_account, es_deposit,
  *	  es_withdraw and es_transfer.  Each builds the EsCommand its arguments
- *	  name (es_command.c), checks it as es_apply's parser checks a JSON
- *	  command (ES009, 22003), and applies it through EsApplyCommands: the
- *	  same pipeline, checks, locks and counting as es_apply (es_apply.c).
+ *	  name (es_command.c) and hands it to EsApplyShorthand, which checks it
+ *	  as es_apply's parser checks a JSON command (ES009, 22003) and applies
+ *	  it: the same pipeline, checks, locks and counting as es_apply
+ *	  (es_apply.c).
  *
  * Scripts before 0.4.0 declare the shorthands without metadata and
  * effective_at; PG_NARGS tells which declaration called.
@@ -20,14 +21,6 @@
 #include "utils/timestamp.h"
 
 #include "apply.h"
-
-/* EsApplyCounted's body for a shorthand's check of its command. */
-static int64
-FinishBody(void *arg)
-{
-	EsCommandFinish((EsCommand *) arg);
-	return 0;
-}
 
 /* Refuse a shorthand's SQL NULL argument for a required field. */
 static void
@@ -81,8 +74,7 @@ ArgExtras(EsCommand *cmd, FunctionCallInfo fcinfo, int argno)
 static Datum
 ApplyShorthand(EsCommand *cmd)
 {
-	EsApplyCounted(FinishBody, cmd);	/* a malformed command counts */
-	PG_RETURN_INT64(EsApplyCommands(list_make1(cmd)));
+	PG_RETURN_INT64(EsApplyShorthand(cmd));
 }
 
 /*

@@ -10,6 +10,12 @@
 # publisher's, and a
 # non-superuser there (even the database owner, who cannot set
 # session_replication_role) cannot insert into es_events.
+#
+# The subscriber preloads the library: its projection worker leaves
+# replicated reservations to the publisher (no expiry attempted, so no
+# 25006 in its log), and a session that called es_apply before the
+# subscription existed is refused after it (the per-backend cache of
+# "not a subscriber" is invalidated by CREATE SUBSCRIPTION).
 use strict;
 use warnings;
 use FindBin;
@@ -20,7 +26,18 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $pub = es_node('publisher', init => { allows_streaming => 'logical' }, ledger => 'postgres');
-my $sub = es_node('subscriber', ledger => 'postgres');
+my $sub = es_node('subscriber', ledger => 'postgres', conf => q{
+shared_preload_libraries = 'es_ledger'
+es_ledger.projection_naptime = 200
+});
+
+# A session on the subscriber that used the ledger before the subscription:
+# its command is refused for the missing account (ES003), so it has looked
+# whether es_events is subscribed, and nothing is written.
+my $early = $sub->background_psql('postgres', on_error_stop => 0);
+$early->query(qq{\\set VERBOSITY verbose\nSELECT es_deposit('nobody', 1);});
+like($early->{stderr}, qr/ES003/, 'before the subscription a command on the subscriber is decided there');
+$early->{stderr} = '';
 
 $pub->safe_psql('postgres', q{
 SELECT es_open_account('a', 'USD'), es_open_account('b', 'USD'), es_open_account('c', 'USD');
@@ -78,8 +95,31 @@ for my $cmd (q{SELECT es_deposit('a', 1)},
 	like($err, qr/25006: cannot write to the ledger of a logical subscriber/,
 		"refused on the subscriber: $cmd");
 }
+$early->query(q{SELECT es_deposit('a', 1);});
+like($early->{stderr}, qr/25006: cannot write to the ledger of a logical subscriber/,
+	'a session that called es_apply before CREATE SUBSCRIPTION is refused after it');
+$early->quit;
 is($sub->safe_psql('postgres', q{SELECT count(*) FROM es_events}), $before,
 	'nothing written on the subscriber');
+
+# A replicated reservation that falls due is the publisher's to expire
+# (the publisher runs no worker here): the subscriber's worker, running,
+# leaves it pending and tries nothing (no 25006 in the subscriber's log).
+$pub->safe_psql('postgres', q{SELECT es_apply('{"type":"transfer","pending":true,"id":"hold-sub","from":"a","to":"b","amount":10,"timeout":1}')});
+$pub->wait_for_catchup('es_sub');
+ok($sub->poll_query_until('postgres',
+	q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'es_ledger projection worker' AND datname = 'postgres'}),
+	'the subscriber runs a projection worker in the ledger\'s database');
+my $log_at = -s $sub->logfile;
+sleep 3;
+is($sub->safe_psql('postgres', q{SELECT status FROM es_transfers WHERE transfer_id = 'hold-sub'}),
+	'pending', 'the subscriber\'s worker leaves a due replicated reservation pending');
+unlike(slurp_file($sub->logfile, $log_at), qr/cannot write to the ledger of a logical subscriber/,
+	'... without trying to expire it');
+$pub->safe_psql('postgres', q{SELECT es_expire_pending()});
+$pub->wait_for_catchup('es_sub');
+is($sub->safe_psql('postgres', q{SELECT status FROM es_transfers WHERE transfer_id = 'hold-sub'}),
+	'expired', 'its expiry comes from the publisher');
 # and the subscription keeps streaming afterwards
 $pub->safe_psql('postgres', q{SELECT es_deposit('a', 5)});
 $pub->wait_for_catchup('es_sub');
