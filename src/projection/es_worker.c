@@ -305,13 +305,14 @@ LaunchFor(Oid dboid, const char *dbname)
 			l->backoff_ms = ES_LAUNCHER_NAPTIME_MS;
 			return true;
 		}
+
 		/*
 		 * It exited: the database has no ledger, or no running async
 		 * projection for a while.  Back off (doubling, up to
-		 * ES_LAUNCHER_MAX_BACKOFF_MS) rather than start it again every
-		 * round; es_projection_create/resume/rebuild start a worker at
-		 * once themselves (es_ledger.projection_autostart), or else wake
-		 * the launcher, which then forgets the back-off of the database.
+		 * ES_LAUNCHER_MAX_BACKOFF_MS) rather than start it again every round;
+		 * es_projection_create/resume/rebuild start a worker at once
+		 * themselves (es_ledger.projection_autostart), or else wake the
+		 * launcher, which then forgets the back-off of the database.
 		 */
 		pfree(l->handle);
 		l->handle = NULL;
@@ -340,9 +341,9 @@ LaunchFor(Oid dboid, const char *dbname)
 	{
 		/*
 		 * No free slot: try again next round (started_at is not set).  A
-		 * first round that finds many databases at once may run short
-		 * while the workers of databases without a ledger exit; only a
-		 * shortage that lasts (ES_LAUNCHER_WARN_FAILURES rounds) warns.
+		 * first round that finds many databases at once may run short while
+		 * the workers of databases without a ledger exit; only a shortage
+		 * that lasts (ES_LAUNCHER_WARN_FAILURES rounds) warns.
 		 */
 		l->handle = NULL;
 		l->failures++;
@@ -436,6 +437,7 @@ es_projection_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		LaunchWorkers();
+
 		/*
 		 * One round per ES_LAUNCHER_NAPTIME_MS: the latch is also set each
 		 * time a worker it started starts or stops (bgw_notify_pid), which
@@ -446,7 +448,7 @@ es_projection_launcher_main(Datum arg)
 		for (;;)
 		{
 			long		left = ES_LAUNCHER_NAPTIME_MS -
-				(GetCurrentTimestamp() - round_at) / 1000;
+			(GetCurrentTimestamp() - round_at) / 1000;
 
 			if (left <= 0)
 				break;
@@ -671,11 +673,12 @@ es_projection_worker_main(Datum arg)
 		}
 		if (!installed)
 			proc_exit(0);
+
 		/*
 		 * No running async projection for ES_WORKER_IDLE_EXIT_MS: leave the
 		 * slot to others (parallel queries, other databases).  Creating,
-		 * resuming or rebuilding one starts a worker again (autostart, or
-		 * the launcher after its back-off).
+		 * resuming or rebuilding one starts a worker again (autostart, or the
+		 * launcher after its back-off).
 		 */
 		if (any)
 			idle_since = 0;

@@ -353,13 +353,13 @@ es_verify_digest(PG_FUNCTION_ARGS)
  * into out; false if it is not one of es_digest's (length, magic, format).
  */
 static bool
-ParseDigestText(const char *text, uint8 *out)
+ParseDigestText(const char *hex, uint8 *out)
 {
 	size_t		len;
 
-	if (text[0] == '\\' && text[1] == 'x')
-		text += 2;
-	len = strlen(text);
+	if (hex[0] == '\\' && hex[1] == 'x')
+		hex += 2;
+	len = strlen(hex);
 	if (len != 2 * ES_DIGEST_LEN)
 		return false;
 	for (int i = 0; i < ES_DIGEST_LEN; i++)
@@ -368,7 +368,7 @@ ParseDigestText(const char *text, uint8 *out)
 
 		for (int j = 0; j < 2; j++)
 		{
-			char		c = text[2 * i + j];
+			char		c = hex[2 * i + j];
 
 			v <<= 4;
 			if (c >= '0' && c <= '9')
@@ -431,8 +431,9 @@ CheckRestoredLog(void)
 				 errhint("Check it now with es_verify_digest(seq, digest) and a digest kept outside the dump.")));
 		return;
 	}
+	/* The GUC's check hook refused anything else. */
 	if (!ParseDigestText(EsRestoreDigest, given))
-		elog(ERROR, "es_ledger.restore_digest holds no digest");	/* the check hook refused it */
+		elog(ERROR, "es_ledger.restore_digest holds no digest");
 	memcpy(&nseq, given + 6, 8);
 	seq = (int64) pg_ntoh64(nseq);
 

@@ -111,7 +111,7 @@ BadCursor(const char *text, const char *why)
 {
 	int			len = strlen(text);
 	int			shown = len > CURSOR_MAX_LEN ?
-		pg_mbcliplen(text, len, CURSOR_MAX_LEN) : len;
+	pg_mbcliplen(text, len, CURSOR_MAX_LEN) : len;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -287,7 +287,7 @@ LocalBound(Snapshot snap)
 	for (i = 0; i < nprocs + max_prepared_xacts; i++)
 	{
 		PGPROC	   *proc = i < nprocs ? &ProcGlobal->allProcs[i]
-			: &PreparedXactProcs[i - nprocs];
+		: &PreparedXactProcs[i - nprocs];
 		TransactionId xid = proc->xid;
 
 		if (TransactionIdIsNormal(xid) && proc->databaseId != MyDatabaseId)

@@ -1007,9 +1007,9 @@ VerifyTransfers(EsVerify *v, bool one, int64 account_id)
 	/*
 	 * Reservations are conserved: each account's pending_out and pending_in
 	 * (its es_accounts row, which the projection check compares with its
-	 * fold) are the sums of the log's open reservations from and to it.
-	 * The account fold and the transfer fold read different events (both
-	 * sides, the debit side), so this catches a side missing or changed.
+	 * fold) are the sums of the log's open reservations from and to it. The
+	 * account fold and the transfer fold read different events (both sides,
+	 * the debit side), so this catches a side missing or changed.
 	 */
 	ctx.proj = EsScanBegin(ES_REL_ACCOUNTS, ES_REL_ACCOUNTS_ID_IDX, false, 0,
 						   GetActiveSnapshot());

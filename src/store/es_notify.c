@@ -58,7 +58,7 @@ typedef struct EsNotifySave
 
 static int64 NotifySeq = 0;
 static bool EsNotifyOn = true;	/* GUC es_ledger.notify */
-static double EsNotifyQueueLimit = 0.5;	/* es_ledger.notify_queue_limit */
+static double EsNotifyQueueLimit = 0.5; /* es_ledger.notify_queue_limit */
 static EsNotifySave *NotifyStack = NULL;	/* in TopTransactionContext */
 
 /* The channel of the commit notification (doc/reference.md, es_read). */
@@ -156,7 +156,7 @@ EsNotifyXactCallback(XactEvent event, void *arg)
  */
 static void
 EsNotifySubXactCallback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
+						SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{

@@ -242,7 +242,7 @@ EsScanBeginAccount(int64 account_id, int64 after_version, Snapshot snapshot)
 						   Int64GetDatum(after_version));
 	index_close(idx, NoLock);
 	return EsScanBeginKeys(ES_REL_EVENTS, ES_REL_EVENTS_VERSION_IDX, 2, skey,
-					 snapshot);
+						   snapshot);
 }
 
 /*

@@ -338,8 +338,8 @@ SnapFold(EsSnapshot *snap, int64 account_id, Snapshot snapshot)
  * (SnapFold).
  */
 static const char *
-SnapBuild(int64 account_id, const char *account, Snapshot snapshot,
-		  EsSnapshot *snap, int64 *base_version)
+SnapMake(int64 account_id, const char *account, Snapshot snapshot,
+		 EsSnapshot *snap, int64 *base_version)
 {
 	if (!SnapFindIn(account_id, account, NULL, NULL, snapshot, snap))
 	{
@@ -390,8 +390,8 @@ EsSnapAfterAppend(const EsAccountState *state, int64 prev_version)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "es_ledger snapshot",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	problem = SnapBuild(state->account_id, state->account, SnapshotSelf, &snap,
-						&base);
+	problem = SnapMake(state->account_id, state->account, SnapshotSelf, &snap,
+					   &base);
 	if (problem == NULL &&
 		(snap.state.version != state->version ||
 		 memcmp(snap.state.last_hash, state->last_hash, ES_HASH_LEN) != 0))
@@ -523,7 +523,7 @@ es_snapshot(PG_FUNCTION_ARGS)
 		LockRelationOid(EsRowRelid(ES_REL_SNAPSHOTS), ShareUpdateExclusiveLock);
 		/* What committed while we waited, and what this transaction wrote. */
 		PushActiveSnapshot(GetLatestSnapshot());
-		problem = SnapBuild(account_id, name, SnapshotSelf, &snap, &base);
+		problem = SnapMake(account_id, name, SnapshotSelf, &snap, &base);
 		if (problem)
 			ereport(ERROR,
 					(errcode(ERRCODE_ES_INTEGRITY),
@@ -606,7 +606,7 @@ EsSnapVerify(bool one, int64 account_id, EsSnapFailCallback fail, void *arg)
 	EsScanIter *evs = NULL;
 	MemoryContext acccxt;
 	EsSnapshot	fold;
-	bool		broken = false;	/* the account's log cannot be folded */
+	bool		broken = false; /* the account's log cannot be folded */
 	int64		checked = 0;
 
 	if (!EsRowRelExists(ES_REL_SNAPSHOTS))

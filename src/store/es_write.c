@@ -249,12 +249,12 @@ CachedIndexInfo(Relation index, bool speculative)
 		{
 			/*
 			 * Our own partial indexes of es_events: their predicate and
-			 * expression call built-in functions only (text =, jsonb ->>,
-			 * IS NOT NULL), which keep nothing between calls and never
-			 * reach es_apply again, so their states are prepared once
-			 * (ExecPrepareQual / ExecPrepareExpr do the same per EState)
-			 * and shared by every call: no JIT (no parent plan), evaluated
-			 * in the caller's per-tuple context.
+			 * expression call built-in functions only (text =, jsonb ->>, IS
+			 * NOT NULL), which keep nothing between calls and never reach
+			 * es_apply again, so their states are prepared once
+			 * (ExecPrepareQual / ExecPrepareExpr do the same per EState) and
+			 * shared by every call: no JIT (no parent plan), evaluated in the
+			 * caller's per-tuple context.
 			 */
 			ListCell   *lc;
 
@@ -264,9 +264,9 @@ CachedIndexInfo(Relation index, bool speculative)
 								 NULL);
 			foreach(lc, ii->ii_Expressions)
 				ii->ii_ExpressionsState =
-					lappend(ii->ii_ExpressionsState,
-							ExecInitExpr(expression_planner((Expr *) lfirst(lc)),
-										 NULL));
+				lappend(ii->ii_ExpressionsState,
+						ExecInitExpr(expression_planner((Expr *) lfirst(lc)),
+									 NULL));
 			e->prepared = true;
 		}
 		MemoryContextSwitchTo(old);

@@ -130,8 +130,10 @@ typedef enum EsSnapshotAttr
 typedef struct EsSnapshot
 {
 	EsAccountState state;
-	TimestampTz max_recorded_at;	/* greatest recorded_at of events 1..version */
-	TimestampTz max_effective_at;	/* greatest effective_at of events 1..version */
+	TimestampTz max_recorded_at;	/* greatest recorded_at of events
+									 * 1..version */
+	TimestampTz max_effective_at;	/* greatest effective_at of events
+									 * 1..version */
 	int16		format;
 	int32		magic;
 	uint8		checksum[ES_HASH_LEN];
