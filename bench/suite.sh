@@ -18,8 +18,12 @@
 #            an array of 1,000 transfers, ref as 100 statements of 1,000
 #            ref.transfer calls (transfers/s)
 #   B0       B again with es_ledger.snapshot_interval = 0: what automatic
-#            snapshots cost a batch (the accounts' versions are spread over
-#            the interval first, so B pays their average cost)
+#            snapshots cost a batch in this run.  An account's snapshot is
+#            folded from the log when its version crosses a multiple of the
+#            interval (1000), about one event read per event appended on
+#            average; the accounts here move in step, so a B run pays for
+#            none of them or for most at once (its 200 events an account
+#            cross a multiple or not), and B0 tells which it was.
 #   C        the same 100,000 in one transaction, one es_transfer call per
 #            command (100 statements of 1,000 calls) (transfers/s)
 #   H1       hot account: one deposit per transaction, pgbench -c 1 (tps)
@@ -129,23 +133,6 @@ CREATE UNIQUE INDEX ON floor.log ((data ->> 'account')) WHERE type = 'AccountOpe
 CREATE INDEX ON floor.log (tx, seq);
 CREATE TABLE floor.tps (LIKE floor.log INCLUDING ALL);
 CREATE SEQUENCE floor.seq;
-SQL
-# Automatic snapshots: an account's snapshot is folded from the log each
-# time its version crosses a multiple of es_ledger.snapshot_interval (1000),
-# so the log pays about one event read per event appended.  Accounts funded
-# alike would all cross together, and a batch workload would pay for none
-# or for every account at once: acct-a first sends a % 1000 transfers to an
-# account of its own ("spread"), which spreads their versions over the
-# interval, so each workload pays the average.  es only (the reference
-# keeps no snapshots); transfers, so the mix of events and transfer rows
-# (bytes per event) stays the workloads'; the es log gets longer, which can
-# only slow es down.
-log "spreading the es accounts' versions over the snapshot interval"
-bpsql >/dev/null <<SQL
-SELECT es_open_account('spread', 'USD');
-SELECT count(es_apply(d)) FROM (
-	SELECT a, jsonb_agg(jsonb_build_object('type', 'transfer', 'from', 'acct-' || a, 'to', 'spread', 'amount', 1)) d
-	  FROM generate_series(1, $BENCH_ACCOUNTS - 1) a, generate_series(1, a % 1000) k GROUP BY a) s;
 VACUUM ANALYZE;
 SQL
 
