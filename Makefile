@@ -45,7 +45,7 @@ DATA = $(wildcard sql/es_ledger--*.sql)
 
 # pg_regress suite: one file per concern, run in this order in one database.
 REGRESS = setup commands errors idempotency batches shorthands limits cancel shape \
-	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read stats snapshots first_app schema comments upgrade lookalikes
+	projections projection_attacks input_limits immutability guard superuser_guard roles malformed history reverse pending dba verify verify_index apply_each read stats snapshots first_app schema comments upgrade lookalikes planted_types
 
 # Warnings on; CI adds -Werror (`make COPT=-Werror`, .ci/lib.sh), so that a
 # newer compiler's new warning does not break a user's build.

@@ -224,7 +224,12 @@ SELECT p.name,
 -- (es_account_of, es_transfer_of); the balance at a valid time
 -- (es_balance_effective_at); transfers by account and time indexed out of
 -- the box.  Plain SQL functions, SECURITY INVOKER: they read what their
--- caller may read, with search_path pinned to the extension's schema.
+-- caller may read, with search_path pinned to pg_catalog, then the
+-- extension's schema, then pg_temp.  pg_catalog first: the extension's
+-- schema is often public, which the database owner owns, and a type it
+-- planted there under a built-in name (a domain public.text whose CHECK
+-- calls its function) would otherwise be read for '...'::text and run its
+-- code as the caller, a superuser's included (sql/planted_types.sql).
 -------------------------------------------------------------------------------
 DROP FUNCTION es_open_account(text, text, bigint, bigint, text);
 DROP FUNCTION es_deposit(text, bigint, text);
@@ -254,7 +259,7 @@ CREATE FUNCTION es_transfer(from_account text, to_account text, amount bigint,
 -- (es_account_of(es_open_account(...)) in one SELECT); STABLE would read
 -- with the statement's snapshot, taken before the command ran.
 CREATE FUNCTION es_account_of(seq bigint) RETURNS SETOF es_accounts
-	LANGUAGE sql VOLATILE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, @extschema@, pg_temp
 	AS $fn$
 	SELECT a.* FROM es_accounts a
 	 WHERE a.account_id OPERATOR(pg_catalog.=)
@@ -270,7 +275,7 @@ $fn$;
 -- nearest earlier TransferSent of that transaction between the same
 -- accounts is its own (a command writes its two events in that order).
 CREATE FUNCTION es_transfer_of(seq bigint) RETURNS SETOF es_transfers
-	LANGUAGE sql VOLATILE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, @extschema@, pg_temp
 	AS $fn$
 	WITH e AS (SELECT * FROM es_events e WHERE e.seq OPERATOR(pg_catalog.=) $1)
 	SELECT t.* FROM es_transfers t
@@ -299,7 +304,7 @@ $fn$;
 -- whenever they were recorded (a top-up back-dated to yesterday counts
 -- for yesterday).  es_balance_at is transaction time.
 CREATE FUNCTION es_balance_effective_at(account text, effective_at timestamptz) RETURNS bigint
-	LANGUAGE sql STABLE STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+	LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, @extschema@, pg_temp
 	AS $fn$ SELECT (es_replay($1, NULL, $2)).balance $fn$;
 
 -- Statements by account and time, out of the box (indexes a user adds to
